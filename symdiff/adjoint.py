@@ -1,0 +1,58 @@
+"""Adjoint: a symbolic reverse-mode program over a tape.
+
+Its steps update adjoints (`w3_bar += w5_bar * w1`); every term is an expression over forward values
+(Ref), adjoints (Bar) and constants. `gradient` says which term is d(output)/d(input) for each `wrt`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .tape import Const, Ref, Tape
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """The adjoint of tape entry `index`: d(output)/d(entry)."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    op: str  # a primitive's name
+    args: tuple[Term, ...]
+
+
+Term = Const | Ref | Bar | Op
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    target: int  # the tape entry whose adjoint is updated
+    mode: str  # "=", "+=" or "-="
+    term: Term
+    origin: int | None  # the entry whose local partial this is; None for the seed and zeroing
+
+
+@dataclass(frozen=True)
+class Adjoint:
+    tape: Tape
+    wrt: tuple[str, ...]
+    steps: tuple[Step, ...]
+    gradient: tuple[Term, ...]  # one per name in wrt
+
+
+def is_atom(term: Term) -> bool:
+    return not isinstance(term, Op)
+
+
+def count_ops(terms) -> int:
+    """Primitive applications in the given terms (the cost measure of a program)."""
+    total, stack = 0, list(terms)
+    while stack:
+        term = stack.pop()
+        if isinstance(term, Op):
+            total += 1
+            stack.extend(term.args)
+    return total

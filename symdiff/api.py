@@ -1,0 +1,121 @@
+"""The Python API: compile_grad, gradient_source, verify. Runs the pipeline
+parse -> lower -> reverse -> simplify -> render, and wraps the generated module in a callable."""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+from dataclasses import dataclass
+from functools import cached_property
+
+from .adjoint import Adjoint
+from .errors import ArgumentError, SymdiffError
+from .files import write_atomic
+from .lower import lower
+from .parse import parse
+from .render import render
+from .reverse import check_wrt, reverse
+from .simplify import simplify
+from .tape import Tape
+from .verify import DEFAULT_TIMEOUT, Report, verify_programs
+
+
+@dataclass(frozen=True)
+class Programs:
+    """Everything the pipeline derives from one expression."""
+
+    tape: Tape
+    raw: Adjoint  # the textbook sweep, unsimplified
+    adjoint: Adjoint  # the simplified program that is rendered
+
+
+def build(expr: str, wrt=None) -> Programs:
+    source = expr
+    tape = lower(parse(source), source)
+    raw = reverse(tape, None if wrt is None else check_wrt(wrt))
+    return Programs(tape, raw, simplify(raw))
+
+
+def gradient_source(expr: str, wrt=None, *, simplified: bool = True) -> str:
+    """The standalone Python module (imports only math) for value and gradient of `expr`."""
+    programs = build(expr, wrt)
+    return render(programs.adjoint if simplified else programs.raw)
+
+
+def verify(expr: str, wrt=None, *, timeout: float = DEFAULT_TIMEOUT) -> Report:
+    """Prove with SymPy that symdiff's gradient of `expr`, and its simplification, are right."""
+    programs = build(expr, wrt)
+    return verify_programs(programs.raw, programs.adjoint, timeout)
+
+
+def compile_grad(expr: str, wrt=None, *, simplified: bool = True) -> Gradient:
+    """Compile `expr` into a callable returning the gradient (one float per name in `wrt`)."""
+    return Gradient(build(expr, wrt), simplified)
+
+
+class Gradient:
+    """g(*point) -> gradient tuple. Positional arguments follow `g.inputs`; keywords use input names."""
+
+    def __init__(self, programs: Programs, simplified: bool = True):
+        self.programs = programs
+        self.expression = programs.tape.source
+        self.inputs: tuple[str, ...] = programs.tape.inputs
+        self.wrt: tuple[str, ...] = programs.adjoint.wrt
+        self.source = render(programs.adjoint if simplified else programs.raw)
+
+    @cached_property
+    def _module(self) -> dict:
+        # A stable file name (a digest of the text) lets tracebacks show the generated lines.
+        digest = hashlib.sha256(self.source.encode()).hexdigest()[:12]
+        filename = f"<symdiff-{digest}>"
+        linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True), filename)
+        namespace: dict = {"__name__": f"symdiff_generated_{digest}"}
+        exec(compile(self.source, filename, "exec"), namespace)
+        return namespace
+
+    def __call__(self, *args, **kwargs) -> tuple[float, ...]:
+        return self._module["grad"](*self._point(args, kwargs))
+
+    def value(self, *args, **kwargs) -> float:
+        return self._module["f"](*self._point(args, kwargs))
+
+    def value_and_grad(self, *args, **kwargs) -> tuple[float, tuple[float, ...]]:
+        return self._module["value_and_grad"](*self._point(args, kwargs))
+
+    def save(self, path, force: bool = False):
+        """Write the generated module to `path` atomically (see symdiff.files.write_atomic)."""
+        return write_atomic(path, self.source, force)
+
+    def verify(self, timeout: float = DEFAULT_TIMEOUT) -> Report:
+        return verify_programs(self.programs.raw, self.programs.adjoint, timeout)
+
+    def _point(self, args: tuple, kwargs: dict) -> list[float]:
+        if kwargs:
+            args = self._bind(args, kwargs)
+        if len(args) != len(self.inputs):
+            raise ArgumentError(
+                f"expected {len(self.inputs)} values ({', '.join(self.inputs) or 'none'}), got {len(args)}"
+            )
+        try:
+            return [float(value) for value in args]
+        except (TypeError, ValueError) as error:
+            raise ArgumentError(f"point values must be real numbers: {error}") from None
+
+    def _bind(self, args: tuple, kwargs: dict) -> tuple:
+        values = dict(zip(self.inputs, args))
+        for name, value in kwargs.items():
+            if name not in self.inputs:
+                raise ArgumentError(f"unknown input {name!r}; inputs are {', '.join(self.inputs) or 'none'}")
+            if name in values:
+                raise ArgumentError(f"input {name!r} given twice")
+            values[name] = value
+        missing = [name for name in self.inputs if name not in values]
+        if missing:
+            raise ArgumentError(f"missing value for {', '.join(missing)}")
+        return tuple(values[name] for name in self.inputs)
+
+    def __repr__(self) -> str:
+        return f"<symdiff gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
+
+
+__all__ = ["compile_grad", "gradient_source", "verify", "Gradient", "SymdiffError"]

@@ -1,0 +1,82 @@
+"""lower: Expr -> Tape. One entry per primitive application, identical ones shared, constants folded.
+
+Walks the tree with an explicit stack (postorder), so depth costs memory, not recursion.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+from . import primitives
+from .errors import DomainError, LimitError, Span
+from .expr import Apply, Expr, Num, Var, postorder
+from .tape import INPUT, Atom, Const, Instr, Ref, Tape
+
+DEFAULT_MAX_ENTRIES = 5_000_000
+
+
+def natural_key(name: str) -> tuple:
+    """Order names as people do: x2 before x10 (digit runs compare as numbers)."""
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts) + ((2, 0, name),)
+
+
+def natural_order(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(names), key=natural_key))
+
+
+def lower(expr: Expr, source: str = "", max_entries: int = DEFAULT_MAX_ENTRIES) -> Tape:
+    instrs: list[Instr] = []
+    keys: dict[tuple, int] = {}
+    results: list[Atom] = []
+
+    def emit(instr: Instr) -> Ref:
+        index = keys.get(instr.key)
+        if index is None:
+            if len(instrs) >= max_entries:
+                raise LimitError(
+                    f"expression has more than {max_entries:,} distinct operations", source, instr.span
+                )
+            index = keys[instr.key] = len(instrs)
+            instrs.append(instr)
+        return Ref(index)
+
+    for node in postorder(expr):
+        match node:
+            case Num(value=value):
+                results.append(Const(value))
+            case Var(name=name, span=span):
+                results.append(emit(Instr(INPUT, (), name, span)))
+            case Apply(op=op, args=args, span=span):
+                operands = tuple(results[len(results) - len(args) :])
+                del results[len(results) - len(args) :]
+                row, operands = refined(primitives.lookup(op), operands)
+                if all(isinstance(a, Const) for a in operands):
+                    results.append(Const(fold_constant(row, operands, source, span)))
+                else:
+                    results.append(emit(Instr(row.name, operands, span=span)))
+    (output,) = results
+    inputs = natural_order(instr.name for instr in instrs if instr.op == INPUT)
+    return Tape(source, tuple(instrs), output, inputs, keys)
+
+
+def refined(row: primitives.Primitive, operands: tuple) -> tuple[primitives.Primitive, tuple]:
+    """Let a row hand these operands to a more specific row (x^2 is powi, not pow)."""
+    if row.refine is not None and (better := row.refine(operands)) is not None:
+        row = primitives.lookup(better)
+    return row, operands
+
+
+def fold_constant(row: primitives.Primitive, operands: tuple[Const, ...], source: str, span: Span) -> float:
+    """Evaluate a primitive on constants, as the generated code would, or explain why it can't."""
+    values = [a.value for a in operands]
+    shown = f"{row.name}({', '.join(repr(v) for v in values)})"
+    try:
+        value = row.evaluate(*values)
+    except (ValueError, ZeroDivisionError, OverflowError) as error:
+        raise DomainError(f"{shown} has no real value ({error})", source, span) from None
+    if isinstance(value, complex) or not math.isfinite(value):
+        raise DomainError(f"{shown} has no finite real value", source, span)
+    return float(value)

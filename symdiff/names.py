@@ -1,0 +1,52 @@
+"""Python names for everything a generated module mentions.
+
+User names are kept where Python allows; a keyword (`lambda`), or a name that would clash with a
+generated one (`w1`, `x_bar`, `math`, `grad`), gets trailing underscores until it is free: `lambda_`.
+Intermediates are w1, w2, ... (numbered by tape index, as in the textbook); adjoints add `_bar`.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass
+
+from .tape import INPUT, Tape
+
+_GENERATED = re.compile(r"w\d+|.*_(bar|dot)")
+RESERVED = frozenset(keyword.kwlist) | {
+    "__debug__", "math", "numpy", "f", "grad", "value_and_grad", "jvp", "jacobian", "hessian",
+}
+
+
+def usable(name: str) -> bool:
+    return name not in RESERVED and not _GENERATED.fullmatch(name)
+
+
+@dataclass(frozen=True)
+class Names:
+    values: tuple[str, ...]  # per tape index: the Python name of its forward value
+    params: dict[str, str]  # user input name -> parameter name
+
+    def value(self, index: int) -> str:
+        return self.values[index]
+
+    def adjoint(self, index: int) -> str:
+        return f"{self.values[index]}_bar"
+
+
+def assign_names(tape: Tape, extra_inputs: tuple[str, ...] = ()) -> Names:
+    """Names for a tape's entries; `extra_inputs` are parameters the expression doesn't use."""
+    inputs = tuple(dict.fromkeys(tape.inputs + extra_inputs))
+    taken = {name for name in inputs if usable(name)}
+    params: dict[str, str] = {}
+    for name in inputs:
+        candidate = name
+        while not usable(candidate) or (candidate != name and candidate in taken):
+            candidate += "_"
+        taken.add(candidate)
+        params[name] = candidate
+    values = tuple(
+        params[instr.name] if instr.op == INPUT else f"w{index + 1}" for index, instr in enumerate(tape.instrs)
+    )
+    return Names(values, params)

@@ -1,0 +1,165 @@
+"""The one table of primitives: everything symdiff knows about an operation lives on its row.
+
+Every stage reads rows from here (parser: names and symbols; lowering: evaluation; reverse: partials;
+printers: spellings; verify: the SymPy counterpart; tests: sampling domains). No other module names a
+transcendental function. A partial is written in symdiff's own syntax over the row's parameter names
+and `out`, the row's own result, so generated code can reuse forward values (exp' = out).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import sympy
+
+if TYPE_CHECKING:
+    from .expr import Expr
+
+# Printing precedence: higher binds tighter. Atoms (numbers, names, calls) are ATOM.
+SUM, PRODUCT, UNARY, POWER, ATOM = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True, slots=True)
+class Notation:
+    """How a row is written. `kind` is "call", "infix" or "prefix"; for operators, the operands
+    need parentheses when their own precedence is below `operand_min` (one entry per operand)."""
+
+    kind: str
+    symbol: str = ""
+    precedence: int = ATOM
+    operand_min: tuple[int, ...] = ()
+
+
+CALL = Notation("call")
+
+
+@dataclass(frozen=True, slots=True)
+class Primitive:
+    name: str  # table key; also what the user calls it when `user_callable`
+    params: tuple[str, ...]  # by mathematical role, in call order (atan2: y then x)
+    partials: tuple[str | None, ...]  # d out / d param, over params and `out`; None: always constant
+    evaluate: Callable[..., float]  # real evaluation, for constant folding; raises outside the domain
+    sympy: Callable[..., sympy.Expr]
+    python: str  # generated Python: a call template ("math.sin({x})") or an operator symbol ("+")
+    numpy: str  # generated NumPy: the same for NumPy
+    domain: tuple[tuple[float, float], ...]  # a box where tests may sample every param
+    notation: Notation = CALL
+    user_callable: bool = True  # users may write NAME(args)
+    internal: bool = False  # only symdiff produces it (through `refine`); never parsed
+    integer_params: tuple[int, ...] = ()  # params that are always integral constants (printed as ints)
+    refine: Callable[[tuple], str | None] | None = None  # a more specific row for these operands
+
+    @property
+    def arity(self) -> int:
+        return len(self.params)
+
+
+def _powi(x: float, n: float) -> float:
+    return x ** int(n)
+
+
+def _sign(x: float) -> float:
+    return math.copysign(1.0, x) if x else 0.0
+
+
+def _integral_exponent(args: tuple) -> str | None:
+    """x^n with a constant integral n is `powi`: printed x ** n, defined for negative x."""
+    exponent = args[1]
+    value = getattr(exponent, "value", None)
+    if value is not None and float(value).is_integer() and abs(value) <= 2**31:
+        return "powi"
+    return None
+
+
+def _row(name, params, partials, evaluate, to_sympy, domain, python=None, numpy=None, **more):
+    """A row; a call's spelling defaults to math.NAME(params) and numpy.NAME(params)."""
+    names = tuple(params.split())
+    arguments = ", ".join("{" + param + "}" for param in names)
+    return Primitive(
+        name=name,
+        params=names,
+        partials=tuple(partials),
+        evaluate=evaluate,
+        sympy=to_sympy,
+        python=python or f"math.{name}({arguments})",
+        numpy=numpy or f"numpy.{name}({arguments})",
+        domain=domain,
+        **more,
+    )
+
+
+def _infix(symbol: str, precedence: int, operand_min: tuple[int, int]) -> Notation:
+    return Notation("infix", symbol, precedence, operand_min)
+
+
+_ROWS = (
+    # Arithmetic. Left-associative operators need a tighter right operand: a - (b - c).
+    _row("add", "x y", ("1", "1"), operator.add, operator.add, ((-3, 3), (-3, 3)), "+", "+",
+         notation=_infix("+", SUM, (SUM, PRODUCT)), user_callable=False),
+    _row("sub", "x y", ("1", "-1"), operator.sub, operator.sub, ((-3, 3), (-3, 3)), "-", "-",
+         notation=_infix("-", SUM, (SUM, PRODUCT)), user_callable=False),
+    _row("mul", "x y", ("y", "x"), operator.mul, operator.mul, ((-3, 3), (-3, 3)), "*", "*",
+         notation=_infix("*", PRODUCT, (PRODUCT, UNARY)), user_callable=False),
+    _row("div", "x y", ("1 / y", "-out / y"), operator.truediv, operator.truediv,
+         ((-3, 3), (0.5, 3)), "/", "/", notation=_infix("/", PRODUCT, (PRODUCT, UNARY)),
+         user_callable=False),
+    _row("neg", "x", ("-1",), operator.neg, operator.neg, ((-3, 3),), "-", "-",
+         notation=Notation("prefix", "-", UNARY, (UNARY,)), user_callable=False),
+    # Power is right-associative and its exponent may be a unary minus: 2^-x.
+    _row("pow", "x y", ("y * x^(y - 1)", "out * log(x)"), math.pow, operator.pow,
+         ((0.2, 3), (-2, 2)), "math.pow({x}, {y})", "numpy.power({x}, {y})",
+         notation=_infix("^", POWER, (ATOM, UNARY)), refine=_integral_exponent),
+    _row("powi", "x n", ("n * x^(n - 1)", None), _powi, operator.pow, ((-3, 3), (-3, 3)),
+         "**", "**", notation=_infix("^", POWER, (ATOM, UNARY)), user_callable=False,
+         internal=True, integer_params=(1,)),
+    # Elementary functions.
+    _row("sin", "x", ("cos(x)",), math.sin, sympy.sin, ((-3, 3),)),
+    _row("cos", "x", ("-sin(x)",), math.cos, sympy.cos, ((-3, 3),)),
+    _row("tan", "x", ("1 + out^2",), math.tan, sympy.tan, ((-1.2, 1.2),)),
+    _row("asin", "x", ("1 / sqrt(1 - x^2)",), math.asin, sympy.asin, ((-0.9, 0.9),),
+         numpy="numpy.arcsin({x})"),
+    _row("acos", "x", ("-1 / sqrt(1 - x^2)",), math.acos, sympy.acos, ((-0.9, 0.9),),
+         numpy="numpy.arccos({x})"),
+    _row("atan", "x", ("1 / (1 + x^2)",), math.atan, sympy.atan, ((-3, 3),), numpy="numpy.arctan({x})"),
+    _row("sinh", "x", ("cosh(x)",), math.sinh, sympy.sinh, ((-3, 3),)),
+    _row("cosh", "x", ("sinh(x)",), math.cosh, sympy.cosh, ((-3, 3),)),
+    _row("tanh", "x", ("1 - out^2",), math.tanh, sympy.tanh, ((-3, 3),)),
+    _row("exp", "x", ("out",), math.exp, sympy.exp, ((-3, 3),)),
+    _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),)),
+    _row("sqrt", "x", ("0.5 / out",), math.sqrt, sympy.sqrt, ((0.1, 5),)),
+    # |x| has a kink at 0; by convention abs'(0) = sign(0) = 0, and sign' = 0 everywhere.
+    _row("abs", "x", ("sign(x)",), abs, sympy.Abs, ((0.2, 3),), python="math.fabs({x})",
+         numpy="numpy.abs({x})"),
+    _row("sign", "x", ("0",), _sign, sympy.sign, ((0.2, 3),), python="(math.copysign(1.0, {x}) if {x} else 0.0)"),
+    _row("atan2", "y x", ("x / (x^2 + y^2)", "-y / (x^2 + y^2)"), math.atan2, sympy.atan2,
+         ((-2, 2), (0.2, 2)), numpy="numpy.arctan2({y}, {x})"),
+)
+
+TABLE: Mapping[str, Primitive] = MappingProxyType({row.name: row for row in _ROWS})
+
+
+def lookup(name: str) -> Primitive:
+    """The row for `name`; reads TABLE at call time so tests can substitute a table."""
+    return TABLE[name]
+
+
+def user_functions() -> tuple[str, ...]:
+    return tuple(sorted(name for name, row in TABLE.items() if row.user_callable))
+
+
+@cache
+def parse_partial(text: str) -> Expr:
+    """A partial's formula as an AST over the row's params and `out` (parsed once per text)."""
+    from .parse import parse  # the parser reads this table, so it is imported when first needed
+
+    return parse(text)
+
+
+# Constants the grammar knows by name.
+CONSTANTS: Mapping[str, float] = MappingProxyType({"pi": math.pi, "e": math.e})

@@ -1,0 +1,71 @@
+"""Print expression trees (the AST, or adjoint terms) as text in one of three dialects:
+"symdiff" (parses back to an equal AST), "python" and "numpy" (generated code).
+
+Parentheses come from each row's notation; the walk is iterative, so deep trees print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import primitives
+from .primitives import ATOM, UNARY
+
+Leaf = Callable[[object], str]
+
+
+def number_text(value: float, integral: bool = False) -> str:
+    """A float literal that reads back exactly (`repr` is the shortest round-trip form)."""
+    if integral and float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def format_tree(root, leaf: Leaf, dialect: str = "python") -> str:
+    """Text of `root`; `leaf(node)` names every non-application node except numbers."""
+    out: list[tuple[str, int]] = []
+    stack: list[tuple[object, bool, bool]] = [(root, False, False)]
+    while stack:
+        node, expanded, integral = stack.pop()
+        args = getattr(node, "args", None)
+        if args is None:
+            out.append(_leaf_text(node, leaf, integral, dialect))
+        elif not expanded:
+            row = primitives.lookup(node.op)
+            stack.append((node, True, integral))
+            for position in range(len(args) - 1, -1, -1):
+                stack.append((args[position], False, position in row.integer_params))
+        else:
+            operands = out[len(out) - len(args) :]
+            del out[len(out) - len(args) :]
+            out.append(_apply_text(primitives.lookup(node.op), operands, dialect))
+    return out[0][0]
+
+
+def _leaf_text(node, leaf: Leaf, integral: bool, dialect: str) -> tuple[str, int]:
+    value = getattr(node, "value", None)
+    if value is not None:
+        text = number_text(value, integral or dialect == "symdiff")
+        return text, UNARY if text.startswith("-") else ATOM
+    return leaf(node), ATOM
+
+
+def _apply_text(row: primitives.Primitive, operands: list[tuple[str, int]], dialect: str) -> tuple[str, int]:
+    notation = row.notation
+    texts = [
+        f"({text})" if notation.kind != "call" and precedence < minimum else text
+        for (text, precedence), minimum in zip(operands, notation.operand_min or [0] * len(operands))
+    ]
+    spelling = notation.symbol if dialect == "symdiff" else getattr(row, dialect)
+    if notation.kind == "infix":
+        return f"{texts[0]} {spelling} {texts[1]}", notation.precedence
+    if notation.kind == "prefix":
+        return f"{spelling}{texts[0]}", notation.precedence
+    if dialect == "symdiff":
+        return f"{row.name}({', '.join(texts)})", ATOM
+    return spelling.format(**dict(zip(row.params, texts))), ATOM
+
+
+def expression_text(expr) -> str:
+    """An AST back in symdiff syntax: parse(expression_text(e)) == e."""
+    return format_tree(expr, lambda var: var.name, "symdiff")

@@ -1,0 +1,198 @@
+"""render: Adjoint -> the source of a standalone module (imports only math; never symdiff).
+
+All decisions (names, which forward entries each function needs, `=` or `+=`, comments) are made
+here and handed to a logic-free Jinja template as records of strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import jinja2
+
+from . import primitives
+from .adjoint import Adjoint, Bar, Op, Step, Term
+from .names import Names, assign_names
+from .printing import format_tree, number_text
+from .resources import templates_dir
+from .tape import INPUT, Const, Instr, Ref, Tape
+from .version import __version__
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    target: str
+    op: str
+    rhs: str
+    note: str  # "" or "  # comment"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    title: str
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    name: str
+    params: str
+    doc: str
+    blocks: tuple[Block, ...]
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    docstring: str
+    imports: tuple[str, ...]
+    functions: tuple[Function, ...]
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    # Jinja environments are safe to share between threads once built; @cache builds one.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(adjoint: Adjoint, template: str = "python.py.j2") -> str:
+    module = python_module(adjoint)
+    return _environment().get_template(template).render(
+        docstring=module.docstring, imports=module.imports, functions=module.functions
+    )
+
+
+class _Printer:
+    """Prints terms and forward entries of one tape with one set of names."""
+
+    def __init__(self, tape: Tape, names: Names, dialect: str):
+        self.tape, self.names, self.dialect = tape, names, dialect
+
+    def term(self, term: Term) -> str:
+        return format_tree(term, self._leaf, self.dialect)
+
+    def atom(self, term: Term) -> str:
+        if isinstance(term, Const):
+            return number_text(term.value)
+        return self.term(term)
+
+    def definition(self, index: int) -> str:
+        instr = self.tape.instrs[index]
+        return format_tree(_as_term(instr), self._leaf, self.dialect)
+
+    def source_definition(self, index: int) -> str:
+        """The entry as the textbook writes it: `w3 = x1 * x2`, `w4 = sin(x1)`."""
+        instr = self.tape.instrs[index]
+        text = format_tree(_as_term(instr), self._leaf, "symdiff")
+        return f"{self.names.value(index)} = {text}"
+
+    def _leaf(self, node) -> str:
+        if isinstance(node, Ref):
+            return self.names.value(node.index)
+        if isinstance(node, Bar):
+            return self.names.adjoint(node.index)
+        raise AssertionError(f"unexpected leaf {node!r}")
+
+
+def _as_term(instr: Instr) -> Op:
+    return Op(instr.op, instr.args)
+
+
+def python_module(adjoint: Adjoint, dialect: str = "python") -> Module:
+    tape = adjoint.tape
+    names = assign_names(tape, adjoint.wrt)
+    printer = _Printer(tape, names, dialect)
+    params = ", ".join(names.params[name] for name in tape.inputs)
+    reverse_lines = tuple(_reverse_line(step, printer) for step in adjoint.steps)
+    gradient = _tuple_text([printer.atom(term) for term in adjoint.gradient])
+    value = printer.atom(tape.output)
+    output_needs = _refs([tape.output])
+    gradient_needs = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
+    seed = "" if not isinstance(tape.output, Ref) else f" (seed {names.adjoint(tape.output.index)} = 1)"
+    reverse_block = Block(f"reverse sweep{seed}", reverse_lines)
+    wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
+    functions = (
+        Function("f", params, "Value of the expression.", _blocks(_forward(tape, output_needs, printer)), value),
+        Function(
+            "grad",
+            params,
+            f"Gradient ({wrt}); computes only the forward values the reverse sweep reads.",
+            _blocks(_forward(tape, gradient_needs, printer), reverse_block),
+            gradient,
+        ),
+        Function(
+            "value_and_grad",
+            params,
+            "Value and gradient from one forward sweep.",
+            _blocks(_forward(tape, output_needs | gradient_needs, printer), reverse_block),
+            f"{value}, {gradient}",
+        ),
+    )
+    forward_terms = [_as_term(instr) for instr in tape.instrs if instr.op != INPUT]
+    used = _ops_used([step.term for step in adjoint.steps] + forward_terms)
+    imports = ("math",) if any("math." in getattr(primitives.lookup(op), dialect) for op in used) else ()
+    return Module(_docstring(tape.source, tape, names, adjoint.wrt), imports, functions)
+
+
+def _blocks(*candidates: Block) -> tuple[Block, ...]:
+    return tuple(block for block in candidates if block.lines)
+
+
+def _forward(tape: Tape, roots: set[int], printer: _Printer) -> Block:
+    needed = tape.closure(roots)
+    lines = tuple(
+        Line(printer.names.value(index), "=", printer.definition(index), "")
+        for index, instr in enumerate(tape.instrs)
+        if index in needed and instr.op != INPUT
+    )
+    return Block("forward sweep", lines)
+
+
+def _reverse_line(step: Step, printer: _Printer) -> Line:
+    note = "" if step.origin is None else f"  # {printer.source_definition(step.origin)}"
+    return Line(printer.names.adjoint(step.target), step.mode, printer.atom(step.term), note)
+
+
+def _ops_used(terms) -> set[str]:
+    found, stack = set(), list(terms)
+    while stack:
+        term = stack.pop()
+        if isinstance(term, Op):
+            found.add(term.op)
+            stack.extend(term.args)
+    return found
+
+
+def _refs(terms) -> set[int]:
+    found, stack = set(), list(terms)
+    while stack:
+        term = stack.pop()
+        if isinstance(term, Ref):
+            found.add(term.index)
+        stack.extend(getattr(term, "args", ()))
+    return found
+
+
+def _tuple_text(items: list[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+def _docstring(source: str, tape: Tape, names: Names, wrt: tuple[str, ...]) -> str:
+    expression = " ".join(source.split())
+    inputs = ", ".join(
+        name if names.params[name] == name else f"{name} (parameter {names.params[name]})" for name in tape.inputs
+    )
+    return (
+        f"Value and gradient of f = {expression}\n\n"
+        f"Generated by symdiff {__version__}. Do not edit: regenerate it with symdiff.\n"
+        f"Inputs, in order: {inputs or 'none'}.\n"
+        f"Gradient with respect to: {', '.join(wrt) or 'nothing'}.\n"
+    )

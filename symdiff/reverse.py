@@ -1,0 +1,74 @@
+"""reverse: Tape -> Adjoint, the textbook reverse sweep, unsimplified.
+
+Every adjoint starts at 0, the output's adjoint is seeded with 1, then for each entry p from last to
+first and each variable operand i: w_i_bar += w_p_bar * dw_p/dw_i, the local partial taken from the
+entry's row and written over forward values. Constant operands get no derivative term.
+"""
+
+from __future__ import annotations
+
+from . import primitives
+from .adjoint import Adjoint, Bar, Op, Step, Term
+from .errors import SymdiffError
+from .expr import Apply, Num, Var, postorder
+from .tape import INPUT, Atom, Const, Ref, Tape
+
+# The chain rule multiplies an adjoint by a local partial; this is the table row it multiplies with.
+CHAIN = "mul"
+
+
+def reverse(tape: Tape, wrt: tuple[str, ...] | None = None) -> Adjoint:
+    wrt = tape.inputs if wrt is None else check_wrt(wrt)
+    seeded = tape.output.index if isinstance(tape.output, Ref) else None
+    # Every adjoint starts at 0 but the output's, which is seeded with d out / d out = 1.
+    steps = [
+        Step(index, "=", Const(1.0 if index == seeded else 0.0), None) for index in range(len(tape.instrs))
+    ]
+    for p in range(len(tape.instrs) - 1, -1, -1):
+        instr = tape.instrs[p]
+        if instr.op == INPUT:
+            continue
+        row = primitives.lookup(instr.op)
+        for position, operand in enumerate(instr.args):
+            if isinstance(operand, Ref):
+                partial = local_partial(row, position, instr.args, Ref(p))
+                steps.append(Step(operand.index, "+=", Op(CHAIN, (Bar(p), partial)), p))
+    gradient = tuple(_input_adjoint(tape, name) for name in wrt)
+    return Adjoint(tape, wrt, tuple(steps), gradient)
+
+
+def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ...], out: Ref) -> Term:
+    """d out / d args[position] as a term: the row's formula with its params bound to `args`."""
+    text = row.partials[position]
+    if text is None:
+        raise AssertionError(f"{row.name} has no partial for {row.params[position]}, which must be constant")
+    bound = dict(zip(row.params, args)) | {"out": out}
+    values: list[Term] = []
+    for node in postorder(primitives.parse_partial(text)):
+        match node:
+            case Num(value=value):
+                values.append(Const(value))
+            case Var(name=name):
+                values.append(bound[name])
+            case Apply(op=op, args=node_args):
+                operands = tuple(values[len(values) - len(node_args) :])
+                del values[len(values) - len(node_args) :]
+                values.append(Op(op, operands))
+    return values[0]
+
+
+def check_wrt(wrt) -> tuple[str, ...]:
+    if isinstance(wrt, str):
+        wrt = [part.strip() for part in wrt.split(",")]
+    names = tuple(wrt)
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+            raise SymdiffError(f"wrt: {name!r} is not a variable name")
+    if len(set(names)) != len(names):
+        raise SymdiffError(f"wrt: names repeat in {', '.join(names)}")
+    return names
+
+
+def _input_adjoint(tape: Tape, name: str) -> Term:
+    index = tape.input_index(name)
+    return Const(0.0) if index is None else Bar(index)

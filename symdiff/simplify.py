@@ -1,0 +1,174 @@
+"""simplify: Adjoint -> Adjoint computing the same gradient with less work.
+
+- the first contribution to an adjoint assigns (`=`) instead of adding to a zero;
+- `*1`, `+0`, `*0` and double negation vanish, constants fold (x^(2-1) is x);
+- an adjoint that is a single constant or value is used in place, not copied into a variable;
+- a subterm the forward sweep already computed is reused (cos(x) for sin(x) when the tape has it);
+- only adjoints that lie on a path to a requested input are computed.
+The rewrites below are the arithmetic the chain rule itself uses (multiply, add, negate); derivative
+rules stay in the primitive table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from . import primitives
+from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom
+from .lower import refined
+from .tape import Const, Ref, Tape
+
+ZERO, ONE = Const(0.0), Const(1.0)
+
+
+def simplify(raw: Adjoint) -> Adjoint:
+    tape = raw.tape
+    wanted = {i for name in raw.wrt if (i := tape.input_index(name)) is not None}
+    relevant = tape.depends_on(wanted)
+    contributions: dict[int, list[tuple[Term, int | None]]] = defaultdict(list)
+    settled: dict[int, Term] = {}
+    steps: list[Step] = []
+
+    def settle(index: int, materialise: bool = False) -> Term:
+        """The final value of an adjoint: a constant or a value used in place, else a variable."""
+        parts = [(term, origin) for term, origin in contributions.pop(index, []) if term != ZERO]
+        if all(isinstance(term, Const) for term, _ in parts):
+            value = Const(math.fsum(term.value for term, _ in parts))
+        elif len(parts) == 1 and is_atom(parts[0][0]) and not materialise:
+            value = parts[0][0]
+        else:
+            for number, (term, origin) in enumerate(parts):
+                if number == 0:
+                    steps.append(Step(index, "=", term, origin))
+                elif isinstance(term, Op) and term.op == "neg":
+                    steps.append(Step(index, "-=", term.args[0], origin))
+                else:
+                    steps.append(Step(index, "+=", term, origin))
+            value = Bar(index)
+        settled[index] = value
+        return value
+
+    if isinstance(tape.output, Ref) and tape.output.index in relevant:
+        contributions[tape.output.index].append((ONE, None))
+    for origin, group in _groups(raw.steps):
+        useful = [step for step in group if step.target in relevant]
+        if origin not in relevant or not useful:
+            continue
+        # The raw term is adjoint(origin) * partial; look at the partials before settling the adjoint,
+        # so an adjoint whose partials are all zero is never written (it would be an unused variable).
+        partials = [(step, fold_term(step.term.args[1], tape, settled)) for step in useful]
+        partials = [(step, partial) for step, partial in partials if partial != ZERO]
+        if not partials:
+            contributions.pop(origin, None)
+            continue
+        seed = settle(origin)
+        for step, partial in partials:
+            term = fold("mul", (seed, partial), tape)
+            if term != ZERO:
+                contributions[step.target].append((term, origin))
+    gradient = []
+    for name in raw.wrt:
+        index = tape.input_index(name)
+        if index is None:
+            gradient.append(ZERO)
+        else:
+            gradient.append(settled[index] if index in settled else settle(index, materialise=True))
+    return Adjoint(tape, raw.wrt, tuple(steps), tuple(gradient))
+
+
+def _groups(steps: tuple[Step, ...]):
+    """The raw accumulation steps, grouped by the entry they differentiate, in sweep order."""
+    group: list[Step] = []
+    for step in steps:
+        if step.origin is None:
+            continue
+        if group and group[0].origin != step.origin:
+            yield group[0].origin, group
+            group = []
+        group.append(step)
+    if group:
+        yield group[0].origin, group
+
+
+def fold_term(term: Term, tape: Tape, settled: dict[int, Term]) -> Term:
+    """Simplify a (small) term bottom-up, with settled adjoints substituted."""
+    match term:
+        case Bar(index=index):
+            return settled.get(index, term)
+        case Op(op=op, args=args):
+            return fold(op, tuple(fold_term(arg, tape, settled) for arg in args), tape)
+    return term
+
+
+def fold(op: str, args: tuple[Term, ...], tape: Tape) -> Term:
+    """op(args) with constants folded, arithmetic identities applied and forward values reused."""
+    row, args = refined(primitives.lookup(op), args)
+    if all(isinstance(a, Const) for a in args):
+        value = _evaluate(row, args)
+        if value is not None:
+            return value
+    rewritten = _rewrite(row.name, args, tape)
+    if rewritten is not None:
+        return rewritten
+    if all(isinstance(a, Const | Ref) for a in args) and (index := tape.find(row.name, args)) is not None:
+        return Ref(index)
+    return Op(row.name, args)
+
+
+def _evaluate(row: primitives.Primitive, args) -> Const | None:
+    try:
+        value = row.evaluate(*(a.value for a in args))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None  # left for run time, where it raises exactly as the unsimplified program would
+    if isinstance(value, complex) or not math.isfinite(value):
+        return None
+    return Const(float(value))
+
+
+def _negated(term: Term) -> Term | None:
+    return term.args[0] if isinstance(term, Op) and term.op == "neg" else None
+
+
+def _rewrite(op: str, args: tuple[Term, ...], tape: Tape) -> Term | None:
+    """The identities of the chain rule's arithmetic; None when nothing applies."""
+    match op, args:
+        case "add", (x, y) if y == ZERO:
+            return x
+        case "add", (x, y) if x == ZERO:
+            return y
+        case "add", (x, y) if _negated(y) is not None:
+            return fold("sub", (x, _negated(y)), tape)
+        case "sub", (x, y) if y == ZERO:
+            return x
+        case "sub", (x, y) if x == ZERO:
+            return fold("neg", (y,), tape)
+        case "sub", (x, y) if _negated(y) is not None:
+            return fold("add", (x, _negated(y)), tape)
+        case "mul", (x, y) if ZERO in (x, y):
+            return ZERO
+        case "mul", (x, y) if x == ONE:
+            return y
+        case "mul", (x, y) if y == ONE:
+            return x
+        case "mul", (x, y) if Const(-1.0) in (x, y):
+            return fold("neg", (y if x == Const(-1.0) else x,), tape)
+        case "mul", (x, y) if _negated(x) is not None or _negated(y) is not None:
+            return fold("neg", (fold("mul", (_negated(x) or x, _negated(y) or y), tape),), tape)
+        case "mul", (x, Op(op="div", args=(numerator, y))) if numerator == ONE:
+            return fold("div", (x, y), tape)
+        case "mul", (Op(op="div", args=(numerator, x)), y) if numerator == ONE:
+            return fold("div", (y, x), tape)
+        case "div", (x, y) if y == ONE:
+            return x
+        case "div", (x, y) if x == ZERO:
+            return ZERO
+        case "div", (x, y) if _negated(x) is not None or _negated(y) is not None:
+            return fold("neg", (fold("div", (_negated(x) or x, _negated(y) or y), tape),), tape)
+        case "neg", (x,) if _negated(x) is not None:
+            return _negated(x)
+        case ("powi" | "pow"), (x, y) if y == ONE:
+            return x
+        case ("powi" | "pow"), (x, y) if y == ZERO:
+            return ONE
+    return None

@@ -1,0 +1,73 @@
+"""Tape: the Wengert list. Numbered single-assignment entries, one primitive each.
+
+Invariants: an entry's operands are constants or references to earlier entries; no two entries have
+the same (op, operands) key; numbering follows first appearance in the source, so it is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import Span
+
+INPUT = "input"  # the op of an entry that reads one of the function's inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """The forward value of tape entry `index` (printed w{index+1}, or the input's name)."""
+
+    index: int
+
+
+Atom = Const | Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Instr:
+    op: str  # a primitive's name, or INPUT
+    args: tuple[Atom, ...]
+    name: str = ""  # the input's name when op is INPUT
+    span: Span = field(default=(0, 0), compare=False)
+
+    @property
+    def key(self) -> tuple:
+        return (self.op, self.name) if self.op == INPUT else (self.op, self.args)
+
+
+@dataclass(frozen=True)
+class Tape:
+    source: str
+    instrs: tuple[Instr, ...]
+    output: Atom
+    inputs: tuple[str, ...]  # the expression's variables in natural order: x1, x2, x10
+    keys: Mapping[tuple, int] = field(repr=False, compare=False)  # Instr.key -> index
+
+    def input_index(self, name: str) -> int | None:
+        return self.keys.get((INPUT, name))
+
+    def find(self, op: str, args: tuple[Atom, ...]) -> int | None:
+        """The entry computing op(args), if the tape has one (lets later stages reuse it)."""
+        return self.keys.get((op, args))
+
+    def depends_on(self, indices: set[int]) -> set[int]:
+        """Entries whose value depends on any of `indices` (the entries themselves included)."""
+        reached = set(indices)
+        for index, instr in enumerate(self.instrs):
+            if any(isinstance(a, Ref) and a.index in reached for a in instr.args):
+                reached.add(index)
+        return reached
+
+    def closure(self, roots: set[int]) -> set[int]:
+        """Entries needed to compute `roots` (the roots included)."""
+        needed = set(roots)
+        for index in range(len(self.instrs) - 1, -1, -1):
+            if index in needed:
+                needed.update(a.index for a in self.instrs[index].args if isinstance(a, Ref))
+        return needed

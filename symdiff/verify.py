@@ -1,0 +1,240 @@
+"""verify: prove an adjoint program right with SymPy.
+
+Each partial is rebuilt as a SymPy expression by running the program symbolically, then compared
+with sympy.diff of the expression: symbolically first (the difference simplifies to 0, under a time
+budget), else numerically at seeded random points. The unsimplified program is checked against the
+simplified one the same way, and every derivative rule the tape uses is checked on its own, so a
+wrong rule is reported at the place in the input that uses it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+
+import sympy
+
+from . import primitives
+from .adjoint import Adjoint, Bar, Op, Term
+from .errors import SymdiffError, Span
+from .reverse import local_partial
+from .tape import INPUT, Const, Ref, Tape
+
+DEFAULT_TIMEOUT = 5.0  # seconds of sympy.simplify per comparison before falling back to numbers
+_POINTS, _NEEDED = 40, 4
+
+
+@dataclass(frozen=True)
+class Check:
+    subject: str  # what was compared: "d/dx1", or "rule sin'(x)"
+    equal: bool | None  # None: neither proven nor refuted
+    method: str  # "symbolic", "numeric (N points)", or why neither worked
+    expected: str
+    actual: str
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    expression: str
+    gradient: tuple[Check, ...]  # program vs sympy.diff, one per wrt
+    simplification: tuple[Check, ...]  # simplified vs unsimplified program, one per wrt
+    rules: tuple[Check, ...]  # each (row, operand) the tape uses: partial vs sympy.diff of the row
+
+    @property
+    def ok(self) -> bool:
+        return all(check.equal is True for check in self.gradient + self.simplification + self.rules)
+
+    def __str__(self) -> str:
+        lines = [f"verify: {self.expression}"]
+        for title, checks in (
+            ("gradient vs sympy.diff", self.gradient),
+            ("simplified vs unsimplified program", self.simplification),
+            ("derivative rules used", self.rules),
+        ):
+            lines.append(f"  {title}:")
+            for check in checks:
+                verdict = {True: "ok", False: "MISMATCH", None: "inconclusive"}[check.equal]
+                lines.append(f"    {check.subject:<14} {verdict:<12} {check.method}")
+                if check.equal is not True:
+                    lines.append(f"      expected {_short(check.expected)}")
+                    lines.append(f"      program  {_short(check.actual)}")
+            if not checks:
+                lines.append("    (nothing to check)")
+        lines.append("result: " + ("all proven equal" if self.ok else "NOT proven"))
+        return "\n".join(lines)
+
+
+def verify_programs(raw: Adjoint, simplified: Adjoint, timeout: float = DEFAULT_TIMEOUT) -> Report:
+    tape = raw.tape
+    symbols = {name: sympy.Symbol(name, real=True) for name in tape.inputs + raw.wrt}
+    forward = sympy_forward(tape, symbols)
+    function = _atom(tape.output, forward)
+    expected = [sympy.diff(function, symbols[name]) for name in raw.wrt]
+    from_simplified = run_symbolically(simplified, forward)
+    from_raw = run_symbolically(raw, forward)
+    subjects = [f"d/d{name}" for name in raw.wrt]
+    points = _Sampler(list(symbols.values()))
+    gradient = tuple(
+        compare(s, e, a, timeout, points) for s, e, a in zip(subjects, expected, from_simplified)
+    )
+    simplification = tuple(
+        compare(s, e, a, timeout, points) for s, e, a in zip(subjects, from_raw, from_simplified)
+    )
+    return Report(tape.source, gradient, simplification, check_rules(tape, timeout))
+
+
+def sympy_forward(tape: Tape, symbols: dict[str, sympy.Symbol]) -> list[sympy.Expr]:
+    values: list[sympy.Expr] = []
+    for instr in tape.instrs:
+        if instr.op == INPUT:
+            values.append(symbols[instr.name])
+        else:
+            args = [_atom(arg, values) for arg in instr.args]
+            values.append(primitives.lookup(instr.op).sympy(*args))
+    return values
+
+
+def run_symbolically(adjoint: Adjoint, forward: list[sympy.Expr]) -> list[sympy.Expr]:
+    """Execute the program with SymPy values; adjoints never assigned are 0."""
+    adjoints: dict[int, sympy.Expr] = {}
+    for step in adjoint.steps:
+        value = to_sympy(step.term, forward, adjoints)
+        current = adjoints.get(step.target, sympy.Integer(0))
+        adjoints[step.target] = {"=": value, "+=": current + value, "-=": current - value}[step.mode]
+    return [to_sympy(term, forward, adjoints) for term in adjoint.gradient]
+
+
+def to_sympy(term: Term, forward: list[sympy.Expr], adjoints: dict[int, sympy.Expr]) -> sympy.Expr:
+    match term:
+        case Bar(index=index):
+            return adjoints.get(index, sympy.Integer(0))
+        case Op(op=op, args=args):
+            return primitives.lookup(op).sympy(*(to_sympy(a, forward, adjoints) for a in args))
+    return _atom(term, forward)
+
+
+def _atom(atom: Const | Ref, forward: list[sympy.Expr]) -> sympy.Expr:
+    if isinstance(atom, Const):
+        return sympy_number(atom.value)
+    return forward[atom.index]
+
+
+def sympy_number(value: float) -> sympy.Expr:
+    """The exact binary value of a float, so that both sides of a comparison see the same number."""
+    return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Rational(value)
+
+
+def check_rules(tape: Tape, timeout: float) -> tuple[Check, ...]:
+    """Each derivative rule the tape uses, once per (row, operand), against sympy.diff of the row."""
+    checks, seen = [], set()
+    for index, instr in enumerate(tape.instrs):
+        if instr.op == INPUT:
+            continue
+        row = primitives.lookup(instr.op)
+        for position, arg in enumerate(instr.args):
+            # Constant operands take part too: x^2 (powi) is checked with 2 in its place.
+            if not isinstance(arg, Ref) or (row.name, position) in seen:
+                continue
+            seen.add((row.name, position))
+            checks.append(_check_rule(row, position, instr.args, instr.span, timeout))
+    return tuple(checks)
+
+
+def _check_rule(row: primitives.Primitive, position: int, args, span: Span, timeout: float) -> Check:
+    symbols = [sympy.Symbol(param, real=True) for param in row.params]
+    forward = list(symbols)
+    # Integral parameters (powi's exponent) stay the constants the tape has.
+    for i in row.integer_params:
+        forward[i] = sympy_number(args[i].value)
+    out = row.sympy(*forward)
+    forward.append(out)
+    bound = tuple(Const(args[i].value) if i in row.integer_params else Ref(i) for i in range(row.arity))
+    partial = to_sympy(local_partial(row, position, bound, Ref(row.arity)), forward, {})
+    expected = sympy.diff(out, symbols[position])
+    subject = f"{row.name}'({row.params[position]})"
+    return compare(subject, expected, partial, timeout, _Sampler(symbols, row.domain), span)
+
+
+def compare(
+    subject: str, expected: sympy.Expr, actual: sympy.Expr, timeout: float, points: _Sampler, span=None
+) -> Check:
+    shown = (str(expected), str(actual))
+    difference = expected - actual
+    if difference == 0:
+        return Check(subject, True, "symbolic", *shown, span)
+    simplified = _simplify_within(difference, timeout)
+    if simplified is not None and simplified == 0:
+        return Check(subject, True, "symbolic", *shown, span)
+    why = "simplification timed out" if simplified is None else "simplification inconclusive"
+    equal, count = points.agree(expected, actual)
+    if equal is None:
+        return Check(subject, None, f"{why}; no sample point where both sides are real", *shown, span)
+    return Check(subject, equal, f"numeric ({count} points; {why})", *shown, span)
+
+
+def _simplify_within(expr: sympy.Expr, timeout: float) -> sympy.Expr | None:
+    """sympy.simplify with a time budget. Python cannot stop a thread, so one that overruns is left to
+    finish in the background (as a daemon) and its answer is ignored."""
+    result: list[sympy.Expr] = []
+
+    def work() -> None:
+        try:
+            result.append(sympy.simplify(expr))
+        except Exception:  # a SymPy internal failure only means "not proven"
+            result.append(expr)
+
+    worker = threading.Thread(target=work, daemon=True, name="symdiff-simplify")
+    worker.start()
+    worker.join(timeout)
+    return result[0] if result else None
+
+
+class _Sampler:
+    """Seeded random points; a point counts when both sides are finite reals there."""
+
+    def __init__(self, symbols: list[sympy.Symbol], domain=None):
+        self.symbols = symbols
+        self.domain = domain
+
+    def _points(self):
+        rng = random.Random(20261122)
+        boxes = [(0.1, 0.9), (1.0, 3.0), (-0.9, -0.1), (-3.0, -1.0)]
+        for attempt in range(_POINTS):
+            if self.domain is not None:
+                yield {s: rng.uniform(*self.domain[i]) for i, s in enumerate(self.symbols)}
+            else:
+                yield {s: rng.uniform(*rng.choice(boxes[: 1 + attempt % 4])) for s in self.symbols}
+
+    def agree(self, expected: sympy.Expr, actual: sympy.Expr) -> tuple[bool | None, int]:
+        count = 0
+        for point in self._points():
+            exact = {s: sympy.Rational(v) for s, v in point.items()}
+            a, b = _real(expected, exact), _real(actual, exact)
+            if a is None or b is None:
+                continue
+            if abs(a - b) > 1e-9 * (1 + abs(a) + abs(b)):
+                return False, count + 1
+            count += 1
+            if count >= _NEEDED:
+                break
+        return (True, count) if count else (None, 0)
+
+
+def _real(expr: sympy.Expr, point) -> float | None:
+    try:
+        value = complex(expr.evalf(30, subs=point))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    if abs(value.imag) > 1e-12 * (1 + abs(value.real)) or not math.isfinite(value.real):
+        return None
+    return value.real
+
+
+def _short(text: str, width: int = 200) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+__all__ = ["Check", "Report", "verify_programs", "SymdiffError"]

@@ -1,0 +1,82 @@
+"""Lowering to the Wengert list: the textbook trace, sharing, folding, invariants, depth."""
+
+import math
+
+import pytest
+
+from symdiff import DomainError
+from symdiff.lower import lower, natural_order
+from symdiff.parse import parse
+from symdiff.tape import INPUT, Const, Instr, Ref
+
+
+def tape_of(text):
+    return lower(parse(text), text)
+
+
+def assert_invariants(tape):
+    for index, instr in enumerate(tape.instrs):
+        for arg in instr.args:
+            if isinstance(arg, Ref):
+                assert arg.index < index  # defined before use
+        assert tape.keys[instr.key] == index  # every entry is its key's only entry
+    assert len(tape.keys) == len(tape.instrs)
+
+
+def test_textbook_forward_trace():
+    tape = tape_of("x1*x2 + sin(x1)")
+    assert tape.instrs == (
+        Instr(INPUT, (), "x1"),
+        Instr(INPUT, (), "x2"),
+        Instr("mul", (Ref(0), Ref(1))),
+        Instr("sin", (Ref(0),)),
+        Instr("add", (Ref(2), Ref(3))),
+    )
+    assert tape.output == Ref(4)
+    assert_invariants(tape)
+
+
+def test_identical_subexpressions_are_shared():
+    tape = tape_of("sin(x*y) + cos(x*y)")
+    assert [instr.op for instr in tape.instrs] == [INPUT, INPUT, "mul", "sin", "cos", "add"]
+    assert_invariants(tape)
+
+
+def test_constants_fold():
+    tape = tape_of("x * (2 + 3) + sin(0) * y + 2^3")
+    assert Instr("mul", (Ref(0), Const(5.0))) in tape.instrs
+    assert Instr("add", (Ref(1), Const(8.0))) in tape.instrs or any(Const(8.0) in i.args for i in tape.instrs)
+    assert tape_of("2*pi").output == Const(2 * math.pi)
+
+
+def test_integral_exponent_is_powi_and_others_pow():
+    assert tape_of("x^2").instrs[1].op == "powi"
+    assert tape_of("x^2.5").instrs[1].op == "pow"
+    assert tape_of("x^y").instrs[2].op == "pow"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("log(-1)", "log(-1.0) has no real value"), ("1/0", "div(1.0, 0.0)"), ("sqrt(-4)", "sqrt(-4.0)"),
+     ("exp(1000)", "exp(1000.0)"), ("x + asin(2)", "asin(2.0)")],
+)
+def test_constant_domain_errors_point_at_the_subexpression(text, words):
+    with pytest.raises(DomainError) as caught:
+        tape_of(text)
+    assert words in caught.value.message
+    assert caught.value.span[1] > caught.value.span[0]
+
+
+def test_inputs_in_natural_order():
+    assert tape_of("x10 + x2 + x1 + b + a").inputs == ("a", "b", "x1", "x2", "x10")
+    assert natural_order(["x10", "x9", "y", "x1"]) == ("x1", "x9", "x10", "y")
+
+
+def test_deep_and_wide_expressions_lower_without_recursion():
+    deep = "sin(" * 20_000 + "x" + ")" * 20_000
+    tape = tape_of(deep)
+    assert len(tape.instrs) == 20_001
+    wide = " + ".join(f"x{i}*x{i + 1}" for i in range(3_000))
+    tape = tape_of(wide)
+    assert len(tape.inputs) == 3_001
+    assert_invariants(tape)

@@ -1,0 +1,131 @@
+"""The reverse sweep and its simplification: exact programs for the worked examples."""
+
+import math
+
+from support import evaluate_term
+
+from symdiff.adjoint import Bar, Op, Step
+from symdiff.lower import lower
+from symdiff.parse import parse
+from symdiff.reverse import reverse
+from symdiff.simplify import simplify
+from symdiff.tape import INPUT, Const, Ref
+
+
+def programs(text, wrt=None):
+    tape = lower(parse(text), text)
+    raw = reverse(tape, wrt)
+    return tape, raw, simplify(raw)
+
+
+def run(adjoint, point):
+    """Execute an adjoint program numerically (independent of rendering)."""
+    tape = adjoint.tape
+    forward = []
+    for instr in tape.instrs:
+        if instr.op == INPUT:
+            forward.append(point[instr.name])
+        else:
+            forward.append(evaluate_term(Op(instr.op, instr.args), forward))
+    adjoints = {}
+    for step in adjoint.steps:
+        value = evaluate_term(step.term, forward, adjoints)
+        current = adjoints.get(step.target, 0.0)
+        adjoints[step.target] = {"=": value, "+=": current + value, "-=": current - value}[step.mode]
+    return [evaluate_term(term, forward, adjoints) for term in adjoint.gradient]
+
+
+def test_textbook_raw_sweep_is_the_textbook():
+    _, raw, _ = programs("x1*x2 + sin(x1)")
+    zero = [Step(i, "=", Const(0.0), None) for i in range(4)]
+    seed = Step(4, "=", Const(1.0), None)
+    assert raw.steps == (
+        *zero,
+        seed,
+        Step(2, "+=", Op("mul", (Bar(4), Const(1.0))), 4),  # w3_bar += w5_bar * 1
+        Step(3, "+=", Op("mul", (Bar(4), Const(1.0))), 4),  # w4_bar += w5_bar * 1
+        Step(0, "+=", Op("mul", (Bar(3), Op("cos", (Ref(0),)))), 3),  # x1_bar += w4_bar * cos(x1)
+        Step(0, "+=", Op("mul", (Bar(2), Ref(1))), 2),  # x1_bar += w3_bar * x2
+        Step(1, "+=", Op("mul", (Bar(2), Ref(0))), 2),  # x2_bar += w3_bar * x1
+    )
+    assert raw.gradient == (Bar(0), Bar(1))
+
+
+def test_textbook_simplified_program():
+    _, _, adjoint = programs("x1*x2 + sin(x1)")
+    assert adjoint.steps == (
+        Step(0, "=", Op("cos", (Ref(0),)), 3),
+        Step(0, "+=", Ref(1), 2),
+        Step(1, "=", Ref(0), 2),
+    )
+
+
+def test_worked_example_three_symbolic():
+    # V = x*y + (x + y)*z: dV/dx = y + z, dV/dy = x + z, dV/dz = x + y
+    _, raw, adjoint = programs("x*y + (x + y)*z")
+    for program in (raw, adjoint):
+        assert run(program, {"x": 2.0, "y": 3.0, "z": 5.0}) == [8.0, 7.0, 5.0]
+
+
+def test_constant_operands_get_no_derivative_terms():
+    _, raw, adjoint = programs("x^2")
+    ops = {term.op for step in raw.steps for term in _walk(step.term) if isinstance(term, Op)}
+    assert "log" not in ops
+    assert adjoint.steps == (Step(0, "=", Op("mul", (Const(2.0), Ref(0))), 1),)
+    _, raw, _ = programs("x^y")
+    assert "log" in {t.op for step in raw.steps for t in _walk(step.term) if isinstance(t, Op)}
+
+
+def test_partials_reuse_forward_values():
+    _, _, adjoint = programs("exp(x)")
+    assert adjoint.steps == (Step(0, "=", Ref(1), 1),)  # x_bar = w2: exp' is exp itself
+    _, _, adjoint = programs("sin(x) + cos(x)")
+    # sin' = cos(x) and cos' = -sin(x): both were computed by the forward sweep (w3 and w2)
+    assert adjoint.steps == (Step(0, "=", Op("neg", (Ref(1),)), 2), Step(0, "+=", Ref(2), 1))
+
+
+def test_irrelevant_adjoints_are_not_computed():
+    _, _, adjoint = programs("sin(x)*exp(y)", wrt=["x"])
+    targets = {step.target for step in adjoint.steps}
+    assert targets == {0}  # only x_bar; nothing flows to y or to exp(y)'s adjoint
+    assert run(adjoint, {"x": 0.5, "y": 0.25}) == [math.cos(0.5) * math.exp(0.25)]
+
+
+def test_wrt_subset_order_and_absent_names():
+    _, _, adjoint = programs("x*y", wrt=["y", "q", "x"])
+    assert adjoint.wrt == ("y", "q", "x")
+    assert run(adjoint, {"x": 2.0, "y": 3.0}) == [2.0, 0.0, 3.0]
+
+
+def test_first_contribution_assigns_and_negatives_subtract():
+    _, _, adjoint = programs("cos(y) - x*y")
+    y_steps = [step for step in adjoint.steps if step.target == 0]
+    assert y_steps == [Step(0, "=", Op("neg", (Ref(2),)), 3), Step(0, "-=", Op("sin", (Ref(0),)), 1)]
+    assert run(adjoint, {"x": 2.0, "y": 5.0}) == [-5.0, -2.0 - math.sin(5.0)]
+
+
+def test_simplification_never_changes_numbers():
+    for text in ["x1*x2 + sin(x1)", "log(x1) + x1*x2 - sin(x2)", "x*y + (x + y)*z", "exp(x*y)/(1 + x^2)",
+                 "atan2(y, x)^2 - sqrt(x*x + y*y)", "x^y + y^x", "tanh(x - y)*abs(x)"]:
+        tape, raw, adjoint = programs(text)
+        point = {name: 0.3 + 0.4 * i for i, name in enumerate(tape.inputs)}
+        for a, b in zip(run(raw, point), run(adjoint, point)):
+            assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_product_gradient_is_linear_in_size():
+    from symdiff.adjoint import count_ops
+
+    n = 300
+    tape, _, adjoint = programs("*".join(f"x{i}" for i in range(1, n + 1)))
+    function_ops = len(tape.instrs) - len(tape.inputs)
+    gradient_ops = count_ops(step.term for step in adjoint.steps)
+    assert gradient_ops <= 3 * function_ops
+
+
+def _walk(term):
+    stack = [term]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(getattr(node, "args", ()))
