@@ -29,9 +29,15 @@ class Programs:
     adjoint: Adjoint  # the simplified program that is rendered
 
 
-def build(expr: str, wrt=None) -> Programs:
-    source = expr
-    tape = lower(parse(source), source)
+def build(expr, wrt=None) -> Programs:
+    """Parse (or convert, for a SymPy expression), lower, sweep and simplify."""
+    if isinstance(expr, str):
+        source, tree = expr, parse(expr)
+    else:
+        from .from_sympy import convert  # SymPy input: no string round trip
+
+        source, tree = convert(expr)
+    tape = lower(tree, source)
     raw = reverse(tape, None if wrt is None else check_wrt(wrt))
     return Programs(tape, raw, simplify(raw))
 
@@ -48,9 +54,17 @@ def verify(expr: str, wrt=None, *, timeout: float = DEFAULT_TIMEOUT) -> Report:
     return verify_programs(programs.raw, programs.adjoint, timeout)
 
 
-def compile_grad(expr: str, wrt=None, *, simplified: bool = True) -> Gradient:
-    """Compile `expr` into a callable returning the gradient (one float per name in `wrt`)."""
-    return Gradient(build(expr, wrt), simplified)
+def compile_grad(expr, wrt=None, *, backend: str = "python", simplified: bool = True) -> Gradient:
+    """Compile `expr` into a callable returning the gradient (one float per name in `wrt`).
+
+    `backend` is "python" (a module importing only math), or "numpy" / "c" (see symdiff.backends).
+    """
+    programs = build(expr, wrt)
+    if backend == "python":
+        return Gradient(programs, simplified)
+    from .backends import compile_backend
+
+    return compile_backend(backend, programs, simplified)
 
 
 class Gradient:
