@@ -52,18 +52,18 @@ def _leaf_text(node, leaf: Leaf, integral: bool, dialect: str) -> tuple[str, int
 
 def _apply_text(row: primitives.Primitive, operands: list[tuple[str, int]], dialect: str) -> tuple[str, int]:
     notation = row.notation
-    texts = [
-        f"({text})" if notation.kind != "call" and precedence < minimum else text
-        for (text, precedence), minimum in zip(operands, notation.operand_min or [0] * len(operands))
-    ]
     spelling = notation.symbol if dialect == "symdiff" else getattr(row, dialect)
+    if dialect == "symdiff" and notation.kind == "call":
+        spelling = f"{row.name}(" + ", ".join("{" + param + "}" for param in row.params) + ")"
+    if "{" in spelling:  # a call template, such as math.pow({x}, {y}) for the infix ^
+        return spelling.format(**dict(zip(row.params, (text for text, _ in operands)))), ATOM
+    texts = [
+        f"({text})" if precedence < minimum else text
+        for (text, precedence), minimum in zip(operands, notation.operand_min)
+    ]
     if notation.kind == "infix":
         return f"{texts[0]} {spelling} {texts[1]}", notation.precedence
-    if notation.kind == "prefix":
-        return f"{spelling}{texts[0]}", notation.precedence
-    if dialect == "symdiff":
-        return f"{row.name}({', '.join(texts)})", ATOM
-    return spelling.format(**dict(zip(row.params, texts))), ATOM
+    return f"{spelling}{texts[0]}", notation.precedence
 
 
 def expression_text(expr) -> str:
