@@ -48,6 +48,7 @@ class Primitive:
     sympy: Callable[..., sympy.Expr]
     python: str  # generated Python: a call template ("math.sin({x})") or an operator symbol ("+")
     numpy: str  # generated NumPy: the same for NumPy
+    c: str  # generated C99 (math.h only): the same for C
     domain: tuple[tuple[float, float], ...]  # a box where tests may sample every param
     notation: Notation = CALL
     user_callable: bool = True  # users may write NAME(args)
@@ -77,8 +78,8 @@ def _integral_exponent(args: tuple) -> str | None:
     return None
 
 
-def _row(name, params, partials, evaluate, to_sympy, domain, python=None, numpy=None, **more):
-    """A row; a call's spelling defaults to math.NAME(params) and numpy.NAME(params)."""
+def _row(name, params, partials, evaluate, to_sympy, domain, python=None, numpy=None, c=None, **more):
+    """A row; a call's spelling defaults to math.NAME(params), numpy.NAME(params) and NAME(params) in C."""
     names = tuple(params.split())
     arguments = ", ".join("{" + param + "}" for param in names)
     return Primitive(
@@ -89,6 +90,7 @@ def _row(name, params, partials, evaluate, to_sympy, domain, python=None, numpy=
         sympy=to_sympy,
         python=python or f"math.{name}({arguments})",
         numpy=numpy or f"numpy.{name}({arguments})",
+        c=c or f"{name}({arguments})",
         domain=domain,
         **more,
     )
@@ -100,23 +102,23 @@ def _infix(symbol: str, precedence: int, operand_min: tuple[int, int]) -> Notati
 
 _ROWS = (
     # Arithmetic. Left-associative operators need a tighter right operand: a - (b - c).
-    _row("add", "x y", ("1", "1"), operator.add, operator.add, ((-3, 3), (-3, 3)), "+", "+",
+    _row("add", "x y", ("1", "1"), operator.add, operator.add, ((-3, 3), (-3, 3)), "+", "+", c="+",
          notation=_infix("+", SUM, (SUM, PRODUCT)), user_callable=False),
-    _row("sub", "x y", ("1", "-1"), operator.sub, operator.sub, ((-3, 3), (-3, 3)), "-", "-",
+    _row("sub", "x y", ("1", "-1"), operator.sub, operator.sub, ((-3, 3), (-3, 3)), "-", "-", c="-",
          notation=_infix("-", SUM, (SUM, PRODUCT)), user_callable=False),
-    _row("mul", "x y", ("y", "x"), operator.mul, operator.mul, ((-3, 3), (-3, 3)), "*", "*",
+    _row("mul", "x y", ("y", "x"), operator.mul, operator.mul, ((-3, 3), (-3, 3)), "*", "*", c="*",
          notation=_infix("*", PRODUCT, (PRODUCT, UNARY)), user_callable=False),
     _row("div", "x y", ("1 / y", "-out / y"), operator.truediv, operator.truediv,
-         ((-3, 3), (0.5, 3)), "/", "/", notation=_infix("/", PRODUCT, (PRODUCT, UNARY)),
+         ((-3, 3), (0.5, 3)), "/", "/", c="/", notation=_infix("/", PRODUCT, (PRODUCT, UNARY)),
          user_callable=False),
-    _row("neg", "x", ("-1",), operator.neg, operator.neg, ((-3, 3),), "-", "-",
+    _row("neg", "x", ("-1",), operator.neg, operator.neg, ((-3, 3),), "-", "-", c="-",
          notation=Notation("prefix", "-", UNARY, (UNARY,)), user_callable=False),
     # Power is right-associative and its exponent may be a unary minus: 2^-x.
     _row("pow", "x y", ("y * x^(y - 1)", "out * log(x)"), math.pow, operator.pow,
          ((0.2, 3), (-2, 2)), "math.pow({x}, {y})", "numpy.power({x}, {y})",
-         notation=_infix("^", POWER, (ATOM, UNARY)), refine=_integral_exponent),
+         c="pow({x}, {y})", notation=_infix("^", POWER, (ATOM, UNARY)), refine=_integral_exponent),
     _row("powi", "x n", ("n * x^(n - 1)", None), _powi, operator.pow, ((-3, 3), (-3, 3)),
-         "**", "**", notation=_infix("^", POWER, (ATOM, UNARY)), user_callable=False,
+         "**", "**", c="pow({x}, {n})", notation=_infix("^", POWER, (ATOM, UNARY)), user_callable=False,
          internal=True, integer_params=(1,)),
     # Elementary functions.
     _row("sin", "x", ("cos(x)",), math.sin, sympy.sin, ((-3, 3),)),
@@ -135,8 +137,9 @@ _ROWS = (
     _row("sqrt", "x", ("0.5 / out",), math.sqrt, sympy.sqrt, ((0.1, 5),)),
     # |x| has a kink at 0; by convention abs'(0) = sign(0) = 0, and sign' = 0 everywhere.
     _row("abs", "x", ("sign(x)",), abs, sympy.Abs, ((0.2, 3),), python="math.fabs({x})",
-         numpy="numpy.abs({x})"),
-    _row("sign", "x", ("0",), _sign, sympy.sign, ((0.2, 3),), python="(math.copysign(1.0, {x}) if {x} else 0.0)"),
+         numpy="numpy.abs({x})", c="fabs({x})"),
+    _row("sign", "x", ("0",), _sign, sympy.sign, ((0.2, 3),), python="(math.copysign(1.0, {x}) if {x} else 0.0)",
+         c="({x} == 0.0 ? 0.0 : copysign(1.0, {x}))"),
     _row("atan2", "y x", ("x / (x^2 + y^2)", "-y / (x^2 + y^2)"), math.atan2, sympy.atan2,
          ((-2, 2), (0.2, 2)), numpy="numpy.arctan2({y}, {x})"),
 )

@@ -1,5 +1,5 @@
-"""Print expression trees (the AST, or adjoint terms) as text in one of three dialects:
-"symdiff" (parses back to an equal AST), "python" and "numpy" (generated code).
+"""Print expression trees (the AST, or adjoint terms) as text in one of four dialects:
+"symdiff" (parses back to an equal AST), "python", "numpy" and "c" (generated code).
 
 Parentheses come from each row's notation; the walk is iterative, so deep trees print.
 """
@@ -63,6 +63,8 @@ def _apply_text(row: primitives.Primitive, operands: list[tuple[str, int]], dial
     ]
     if notation.kind == "infix":
         return f"{texts[0]} {spelling} {texts[1]}", notation.precedence
+    if texts[0].startswith(spelling):  # -(-x), never --x: C reads "--" as its decrement operator
+        return f"{spelling}({texts[0]})", notation.precedence
     return f"{spelling}{texts[0]}", notation.precedence
 
 
