@@ -55,6 +55,9 @@ class Primitive:
     internal: bool = False  # only symdiff produces it (through `refine`); never parsed
     integer_params: tuple[int, ...] = ()  # params that are always integral constants (printed as ints)
     refine: Callable[[tuple], str | None] | None = None  # a more specific row for these operands
+    # grad() computes this row's value even when no partial reads it, so that a point outside the
+    # domain raises in grad() as it does in f(): log's partial 1/x alone is defined at x = -1.
+    guard_domain: bool = False
 
     @property
     def arity(self) -> int:
@@ -133,7 +136,7 @@ _ROWS = (
     _row("cosh", "x", ("sinh(x)",), math.cosh, sympy.cosh, ((-3, 3),)),
     _row("tanh", "x", ("1 - out^2",), math.tanh, sympy.tanh, ((-3, 3),)),
     _row("exp", "x", ("out",), math.exp, sympy.exp, ((-3, 3),)),
-    _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),)),
+    _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),), guard_domain=True),
     _row("sqrt", "x", ("0.5 / out",), math.sqrt, sympy.sqrt, ((0.1, 5),)),
     # |x| has a kink at 0; by convention abs'(0) = sign(0) = 0, and sign' = 0 everywhere.
     _row("abs", "x", ("sign(x)",), abs, sympy.Abs, ((0.2, 3),), python="math.fabs({x})",

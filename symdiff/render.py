@@ -116,6 +116,9 @@ def python_module(adjoint: Adjoint, dialect: str = "python") -> Module:
     value = printer.atom(tape.output)
     output_needs = _refs([tape.output])
     gradient_needs = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
+    guards = frozenset(
+        i for i, instr in enumerate(tape.instrs) if instr.op != INPUT and primitives.lookup(instr.op).guard_domain
+    )
     seed = "" if not isinstance(tape.output, Ref) else f" (seed {names.adjoint(tape.output.index)} = 1)"
     reverse_block = Block(f"reverse sweep{seed}", reverse_lines)
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
@@ -125,7 +128,7 @@ def python_module(adjoint: Adjoint, dialect: str = "python") -> Module:
             "grad",
             params,
             f"Gradient ({wrt}); computes only the forward values the reverse sweep reads.",
-            _blocks(_forward(tape, gradient_needs, printer), reverse_block),
+            _blocks(_forward(tape, gradient_needs, printer, guards), reverse_block),
             gradient,
         ),
         Function(
@@ -146,14 +149,21 @@ def _blocks(*candidates: Block) -> tuple[Block, ...]:
     return tuple(block for block in candidates if block.lines)
 
 
-def _forward(tape: Tape, roots: set[int], printer: _Printer) -> Block:
-    needed = tape.closure(roots)
-    lines = tuple(
-        Line(printer.names.value(index), "=", printer.definition(index), "")
-        for index, instr in enumerate(tape.instrs)
-        if index in needed and instr.op != INPUT
-    )
-    return Block("forward sweep", lines)
+def _forward(tape: Tape, roots: set[int], printer: _Printer, guards: frozenset[int] = frozenset()) -> Block:
+    """The forward lines computing `roots`; `guards` are computed too, for their domain check only
+    (their names start with "_" since nothing reads them)."""
+    used = tape.closure(roots)
+    needed = used | tape.closure(set(guards))
+    lines = []
+    for index, instr in enumerate(tape.instrs):
+        if index not in needed or instr.op == INPUT:
+            continue
+        if index in used or index not in guards:  # an operand of a guard is read by the guard
+            lines.append(Line(printer.names.value(index), "=", printer.definition(index), ""))
+        else:
+            note = "  # evaluated so that a point outside the domain raises here too"
+            lines.append(Line(f"_{printer.names.value(index)}", "=", printer.definition(index), note))
+    return Block("forward sweep", tuple(lines))
 
 
 def _reverse_line(step: Step, printer: _Printer) -> Line:

@@ -67,7 +67,8 @@ def test_only_math_is_imported(expr):
 
 
 def test_generated_code_passes_ruff_and_compiles_isolated(tmp_path):
-    exprs = [*GOLDEN_CASES.values(), "x", "2 + 3", "sin(x)*sign(x) + abs(y)^2.5 + pow(x, y) + tanh(-x)"]
+    exprs = [*GOLDEN_CASES.values(), "x", "2 + 3", "sin(x)*sign(x) + abs(y)^2.5 + pow(x, y) + tanh(-x)",
+             "log(x*y + 1) + y"]
     for number, expr in enumerate(exprs):
         (tmp_path / f"generated_{number}.py").write_text(symdiff.gradient_source(expr))
         (tmp_path / f"raw_{number}.py").write_text(symdiff.gradient_source(expr, simplified=False))

@@ -21,6 +21,8 @@ def f(x1, x2):
 
 def grad(x1, x2):
     """Gradient (d/dx1, d/dx2); computes only the forward values the reverse sweep reads."""
+    # forward sweep
+    _w2 = math.log(x1)  # evaluated so that a point outside the domain raises here too
     # reverse sweep (seed w7_bar = 1)
     x1_bar = x2  # w4 = x1 * x2
     x1_bar += 1.0 / x1  # w2 = log(x1)
