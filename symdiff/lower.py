@@ -20,7 +20,7 @@ DEFAULT_MAX_ENTRIES = 5_000_000
 def natural_key(name: str) -> tuple:
     """Order names as people do: x2 before x10 (digit runs compare as numbers)."""
     parts = re.split(r"(\d+)", name)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts) + ((2, 0, name),)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p), name
 
 
 def natural_order(names: Iterable[str]) -> tuple[str, ...]:

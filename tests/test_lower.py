@@ -69,7 +69,7 @@ def test_constant_domain_errors_point_at_the_subexpression(text, words):
 
 def test_inputs_in_natural_order():
     assert tape_of("x10 + x2 + x1 + b + a").inputs == ("a", "b", "x1", "x2", "x10")
-    assert natural_order(["x10", "x9", "y", "x1"]) == ("x1", "x9", "x10", "y")
+    assert natural_order(["x10", "x9", "y", "x1", "x"]) == ("x", "x1", "x9", "x10", "y")
 
 
 def test_deep_and_wide_expressions_lower_without_recursion():

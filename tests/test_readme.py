@@ -1,0 +1,65 @@
+"""Every example in the README runs and shows what it claims."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import symdiff
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(kind):
+    if not README.exists():
+        pytest.skip("README.md is not beside the tests (installed without the repository)")
+    return [body for language, body in BLOCK.findall(README.read_text()) if language == kind]
+
+
+def symdiff_command(line):
+    words = shlex.split(line)
+    assert words[0] == "symdiff", line
+    return [sys.executable, "-m", "symdiff", *words[1:]]
+
+
+def test_python_examples_run():
+    examples = blocks("python")
+    assert len(examples) >= 3
+    for body in examples:
+        if body.startswith('"""Value and gradient of f = '):
+            expression = body.split("\n", 1)[0].removeprefix('"""Value and gradient of f = ')
+            assert body == symdiff.gradient_source(expression), "README's generated module is out of date"
+        exec(compile(body, "README.md", "exec"), {"__name__": "readme_example"})
+
+
+def test_console_examples_print_what_they_show():
+    examples = blocks("console")
+    assert len(examples) >= 3
+    for body in examples:
+        for command in re.split(r"^(?=\$ )", body, flags=re.M):
+            if not command.strip():
+                continue
+            first, _, expected = command.partition("\n")
+            result = subprocess.run(symdiff_command(first.removeprefix("$ ")), capture_output=True, text=True)
+            assert result.stdout + result.stderr == expected, first
+
+
+def test_setup_command_runs_the_main_job(tmp_path):
+    (main_job,) = [body for body in blocks("sh") if body.startswith("pip install . && ")]
+    for part in main_job.strip().removeprefix("pip install . && ").split(" && "):
+        result = subprocess.run(symdiff_command(part), capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, (part, result.stderr)
+    assert (tmp_path / "textbook_grad.py").read_text() == symdiff.gradient_source("x1*x2 + sin(x1)")
+
+
+def test_function_table_lists_every_user_function():
+    from symdiff import primitives
+
+    text = README.read_text() if README.exists() else pytest.skip("no README")
+    table = text.split("| function | meaning | partial derivatives |")[1].split("\n\n")[0]
+    listed = set(re.findall(r"`(\w+)\(", table))
+    assert listed == set(primitives.user_functions())
