@@ -1,0 +1,225 @@
+"""graph: an expression (and optionally a point) -> its computational graph, as Graphviz DOT text.
+
+One node per tape entry (inputs included), labelled with its definition, and at a point with its value
+and its adjoint; one edge per variable operand, from the operand to the result, labelled with the local
+partial (and its value). A shared subexpression is one node with several out-edges. The DOT text is
+deterministic and needs nothing; SVG and PNG pictures are drawn by Graphviz's `dot` program.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .api import Programs, build
+from .errors import SymdiffError
+from .explain import (
+    Trace,
+    _Style,
+    _with_value,
+    accumulations,
+    definition_text,
+    entry_names,
+    output_name,
+    term_text,
+    trace,
+)
+from .files import MARKER, generated_by_symdiff, write_atomic
+from .printing import number_text
+from .render import _environment
+from .tape import INPUT, Tape
+from .version import __version__
+
+INSTALL_HINT = (
+    "Graphviz's `dot` program is not installed, so symdiff cannot draw SVG or PNG pictures. Install Graphviz "
+    "(Debian/Ubuntu: sudo apt-get install graphviz; Fedora: sudo dnf install graphviz; macOS: brew install "
+    "graphviz; conda: conda install graphviz) and run the command again."
+)
+PICTURES = ("svg", "png")
+_TITLE_CHARS = 120
+# Forward values are black; the reverse sweep (adjoints and local partials) is drawn in one other colour.
+_REVERSE_COLOUR = "#b03a2e"
+_INPUT_FILL = "#dbe9f6"
+_DOT_TIMEOUT = 120  # seconds; dot lays out thousands of nodes in far less
+
+
+class GraphvizNotFound(SymdiffError):
+    """A picture was asked for, but Graphviz's `dot` is not installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    label: str  # the inside of an HTML-like label, escaped
+    attributes: str  # more DOT attributes, each after ", " ("" for none)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    tail: str
+    head: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    expression: str
+    dot: str
+
+    def __str__(self) -> str:
+        return self.dot
+
+    def render(self, kind: str) -> bytes:
+        """The picture as "svg" or "png" bytes, drawn by Graphviz's dot."""
+        if kind not in PICTURES:
+            raise SymdiffError(f"cannot draw {kind!r}; choose {' or '.join(PICTURES)}")
+        return render_dot(self.dot, kind)
+
+    def save(self, path, force: bool = False) -> Path:
+        """Write FILE.dot, FILE.svg or FILE.png atomically, never over a file symdiff did not write
+        unless `force`. Raises GraphvizNotFound for a picture when dot is missing."""
+        target = Path(path)
+        match target.suffix.lower():
+            case ".dot" | ".gv":
+                return write_atomic(target, self.dot, force)
+            case ".svg":
+                return write_atomic(target, self.render("svg").decode("utf-8"), force)
+            case ".png":
+                return _write_bytes(target, _mark_png(self.render("png")), force)
+        raise SymdiffError(f"{target}: choose a file name ending in .dot, .svg or .png")
+
+    def _repr_svg_(self) -> str | None:  # Jupyter shows the picture when Graphviz is there
+        try:
+            return self.render("svg").decode("utf-8")
+        except SymdiffError:
+            return None
+
+
+def graph(expr, at: Mapping[str, float] | None = None, wrt=None) -> Graph:
+    """The computational graph of `expr`; with a point `at`, every node and edge also shows numbers."""
+    programs = build(expr, wrt)
+    walk = None if at is None else trace(programs, at)
+    return Graph(programs.tape.source, dot_text(programs, walk))
+
+
+def dot_text(programs: Programs, walk: Trace | None) -> str:
+    tape = programs.tape
+    names = entry_names(tape)
+    style = _Style("text")
+    nodes = tuple(_node(tape, index, names, walk, style) for index in range(len(tape.instrs)))
+    edges = tuple(_edges(programs, names, walk, style))
+    return (
+        _environment()
+        .get_template("graph.dot.j2")
+        .render(
+            marker=f"{MARKER} {__version__}",
+            source=" ".join(tape.source.split()),
+            title=_title(tape, names, walk),
+            colour=_REVERSE_COLOUR,
+            nodes=nodes,
+            edges=edges,
+        )
+    )
+
+
+def _node(tape: Tape, index: int, names: tuple[str, ...], walk: Trace | None, style: _Style) -> Node:
+    instr = tape.instrs[index]
+    line = f"{names[index]} = {style.formula(definition_text(instr, names))}"
+    attributes = []
+    if instr.op == INPUT:
+        attributes.append(f'shape=ellipse, style=filled, fillcolor="{_INPUT_FILL}"')
+    if getattr(tape.output, "index", None) == index:
+        attributes.append("peripheries=2")
+    extra = "".join(f", {attribute}" for attribute in attributes)
+    if walk is None:
+        return Node(names[index], html.escape(line), extra)
+    entry = walk.entries[index]
+    adjoint = f"{style.bar(entry.name)} = {style.number(entry.adjoint)}"
+    label = f'{html.escape(line)} = {style.number(entry.value)}<br/><font color="{_REVERSE_COLOUR}">{html.escape(adjoint)}</font>'
+    return Node(names[index], label, extra)
+
+
+def _edges(programs: Programs, names: tuple[str, ...], walk: Trace | None, style: _Style):
+    """One edge per accumulation step of the raw sweep, from the operand to the result."""
+    steps = list(accumulations(programs.tape, programs.raw))
+    # The sweep visits entries from the last to the first; the picture lists them in tape order.
+    for k in sorted(range(len(steps)), key=lambda k: (steps[k][0].origin, steps[k][1])):
+        step, _, partial = steps[k]
+        if walk is None:
+            shown = style.formula(term_text(partial, names))
+        else:
+            shown = _with_value(walk.steps[k].partial, walk.steps[k].partial_value, style)
+        label = f"{style.partial(names[step.origin], names[step.target])} = {shown}"
+        yield Edge(names[step.target], names[step.origin], html.escape(label))
+
+
+def _title(tape: Tape, names: tuple[str, ...], walk: Trace | None) -> str:
+    source = " ".join(tape.source.split())
+    if len(source) > _TITLE_CHARS:
+        source = source[: _TITLE_CHARS - 3] + "..."
+    output = output_name(tape)
+    text = f"{output} = {source}"
+    if walk is not None:
+        point = ", ".join(f"{name} = {number_text(value, True)}" for name, value in walk.point)
+        text += f" at {point or 'no inputs'}"
+    index = getattr(tape.output, "index", None)
+    held = "" if index is None else f"{output} is {names[index]}, drawn with a double border; "
+    return html.escape(text) + "<br/>" + html.escape(held + "edges carry the local partials ∂result/∂operand")
+
+
+def render_dot(dot: str, kind: str) -> bytes:
+    program = shutil.which("dot")
+    if program is None:
+        raise GraphvizNotFound(INSTALL_HINT)
+    try:
+        done = subprocess.run(
+            [program, f"-T{kind}"], input=dot.encode("utf-8"), capture_output=True, timeout=_DOT_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SymdiffError(f"Graphviz's dot failed: {error}") from None
+    if done.returncode != 0:
+        raise SymdiffError(f"Graphviz's dot failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    return done.stdout
+
+
+def _mark_png(data: bytes) -> bytes:
+    """Add a tEXt chunk naming symdiff right after the PNG header chunk, where files.generated_by_symdiff
+    finds it, so that drawing the same picture again may replace it."""
+    header_end = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes of data, CRC
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise SymdiffError("Graphviz's dot did not produce a PNG image")
+    text = f"Software\0{MARKER} {__version__}".encode("latin-1")
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    return data[:header_end] + chunk + data[header_end:]
+
+
+def _write_bytes(target: Path, data: bytes, force: bool) -> Path:
+    """files.write_atomic for bytes: a temporary file renamed over the target, with the same refusal
+    to replace a file that symdiff did not write."""
+    if target.is_dir():
+        raise SymdiffError(f"{target} is a directory")
+    if target.exists() and not force and not generated_by_symdiff(target):
+        raise SymdiffError(f"{target} exists and was not generated by symdiff; use --force to replace it")
+    temporary = None
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, target.stat().st_mode & 0o777 if target.exists() else 0o644)
+        os.replace(temporary, target)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise SymdiffError(f"cannot write {target}: {error.strerror or error}") from None
+    return target
+
+
+__all__ = ["Graph", "GraphvizNotFound", "INSTALL_HINT", "graph", "render_dot"]
