@@ -10,6 +10,8 @@ from .errors import (
     SymdiffSyntaxError,
     UnknownNameError,
 )
+from .explain import Trace, explain
+from .graph import Graph, graph
 from .version import __version__
 
 __all__ = [
@@ -17,12 +19,16 @@ __all__ = [
     "CompilerError",
     "DomainError",
     "Gradient",
+    "Graph",
     "LimitError",
     "SymdiffError",
     "SymdiffSyntaxError",
+    "Trace",
     "UnknownNameError",
     "__version__",
     "compile_grad",
+    "explain",
     "gradient_source",
+    "graph",
     "verify",
 ]

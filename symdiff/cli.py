@@ -46,6 +46,29 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("expr", help=EXPR_HELP)
     evaluate.add_argument("--at", default="", help="the point, e.g. x1=2,x2=3")
     evaluate.add_argument("--wrt", help="comma-separated inputs to differentiate (default: all)")
+
+    explain = commands.add_parser("explain", help="walk through reverse mode at a point, step by step")
+    explain.add_argument("expr", help=EXPR_HELP)
+    explain.add_argument("--at", required=True, help="the point, e.g. x1=2,x2=3")
+    explain.add_argument("--wrt", help="comma-separated inputs to differentiate (default: all)")
+    explain.add_argument(
+        "--format", default="text", choices=("text", "markdown", "latex", "json", "html"), help="default: text"
+    )
+    explain.add_argument(
+        "--ascii", action="store_true", help="text without Unicode (w3_bar, dw3/dw1); automatic if the terminal needs it"
+    )
+    explain.add_argument("--digits", type=int, default=3, help="decimals shown (default 3; JSON keeps every digit)")
+
+    drawing = commands.add_parser(
+        "graph",
+        help="draw the computational graph as Graphviz DOT, SVG or PNG",
+        description="Exit status 1 when a picture was asked for but Graphviz is missing (the .dot is written instead).",
+    )
+    drawing.add_argument("expr", help=EXPR_HELP)
+    drawing.add_argument("--at", help="a point, e.g. x1=2,x2=3: show values, adjoints and partials there")
+    drawing.add_argument("--wrt", help="comma-separated inputs to differentiate (default: all)")
+    drawing.add_argument("-o", "--output", help="FILE.dot, FILE.svg or FILE.png (default: DOT on standard output)")
+    drawing.add_argument("--force", action="store_true", help="replace an existing file symdiff did not write")
     return parser
 
 
@@ -110,7 +133,54 @@ def _parse_point(text: str) -> dict[str, float]:
     return point
 
 
-_COMMANDS = {"grad": _grad, "check": _check, "eval": _eval}
+def _explain(args, expr: str) -> int:
+    from .explain import explain
+
+    trace = explain(expr, _parse_point(args.at), args.wrt)
+    # A terminal that cannot show w̄ or ∂ gets the ASCII spelling of the text format.
+    plain = args.ascii or not _shows_unicode(sys.stdout)
+    _write_utf8(trace.format(args.format, ascii=plain, digits=args.digits))
+    return 0
+
+
+def _shows_unicode(stream) -> bool:
+    try:
+        "w̄∂·ᵢₚ─".encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _write_utf8(text: str) -> None:
+    """Standard output; Markdown, LaTeX, HTML and DOT are files, so UTF-8 whatever the locale says."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:  # raised before anything is written
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+
+
+def _graph(args, expr: str) -> int:
+    from pathlib import Path
+
+    from .graph import GraphvizNotFound, graph
+
+    drawing = graph(expr, None if args.at is None else _parse_point(args.at), args.wrt)
+    if not args.output:
+        _write_utf8(drawing.dot)
+        return 0
+    try:
+        drawing.save(args.output, args.force)
+    except GraphvizNotFound as error:
+        fallback = drawing.save(Path(args.output).with_suffix(".dot"), args.force)
+        kind = Path(args.output).suffix[1:].lower()
+        print(f"error: {error.message}", file=sys.stderr)
+        print(f"wrote {fallback} instead; draw it later with: dot -T{kind} {fallback} -o {args.output}", file=sys.stderr)
+        return 1
+    return 0
+
+
+_COMMANDS = {"grad": _grad, "check": _check, "eval": _eval, "explain": _explain, "graph": _graph}
 
 if __name__ == "__main__":
     sys.exit(main())
