@@ -38,7 +38,6 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 
 import sympy
 from sympy.printing.str import StrPrinter
@@ -275,14 +274,14 @@ def accumulations(tape: Tape, raw: Adjoint):
 def check_point(tape: Tape, at) -> dict[str, float]:
     """The point as {input: float} in the tape's input order; a clear error for anything else."""
     if not isinstance(at, Mapping):
-        raise ArgumentError("at: expected the point as a mapping, e.g. {'x1': 2, 'x2': 3}")
+        raise ArgumentError("expected the point as a mapping from input names to numbers, e.g. {'x1': 2, 'x2': 3}")
     inputs = ", ".join(tape.inputs) or "none"
-    unknown = [name for name in at if name not in tape.inputs]
+    unknown = [str(name) for name in at if name not in tape.inputs]
     if unknown:
-        raise ArgumentError(f"at: {', '.join(map(str, unknown))} not in the expression (inputs: {inputs})")
+        raise ArgumentError(f"the point gives {', '.join(unknown)}, not in the expression (inputs: {inputs})")
     missing = [name for name in tape.inputs if name not in at]
     if missing:
-        raise ArgumentError(f"at: no value for {', '.join(missing)} (inputs: {inputs})")
+        raise ArgumentError(f"the point has no value for {', '.join(missing)} (inputs: {inputs})")
     return {name: _real(name, at[name]) for name in tape.inputs}
 
 
@@ -292,9 +291,9 @@ def _real(name: str, value) -> float:
             raise TypeError
         number = float(value)
     except (TypeError, ValueError):
-        raise ArgumentError(f"at: {name} = {value!r} is not a real number") from None
+        raise ArgumentError(f"the point's {name} = {value!r} is not a real number") from None
     if not math.isfinite(number):
-        raise ArgumentError(f"at: {name} = {number} is not a finite number")
+        raise ArgumentError(f"the point's {name} = {number} is not a finite number")
     return number
 
 
@@ -511,7 +510,10 @@ def _partials(tape, raw, names, numbers: _Run, results: _Run) -> tuple[Partial, 
 
 
 class _SympyText(StrPrinter):
-    """SymPy's text with the table's function names (abs, not Abs) and floats as Python writes them."""
+    """SymPy's text in symdiff's spelling: the table's function names, floats as Python writes them."""
+
+    # Print every function through _print_Function below, even one whose class prints itself.
+    printmethod = "_symdiff_text"
 
     def _print_Float(self, expr) -> str:
         return number_text(float(expr))
@@ -520,20 +522,11 @@ class _SympyText(StrPrinter):
         return "e"
 
     def _print_Function(self, expr) -> str:
-        name = _table_names().get(expr.func.__name__, expr.func.__name__)
-        return f"{name}({self.stringify(expr.args, ', ')})"
-
-
-@cache
-def _table_names() -> dict[str, str]:
-    """SymPy function name -> the table's name, where they differ (Abs -> abs)."""
-    found = {}
-    for row in primitives.TABLE.values():
-        if row.notation.kind == "call" and row.user_callable:
-            applied = row.sympy(*(sympy.Dummy() for _ in row.params))
-            if isinstance(applied, sympy.Function) and applied.func.__name__ != row.name:
-                found[applied.func.__name__] = row.name
-    return found
+        # SymPy's name for a table function is the same word, perhaps capitalised (Abs) or private
+        # (a row's own subclass, _Abs); anything else is left as SymPy spells it and fails to parse.
+        name = expr.func.__name__
+        word = name.lstrip("_").lower()
+        return f"{word if word in primitives.user_functions() else name}({self.stringify(expr.args, ', ')})"
 
 
 _NOT_REAL = (sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
