@@ -72,6 +72,47 @@ def _sign(x: float) -> float:
     return math.copysign(1.0, x) if x else 0.0
 
 
+class _Sign(sympy.Function):
+    """SymPy's sign with symdiff's convention sign' = 0 everywhere (SymPy's own derivative is a
+    DiracDelta, and it leaves d sign(log(x))/dx unevaluated). Numbers evaluate as sympy.sign."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        value = sympy.sign(arg)
+        return None if isinstance(value, sympy.sign) else value
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+    def _eval_evalf(self, prec):
+        return sympy.sign(self.args[0].evalf(prec))
+
+    def _sympystr(self, printer):
+        return f"sign({printer.doprint(self.args[0])})"
+
+
+class _Abs(sympy.Function):
+    """|x| whose SymPy derivative is symdiff's sign (so abs'(0) = 0 on both sides of a proof)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        value = sympy.Abs(arg)
+        return None if isinstance(value, sympy.Abs) else value
+
+    def fdiff(self, argindex=1):
+        return _Sign(self.args[0])
+
+    def _eval_evalf(self, prec):
+        return sympy.Abs(self.args[0].evalf(prec))
+
+    def _sympystr(self, printer):
+        return f"Abs({printer.doprint(self.args[0])})"
+
+
 def _integral_exponent(args: tuple) -> str | None:
     """x^n with a constant integral n is `powi`: printed x ** n, defined for negative x."""
     exponent = args[1]
@@ -139,9 +180,9 @@ _ROWS = (
     _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),), guard_domain=True),
     _row("sqrt", "x", ("0.5 / out",), math.sqrt, sympy.sqrt, ((0.1, 5),)),
     # |x| has a kink at 0; by convention abs'(0) = sign(0) = 0, and sign' = 0 everywhere.
-    _row("abs", "x", ("sign(x)",), abs, sympy.Abs, ((0.2, 3),), python="math.fabs({x})",
+    _row("abs", "x", ("sign(x)",), abs, _Abs, ((0.2, 3),), python="math.fabs({x})",
          numpy="numpy.abs({x})", c="fabs({x})"),
-    _row("sign", "x", ("0",), _sign, sympy.sign, ((0.2, 3),), python="(math.copysign(1.0, {x}) if {x} else 0.0)",
+    _row("sign", "x", ("0",), _sign, _Sign, ((0.2, 3),), python="(math.copysign(1.0, {x}) if {x} else 0.0)",
          c="({x} == 0.0 ? 0.0 : copysign(1.0, {x}))"),
     _row("atan2", "y x", ("x / (x^2 + y^2)", "-y / (x^2 + y^2)"), math.atan2, sympy.atan2,
          ((-2, 2), (0.2, 2)), numpy="numpy.arctan2({y}, {x})"),
