@@ -187,6 +187,7 @@ def explain(expr, at: Mapping[str, float], wrt=None) -> Trace:
 
 
 def trace(programs: Programs, at: Mapping[str, float]) -> Trace:
+    """The walk-through of programs that api.build made (graph.py shares them with its picture)."""
     tape, raw = programs.tape, programs.raw
     point = check_point(tape, at)
     names = entry_names(tape)
@@ -222,16 +223,21 @@ _OUTPUT_NAMES = ("z", "f", "g", "h", "y", "F", "G", "H", "Z", "out")
 def entry_names(tape: Tape) -> tuple[str, ...]:
     """w1, w2, ... by tape index, as in the textbook; another letter if an input is itself named w1."""
     taken = set(tape.inputs)
-    for letter in _ENTRY_LETTERS:
+    for letter in (*_ENTRY_LETTERS, _longer_than(taken, "w")):
         names = tuple(f"{letter}{index + 1}" for index in range(len(tape.instrs)))
         if not taken & set(names):
             return names
-    return tuple(f"w{index + 1}_" for index in range(len(tape.instrs)))  # names can't end in "_" here
+    raise AssertionError("a name longer than every input is free")
 
 
 def output_name(tape: Tape) -> str:
     """The expression's value is z, unless z is an input."""
-    return next((name for name in _OUTPUT_NAMES if name not in tape.inputs), "output_")
+    return next((name for name in _OUTPUT_NAMES if name not in tape.inputs), _longer_than(tape.inputs, "z"))
+
+
+def _longer_than(names, letter: str) -> str:
+    """`letter` padded with underscores past the longest name: it cannot be any of them."""
+    return letter + "_" * max(map(len, names), default=0)
 
 
 def definition_text(instr: Instr, names: tuple[str, ...]) -> str:
@@ -259,13 +265,11 @@ def accumulations(tape: Tape, raw: Adjoint):
     for step in raw.steps:
         if step.origin is None:
             continue
-        positions = [k for k, arg in enumerate(tape.instrs[step.origin].args) if isinstance(arg, Ref)]
-        position = positions[used[step.origin]]
+        args = tape.instrs[step.origin].args
+        position = [k for k, arg in enumerate(args) if isinstance(arg, Ref)][used[step.origin]]
         used[step.origin] += 1
         match step.term:
-            case Op(args=(Bar(index=p), partial)) if p == step.origin and tape.instrs[p].args[position] == Ref(
-                step.target
-            ):
+            case Op(args=(Bar(index=p), partial)) if p == step.origin and args[position] == Ref(step.target):
                 yield step, position, partial
             case _:
                 raise AssertionError(f"unexpected raw step {step!r}")
@@ -427,22 +431,27 @@ def _forward(tape: Tape, algebra, inputs: Mapping) -> list:
         try:
             values.append(algebra.apply(instr.op, args))
         except _UNDEFINED as error:
-            shown = f"{instr.op}({', '.join(number_text(a, True) for a in args)})"
-            raise DomainError(f"{shown} has no real value at this point ({error})", tape.source, instr.span) from None
+            message = f"{_applied(instr, args)} has no real value at this point ({error})"
+            raise DomainError(message, tape.source, instr.span) from None
     return values
+
+
+def _applied(instr: Instr, values) -> str:
+    """The operation on numbers, as the user would write it: `log(-2)`, `0 ^ -1`."""
+    return format_tree(Op(instr.op, tuple(Const(value) for value in values)), str, "symdiff")
 
 
 def _accumulate(tape: Tape, step: Step, partial_term: Term, forward, adjoints, algebra) -> tuple:
     """One += step: the local partial, the contribution adjoint(origin) * partial, the new total."""
-    origin = tape.instrs[step.origin]
     try:
         partial = _term(partial_term, forward, adjoints, algebra)
         contribution = algebra.apply(step.term.op, (adjoints[step.origin], partial))
         total = algebra.apply(_ACCUMULATE[step.mode], (adjoints[step.target], contribution))
     except _UNDEFINED as error:
-        raise DomainError(
-            f"the derivative of {origin.op} has no real value at this point ({error})", tape.source, origin.span
-        ) from None
+        origin = tape.instrs[step.origin]
+        operands = [_term(arg, forward, adjoints, algebra) for arg in origin.args]
+        message = f"{_applied(origin, operands)} has no derivative at this point ({error})"
+        raise DomainError(message, tape.source, origin.span) from None
     return partial, contribution, total
 
 

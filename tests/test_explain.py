@@ -194,6 +194,9 @@ def test_names_never_clash_with_the_users():
     trace = explain("w1*w2 + v1", {"w1": 1, "w2": 2, "v1": 3})
     assert [e.name for e in trace.entries] == ["u1", "u2", "u3", "u4", "u5"]
     assert [e.definition for e in trace.entries][:3] == ["w1", "w2", "u1 * u2"]
+    inputs = [f"{letter}1" for letter in "wvuts"] + ["w1_"]
+    crowded = explain(" + ".join(inputs), dict.fromkeys(inputs, 1))
+    assert crowded.entries[0].name == "w___1" and not {entry.name for entry in crowded.entries} & set(inputs)
     renamed_output = explain("z*f + y", {"z": 1, "f": 2, "y": 3})
     assert renamed_output.output == "g" and "∂g/∂z = w̄1 = f = 2" in str(renamed_output)
 
@@ -394,7 +397,9 @@ def test_points_outside_the_domain_point_at_the_function():
     assert forward.value.span == (4, 14) and "log(-2) has no real value" in forward.value.message
     with pytest.raises(DomainError) as backward:
         explain("1 + sqrt(x)", {"x": 0})
-    assert backward.value.span == (4, 11) and "derivative of sqrt" in backward.value.message
+    assert backward.value.span == (4, 11) and "sqrt(0) has no derivative at this point" in backward.value.message
+    with pytest.raises(DomainError, match=r"1:1: 0 \^ -1 has no real value"):
+        explain("x^-1", {"x": 0})
 
 
 # ---------------------------------------------------------------------------------------------------
