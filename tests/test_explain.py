@@ -293,6 +293,19 @@ def _braces_balance(text):
     return depth == 0
 
 
+def test_latex_math_parses_as_tex():
+    """Every $...$ piece is read by a TeX math parser (matplotlib's mathtext, where installed). It lacks
+    \\mathrel, which writes += as one relation in real LaTeX, so that is spelled out plainly for it."""
+    mathtext = pytest.importorskip("matplotlib.mathtext")
+    parser = mathtext.MathTextParser("path")
+    expression = "x_bar^2 / lambda + atan2(y, x_bar) - 1e-5*abs(y)^-2 + exp(-0.5*y^2)/sqrt(2*pi)"
+    document = explain(expression, {"x_bar": 1.5, "lambda": 2, "y": 0.3}).latex()
+    pieces = re.findall(r"\$([^$]*)\$", document)
+    assert len(pieces) > 100
+    for piece in pieces:
+        parser.parse("$" + piece.replace(r"\mathrel{+}=", "+=") + "$")
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 def test_latex_compiles(tmp_path):
     (tmp_path / "trace.tex").write_text(explain("log(x1) + x1*x2 - sin(x2)", {"x1": 2, "x2": 5}).latex())
