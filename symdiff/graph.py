@@ -142,9 +142,9 @@ def _node(tape: Tape, index: int, names: tuple[str, ...], walk: Trace | None, st
     if walk is None:
         return Node(names[index], html.escape(line), extra)
     entry = walk.entries[index]
-    adjoint = f"{style.bar(entry.name)} = {style.number(entry.adjoint)}"
-    label = f'{html.escape(line)} = {style.number(entry.value)}<br/><font color="{_REVERSE_COLOUR}">{html.escape(adjoint)}</font>'
-    return Node(names[index], label, extra)
+    adjoint = html.escape(f"{style.bar(entry.name)} = {style.number(entry.adjoint)}")
+    value = html.escape(f"{line} = {style.number(entry.value)}")
+    return Node(names[index], f'{value}<br/><font color="{_REVERSE_COLOUR}">{adjoint}</font>', extra)
 
 
 def _edges(programs: Programs, names: tuple[str, ...], walk: Trace | None, style: _Style):
@@ -171,8 +171,11 @@ def _title(tape: Tape, names: tuple[str, ...], walk: Trace | None) -> str:
         point = ", ".join(f"{name} = {number_text(value, True)}" for name, value in walk.point)
         text += f" at {point or 'no inputs'}"
     index = getattr(tape.output, "index", None)
-    held = "" if index is None else f"{output} is {names[index]}, drawn with a double border; "
-    return html.escape(text) + "<br/>" + html.escape(held + "edges carry the local partials ∂result/∂operand")
+    held = "" if index is None else f"{output} is {names[index]} (double border); "
+    legend = "each edge carries the local partial ∂result/∂operand"
+    if walk is not None:
+        legend = "values in black; in red, the reverse sweep: each adjoint, and on each edge the local partial"
+    return f"{html.escape(text)}<br/>{html.escape(held + legend)}"
 
 
 def render_dot(dot: str, kind: str) -> bytes:
