@@ -12,6 +12,7 @@ from .errors import (
 )
 from .explain import Trace, explain
 from .graph import Graph, graph
+from .limits import Limits
 from .version import __version__
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Gradient",
     "Graph",
     "LimitError",
+    "Limits",
     "SymdiffError",
     "SymdiffSyntaxError",
     "Trace",

@@ -11,6 +11,7 @@ from functools import cached_property
 from .adjoint import Adjoint
 from .errors import ArgumentError, SymdiffError
 from .files import write_atomic
+from .limits import DEFAULT_LIMITS, Limits
 from .lower import lower
 from .parse import parse
 from .render import render
@@ -29,37 +30,39 @@ class Programs:
     adjoint: Adjoint  # the simplified program that is rendered
 
 
-def build(expr, wrt=None) -> Programs:
+def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
     """Parse (or convert, for a SymPy expression), lower, sweep and simplify."""
     if isinstance(expr, str):
-        source, tree = expr, parse(expr)
+        source, tree = expr, parse(expr, limits.max_chars)
     else:
         from .from_sympy import convert  # SymPy input: no string round trip
 
         source, tree = convert(expr)
-    tape = lower(tree, source)
+    tape = lower(tree, source, limits.max_entries)
     raw = reverse(tape, None if wrt is None else check_wrt(wrt))
     return Programs(tape, raw, simplify(raw))
 
 
-def gradient_source(expr: str, wrt=None, *, simplified: bool = True) -> str:
+def gradient_source(expr: str, wrt=None, *, simplified: bool = True, limits: Limits = DEFAULT_LIMITS) -> str:
     """The standalone Python module (imports only math) for value and gradient of `expr`."""
-    programs = build(expr, wrt)
+    programs = build(expr, wrt, limits)
     return render(programs.adjoint if simplified else programs.raw)
 
 
-def verify(expr: str, wrt=None, *, timeout: float = DEFAULT_TIMEOUT) -> Report:
+def verify(expr: str, wrt=None, *, timeout: float = DEFAULT_TIMEOUT, limits: Limits = DEFAULT_LIMITS) -> Report:
     """Prove with SymPy that symdiff's gradient of `expr`, and its simplification, are right."""
-    programs = build(expr, wrt)
-    return verify_programs(programs.raw, programs.adjoint, timeout)
+    programs = build(expr, wrt, limits)
+    return verify_programs(programs.raw, programs.adjoint, timeout, limits)
 
 
-def compile_grad(expr, wrt=None, *, backend: str = "python", simplified: bool = True) -> Gradient:
+def compile_grad(
+    expr, wrt=None, *, backend: str = "python", simplified: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> Gradient:
     """Compile `expr` into a callable returning the gradient (one float per name in `wrt`).
 
     `backend` is "python" (a module importing only math), or "numpy" / "c" (see symdiff.backends).
     """
-    programs = build(expr, wrt)
+    programs = build(expr, wrt, limits)
     if backend == "python":
         return Gradient(programs, simplified)
     from .backends import compile_backend

@@ -14,7 +14,7 @@ from .errors import DomainError, LimitError, Span
 from .expr import Apply, Expr, Num, Var, postorder
 from .tape import INPUT, Atom, Const, Instr, Ref, Tape
 
-DEFAULT_MAX_ENTRIES = 5_000_000
+DEFAULT_MAX_ENTRIES = 2_000_000
 
 
 def natural_key(name: str) -> tuple:
@@ -37,7 +37,9 @@ def lower(expr: Expr, source: str = "", max_entries: int = DEFAULT_MAX_ENTRIES) 
         if index is None:
             if len(instrs) >= max_entries:
                 raise LimitError(
-                    f"expression has more than {max_entries:,} distinct operations", source, instr.span
+                    f"expression has more than {max_entries:,} distinct operations (Limits.max_entries)",
+                    source,
+                    instr.span,
                 )
             index = keys[instr.key] = len(instrs)
             instrs.append(instr)

@@ -14,7 +14,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import primitives
-from .errors import SymdiffError, SymdiffSyntaxError, UnknownNameError
+from .errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
 from .expr import Apply, Expr, Num, Var
 from .resources import grammar_text
 
@@ -45,7 +45,7 @@ class _Build(Transformer):
         (token,) = children
         if token.value in primitives.CONSTANTS:
             return Num(primitives.CONSTANTS[token.value], _span(token))
-        if token.value in primitives.user_functions():
+        if primitives.is_user_function(token.value):
             raise UnknownNameError(
                 f"'{token.value}' is a function; call it as {token.value}(...)", span=_span(token)
             )
@@ -84,10 +84,16 @@ def _parser() -> Lark:
     return Lark(grammar_text("expr.lark"), parser="lalr", transformer=_Build(), maybe_placeholders=False)
 
 
-def parse(source: str) -> Expr:
+def parse(source: str, max_chars: int | None = None) -> Expr:
     """Parse one expression. Raises a SymdiffError subclass that points into `source`."""
     if not isinstance(source, str):
         raise SymdiffError(f"expected the expression as a string, got {type(source).__name__}")
+    if max_chars is not None and len(source) > max_chars:
+        raise LimitError(
+            f"expression is {len(source):,} characters long; the limit is {max_chars:,} (Limits.max_chars)",
+            source,
+            (max_chars, len(source)),
+        )
     if not source.strip():
         raise SymdiffSyntaxError("empty expression", source, (0, len(source)))
     try:
@@ -104,9 +110,9 @@ def _span(token: Token) -> tuple[int, int]:
 
 
 def _function_row(name: Token) -> primitives.Primitive:
-    known = primitives.user_functions()
-    if name.value in known:
+    if primitives.is_user_function(name.value):
         return primitives.lookup(name.value)
+    known = primitives.user_functions()
     close = difflib.get_close_matches(name.value, known, n=1)
     hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(known)})"
     raise UnknownNameError(f"unknown function '{name.value}'{hint}", span=_span(name))

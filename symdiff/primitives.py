@@ -200,6 +200,11 @@ def user_functions() -> tuple[str, ...]:
     return tuple(sorted(name for name, row in TABLE.items() if row.user_callable))
 
 
+def is_user_function(name: str) -> bool:
+    row = TABLE.get(name)
+    return row is not None and row.user_callable
+
+
 @cache
 def parse_partial(text: str) -> Expr:
     """A partial's formula as an AST over the row's params and `out` (parsed once per text)."""

@@ -7,6 +7,8 @@ entry's row and written over forward values. Constant operands get no derivative
 
 from __future__ import annotations
 
+from functools import cache
+
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term
 from .errors import SymdiffError
@@ -44,7 +46,7 @@ def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ..
         raise AssertionError(f"{row.name} has no partial for {row.params[position]}, which must be constant")
     bound = dict(zip(row.params, args)) | {"out": out}
     values: list[Term] = []
-    for node in postorder(primitives.parse_partial(text)):
+    for node in _postorder_partial(text):
         match node:
             case Num(value=value):
                 values.append(Const(value))
@@ -55,6 +57,11 @@ def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ..
                 del values[len(values) - len(node_args) :]
                 values.append(Op(op, operands))
     return values[0]
+
+
+@cache
+def _postorder_partial(text: str) -> tuple:
+    return tuple(postorder(primitives.parse_partial(text)))
 
 
 def check_wrt(wrt) -> tuple[str, ...]:

@@ -18,7 +18,8 @@ import sympy
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Term
-from .errors import SymdiffError, Span
+from .errors import LimitError, Span, SymdiffError
+from .limits import DEFAULT_LIMITS, Limits
 from .reverse import local_partial
 from .tape import INPUT, Const, Ref, Tape
 
@@ -67,7 +68,38 @@ class Report:
         return "\n".join(lines)
 
 
-def verify_programs(raw: Adjoint, simplified: Adjoint, timeout: float = DEFAULT_TIMEOUT) -> Report:
+def verify_programs(
+    raw: Adjoint, simplified: Adjoint, timeout: float = DEFAULT_TIMEOUT, limits: Limits = DEFAULT_LIMITS
+) -> Report:
+    tape = raw.tape
+    _check_size(tape, limits)
+    try:
+        return _verify(raw, simplified, timeout)
+    except RecursionError:
+        raise LimitError("expression is nested too deeply for SymPy to verify", tape.source, (0, 0)) from None
+
+
+def _check_size(tape: Tape, limits: Limits) -> None:
+    if len(tape.instrs) > limits.verify_max_entries:
+        raise LimitError(
+            f"expression has {len(tape.instrs):,} operations; verify handles up to "
+            f"{limits.verify_max_entries:,} (Limits.verify_max_entries)",
+            tape.source,
+            (0, len(tape.source)),
+        )
+    depth: list[int] = []
+    for instr in tape.instrs:
+        depth.append(1 + max((depth[a.index] for a in instr.args if isinstance(a, Ref)), default=0))
+        if depth[-1] > limits.verify_max_depth:
+            raise LimitError(
+                f"expression is nested {depth[-1]} deep here; verify handles up to "
+                f"{limits.verify_max_depth} (Limits.verify_max_depth)",
+                tape.source,
+                instr.span,
+            )
+
+
+def _verify(raw: Adjoint, simplified: Adjoint, timeout: float) -> Report:
     tape = raw.tape
     symbols = {name: sympy.Symbol(name, real=True) for name in tape.inputs + raw.wrt}
     forward = sympy_forward(tape, symbols)
@@ -130,7 +162,7 @@ def sympy_number(value: float) -> sympy.Expr:
 def check_rules(tape: Tape, timeout: float) -> tuple[Check, ...]:
     """Each derivative rule the tape uses, once per (row, operand), against sympy.diff of the row."""
     checks, seen = [], set()
-    for index, instr in enumerate(tape.instrs):
+    for instr in tape.instrs:
         if instr.op == INPUT:
             continue
         row = primitives.lookup(instr.op)
