@@ -3,8 +3,10 @@ parse -> lower -> reverse -> simplify -> render, and wraps the generated module 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import linecache
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -32,6 +34,11 @@ class Programs:
 
 def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
     """Parse (or convert, for a SymPy expression), lower, sweep and simplify."""
+    with paused_gc():
+        return _build(expr, wrt, limits)
+
+
+def _build(expr, wrt, limits: Limits) -> Programs:
     if isinstance(expr, str):
         source, tree = expr, parse(expr, limits.max_chars)
     else:
@@ -71,33 +78,38 @@ def compile_grad(
 
 
 class Gradient:
-    """g(*point) -> gradient tuple. Positional arguments follow `g.inputs`; keywords use input names."""
+    """g(*point) -> gradient tuple. Positional arguments follow `g.inputs`; keywords use input names.
+
+    Only the functions actually called are compiled (CPython's compile is the slowest step for large
+    expressions), and the full module text is rendered only when `g.source` is read.
+    """
 
     def __init__(self, programs: Programs, simplified: bool = True):
         self.programs = programs
         self.expression = programs.tape.source
         self.inputs: tuple[str, ...] = programs.tape.inputs
         self.wrt: tuple[str, ...] = programs.adjoint.wrt
-        self.source = render(programs.adjoint if simplified else programs.raw)
+        self._program = programs.adjoint if simplified else programs.raw
+        self._compiled: dict[str, object] = {}
 
     @cached_property
-    def _module(self) -> dict:
-        # A stable file name (a digest of the text) lets tracebacks show the generated lines.
-        digest = hashlib.sha256(self.source.encode()).hexdigest()[:12]
-        filename = f"<symdiff-{digest}>"
-        linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True), filename)
-        namespace: dict = {"__name__": f"symdiff_generated_{digest}"}
-        exec(compile(self.source, filename, "exec"), namespace)
-        return namespace
+    def source(self) -> str:
+        return render(self._program)
+
+    def _function(self, name: str):
+        function = self._compiled.get(name)
+        if function is None:
+            function = self._compiled[name] = _compile_function(render(self._program, functions=(name,)), name)
+        return function
 
     def __call__(self, *args, **kwargs) -> tuple[float, ...]:
-        return self._module["grad"](*self._point(args, kwargs))
+        return self._function("grad")(*self._point(args, kwargs))
 
     def value(self, *args, **kwargs) -> float:
-        return self._module["f"](*self._point(args, kwargs))
+        return self._function("f")(*self._point(args, kwargs))
 
     def value_and_grad(self, *args, **kwargs) -> tuple[float, tuple[float, ...]]:
-        return self._module["value_and_grad"](*self._point(args, kwargs))
+        return self._function("value_and_grad")(*self._point(args, kwargs))
 
     def save(self, path, force: bool = False):
         """Write the generated module to `path` atomically (see symdiff.files.write_atomic)."""
@@ -133,6 +145,30 @@ class Gradient:
 
     def __repr__(self) -> str:
         return f"<symdiff gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
+
+
+def _compile_function(source: str, name: str):
+    """Compile generated source; a stable file name (a digest of the text) lets tracebacks show it."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    filename = f"<symdiff-{digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict = {"__name__": f"symdiff_generated_{digest}"}
+    with paused_gc():
+        exec(compile(source, filename, "exec"), namespace)
+    return namespace[name]
+
+
+@contextmanager
+def paused_gc():
+    """symdiff's data is acyclic, so the cycle collector only costs time while large expressions are
+    built (it rescans the growing heap); it is switched back on afterwards if it was on."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 __all__ = ["compile_grad", "gradient_source", "verify", "Gradient", "SymdiffError"]

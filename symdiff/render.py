@@ -63,8 +63,9 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render(adjoint: Adjoint, template: str = "python.py.j2") -> str:
-    module = python_module(adjoint)
+def render(adjoint: Adjoint, template: str = "python.py.j2", functions: tuple[str, ...] | None = None) -> str:
+    """The module's text; `functions` limits it to some of f, grad, value_and_grad (default: all)."""
+    module = python_module(adjoint) if functions is None else python_module(adjoint, functions=functions)
     return _environment().get_template(template).render(
         docstring=module.docstring, imports=module.imports, functions=module.functions
     )
@@ -75,6 +76,7 @@ class _Printer:
 
     def __init__(self, tape: Tape, names: Names, dialect: str):
         self.tape, self.names, self.dialect = tape, names, dialect
+        self._definitions: dict[int, str] = {}  # each entry is printed once, however often it is used
 
     def term(self, term: Term) -> str:
         return format_tree(term, self._leaf, self.dialect)
@@ -85,8 +87,10 @@ class _Printer:
         return self.term(term)
 
     def definition(self, index: int) -> str:
-        instr = self.tape.instrs[index]
-        return format_tree(_as_term(instr), self._leaf, self.dialect)
+        text = self._definitions.get(index)
+        if text is None:
+            text = self._definitions[index] = format_tree(_as_term(self.tape.instrs[index]), self._leaf, self.dialect)
+        return text
 
     def source_definition(self, index: int) -> str:
         """The entry as the textbook writes it: `w3 = x1 * x2`, `w4 = sin(x1)`."""
@@ -106,12 +110,15 @@ def _as_term(instr: Instr) -> Op:
     return Op(instr.op, instr.args)
 
 
-def python_module(adjoint: Adjoint, dialect: str = "python") -> Module:
+FUNCTIONS = ("f", "grad", "value_and_grad")
+
+
+def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[str, ...] = FUNCTIONS) -> Module:
+    """The render context of a module defining `functions` (a subset of FUNCTIONS, in that order)."""
     tape = adjoint.tape
     names = assign_names(tape, adjoint.wrt)
     printer = _Printer(tape, names, dialect)
     params = ", ".join(names.params[name] for name in tape.inputs)
-    reverse_lines = tuple(_reverse_line(step, printer) for step in adjoint.steps)
     gradient = _tuple_text([printer.atom(term) for term in adjoint.gradient])
     value = printer.atom(tape.output)
     output_needs = _refs([tape.output])
@@ -120,29 +127,35 @@ def python_module(adjoint: Adjoint, dialect: str = "python") -> Module:
         i for i, instr in enumerate(tape.instrs) if instr.op != INPUT and primitives.lookup(instr.op).guard_domain
     )
     seed = "" if not isinstance(tape.output, Ref) else f" (seed {names.adjoint(tape.output.index)} = 1)"
-    reverse_block = Block(f"reverse sweep{seed}", reverse_lines)
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
-    functions = (
-        Function("f", params, "Value of the expression.", _blocks(_forward(tape, output_needs, printer)), value),
-        Function(
+
+    def reverse_block() -> Block:
+        return Block(f"reverse sweep{seed}", tuple(_reverse_line(step, printer) for step in adjoint.steps))
+
+    builders = {
+        "f": lambda: Function(
+            "f", params, "Value of the expression.", _blocks(_forward(tape, output_needs, printer)), value
+        ),
+        "grad": lambda: Function(
             "grad",
             params,
             f"Gradient ({wrt}); computes only the forward values the reverse sweep reads.",
-            _blocks(_forward(tape, gradient_needs, printer, guards), reverse_block),
+            _blocks(_forward(tape, gradient_needs, printer, guards), reverse_block()),
             gradient,
         ),
-        Function(
+        "value_and_grad": lambda: Function(
             "value_and_grad",
             params,
             "Value and gradient from one forward sweep.",
-            _blocks(_forward(tape, output_needs | gradient_needs, printer), reverse_block),
+            _blocks(_forward(tape, output_needs | gradient_needs, printer), reverse_block()),
             f"{value}, {gradient}",
         ),
-    )
+    }
     forward_terms = [_as_term(instr) for instr in tape.instrs if instr.op != INPUT]
     used = _ops_used([step.term for step in adjoint.steps] + forward_terms)
     imports = ("math",) if any("math." in getattr(primitives.lookup(op), dialect) for op in used) else ()
-    return Module(_docstring(tape.source, tape, names, adjoint.wrt), imports, functions)
+    chosen = tuple(builders[name]() for name in FUNCTIONS if name in functions)
+    return Module(_docstring(tape.source, tape, names, adjoint.wrt), imports, chosen)
 
 
 def _blocks(*candidates: Block) -> tuple[Block, ...]:
