@@ -1,0 +1,420 @@
+"""c_module: Adjoint -> standalone C99 (math.h only) for value and gradient, at one point and over a
+batch of points; plus a loader that compiles it with the system C compiler and calls it via ctypes.
+
+The C reads like the Python module (w1, w2, ... and x_bar names, one primitive per line, each
+adjoint line commented with the piece of the input it differentiates). Compiled libraries are cached
+under a digest of the source, the compiler and its flags, so a second build of the same expression
+only loads a file.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .adjoint import Adjoint, Step
+from .backends import CompiledGradient
+from .errors import ArgumentError, CompilerError
+from .names import Names, assign_names
+from .render import _docstring, _environment, _Printer, _refs
+from .tape import INPUT, Tape
+
+# -fopenmp-simd only lets `#pragma omp simd` vectorise the batch loops (no OpenMP runtime is used).
+CFLAGS = ("-O2", "-fopenmp-simd", "-shared", "-fPIC")
+
+# Identifiers a C99 file that includes math.h may not reuse for a variable: keywords, and every
+# name math.h declares (a local `sin` would hide the function).
+C_RESERVED = frozenset(
+    """auto break case char const continue default do double else enum extern float for goto if inline
+    int long register restrict return short signed sizeof static struct switch typedef union unsigned
+    void volatile while _Bool _Complex _Imaginary NULL
+    acos acosh asin asinh atan atan2 atanh cbrt ceil copysign cos cosh erf erfc exp exp2 expm1 fabs fdim
+    floor fma fmax fmin fmod frexp hypot ilogb ldexp lgamma llrint llround log log10 log1p log2 logb
+    lrint lround modf nan nearbyint nextafter nexttoward pow remainder remquo rint round scalbln scalbn
+    sin sinh sqrt tan tanh tgamma trunc j0 j1 jn y0 y1 yn gamma signgam isnan isinf isfinite isnormal
+    signbit fpclassify isgreater isgreaterequal isless islessequal islessgreater isunordered
+    HUGE_VAL HUGE_VALF HUGE_VALL INFINITY NAN FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO
+    FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT math_errhandling errno""".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    target: str  # "double x1_bar", or "x1_bar" when it is declared already
+    op: str  # "=", "+=", "-="
+    rhs: str
+    note: str  # "" or "  // comment"
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """A batch function: one loop over points whose body is the whole sweep (SIMD across points)."""
+
+    signature: str
+    doc: str
+    count: str  # the parameters holding the number of points and the point index
+    index: str
+    loads: tuple[str, ...]  # "const double x1 = x[1 * n + k];"
+    lines: tuple[Line, ...]
+    stores: tuple[str, ...]  # "grad[0 * n + k] = x1_bar;"
+
+
+@dataclass(frozen=True, slots=True)
+class Wrapper:
+    """A function whose body is a few statements calling the loops."""
+
+    signature: str
+    doc: str
+    body: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    comment: tuple[str, ...]  # the header comment, line by line
+    guard: str  # the header's include guard
+    loops: tuple[Loop, ...]
+    wrappers: tuple[Wrapper, ...]  # single points (and value_and_grad over a batch, for big programs)
+
+
+# value_and_grad_batch shares one sweep up to this many lines; beyond, it runs f's loop then grad's:
+# the compiler's time grows faster than linearly with the span that forward values stay alive.
+SHARED_SWEEP_LINES = 3000
+
+
+def c_module(adjoint: Adjoint, prefix: str = "symdiff", shared_sweep_lines: int = SHARED_SWEEP_LINES) -> Module:
+    tape = adjoint.tape
+    names = c_names(tape, adjoint.wrt)
+    printer = _Printer(tape, names, "c")
+    x, grad, value, n, k = _own_names(names)
+    inputs, outputs = len(tape.inputs), len(adjoint.wrt)
+
+    def at(array: str, row: int) -> str:  # element `row` of point k in a batch laid out row by row
+        return f"{array}[{k}]" if row == 0 else f"{array}[{row} * {n} + {k}]"
+
+    loads = {index: f"const double {names.value(index)} = {at(x, tape.inputs.index(instr.name))};"
+             for index, instr in enumerate(tape.instrs) if instr.op == INPUT}
+    value_roots = _refs([tape.output])
+    gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
+    reverse = _reverse_lines(adjoint.steps, printer)
+    value_store = (f"{value}[{k}] = {printer.atom(tape.output)};",)
+    grad_stores = tuple(f"{at(grad, i)} = {printer.atom(term)};" for i, term in enumerate(adjoint.gradient))
+    points = f"long {n}, const double *restrict {x}"
+    where = f"input i of point {k} is {x}[i * {n} + {k}]"
+    wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "nothing"
+    value_loads, value_lines = _forward(tape, value_roots, printer, loads)
+    grad_loads, grad_lines = _forward(tape, gradient_roots, printer, loads)
+    both_loads, both_lines = _forward(tape, value_roots | gradient_roots, printer, loads)
+    loops = [
+        Loop(f"void {prefix}_f_batch({points}, double *restrict {value})",
+             f"f at {n} points: {value}[{k}] = f(point {k}); {where}.", n, k, value_loads, value_lines,
+             value_store),
+        Loop(f"void {prefix}_grad_batch({points}, double *restrict {grad})",
+             f"The gradient ({wrt}) at {n} points into {grad}[j * {n} + {k}]; {where}.", n, k, grad_loads,
+             grad_lines + reverse, grad_stores),
+    ]
+    both = f"void {prefix}_value_and_grad_batch({points}, double *restrict {value}, double *restrict {grad})"
+    both_doc = f"Value and gradient at {n} points: {value}[{k}], {grad}[j * {n} + {k}]"
+    wrappers = []
+    if len(both_lines) + len(reverse) <= shared_sweep_lines:
+        loops.append(Loop(both, f"{both_doc}, from one forward sweep.", n, k, both_loads, both_lines + reverse,
+                          value_store + grad_stores))
+    else:
+        wrappers.append(Wrapper(both, f"{both_doc} (f's loop, then grad's).",
+                                (f"{prefix}_f_batch({n}, {x}, {value});", f"{prefix}_grad_batch({n}, {x}, {grad});")))
+    single = f"const double *restrict {x}"
+    wrappers += [
+        Wrapper(f"double {prefix}_f({single})", f"f at one point: {x}[0..{inputs - 1}] are the inputs in order.",
+                (f"double {value};", f"{prefix}_f_batch(1, {x}, &{value});", f"return {value};")),
+        Wrapper(f"void {prefix}_grad({single}, double *restrict {grad})",
+                f"The gradient at one point, into {grad}[0..{outputs - 1}] ({wrt}).",
+                (f"{prefix}_grad_batch(1, {x}, {grad});",)),
+        Wrapper(f"double {prefix}_value_and_grad({single}, double *restrict {grad})",
+                "Value (returned) and gradient at one point.",
+                (f"double {value};", f"{prefix}_value_and_grad_batch(1, {x}, &{value}, {grad});", f"return {value};")),
+    ]
+    text = _docstring(tape.source, tape, names, adjoint.wrt).replace("*/", "* /")
+    text = text.replace("Do not edit", "C99 backend (math.h only). Do not edit", 1)
+    layout = (
+        f"One point is an array of {inputs} doubles, the inputs in order. A batch of {n} points is laid out",
+        f"input by input: input i of point {k} is {x}[i * {n} + {k}], and gradient entry j is {grad}[j * {n} + {k}].",
+        "Compile with -O2 (add -fopenmp-simd to let the batch loops use SIMD across points).",
+    )
+    comment = (*text.rstrip("\n").split("\n"), "", *layout)
+    guard = re.sub(r"\W", "_", prefix).upper() + "_H"
+    return Module(comment, guard, tuple(loops), tuple(wrappers))
+
+
+def render_c(adjoint: Adjoint, prefix: str = "symdiff", shared_sweep_lines: int = SHARED_SWEEP_LINES) -> tuple[str, str]:
+    """The .c and .h texts; `prefix` names the functions (prefix_grad, prefix_grad_batch, ...)."""
+    module = c_module(adjoint, prefix, shared_sweep_lines)
+    fields = {"comment": module.comment, "guard": module.guard, "loops": module.loops, "wrappers": module.wrappers}
+    environment = _environment()
+    return environment.get_template("c.c.j2").render(**fields), environment.get_template("c.h.j2").render(**fields)
+
+
+def c_names(tape: Tape, wrt: tuple[str, ...]) -> Names:
+    """Python's names (names.assign_names), with inputs that C reserves renamed: double -> double_."""
+    names = assign_names(tape, wrt)
+    taken = set(names.params.values())
+    params = {}
+    for name, param in names.params.items():
+        candidate = param
+        while candidate in C_RESERVED or (candidate != param and candidate in taken):
+            candidate += "_"
+        taken.add(candidate)
+        params[name] = candidate
+    values = tuple(
+        params[instr.name] if instr.op == INPUT else names.value(index) for index, instr in enumerate(tape.instrs)
+    )
+    return Names(values, params)
+
+
+def _own_names(names: Names) -> tuple[str, ...]:
+    """The parameters of the generated functions, renamed if an input has the name."""
+    taken = set(names.params.values())
+    chosen = []
+    for base in ("x", "grad", "value", "n", "k"):
+        name = base
+        while name in taken:
+            name += "_"
+        chosen.append(name)
+    return tuple(chosen)
+
+
+def _forward(tape: Tape, roots: set[int], printer: _Printer, loads: dict[int, str]) -> tuple:
+    needed = tape.closure(roots)
+    entries = [index for index in sorted(needed)]
+    load_lines = tuple(loads[index] for index in entries if index in loads)
+    lines = tuple(
+        Line(f"const double {printer.names.value(index)}", "=", printer.definition(index), "")
+        for index in entries
+        if tape.instrs[index].op != INPUT
+    )
+    return load_lines, lines
+
+
+def _reverse_lines(steps: tuple[Step, ...], printer: _Printer) -> tuple[Line, ...]:
+    declared: set[int] = set()
+    lines = []
+    for step in steps:
+        target = printer.names.adjoint(step.target)
+        if step.target not in declared:
+            declared.add(step.target)
+            target = f"double {target}"
+        note = "" if step.origin is None else f"  // {printer.source_definition(step.origin)}"
+        lines.append(Line(target, step.mode, printer.atom(step.term), note))
+    return tuple(lines)
+
+
+# --- compiling and loading ----------------------------------------------------------------------
+
+
+def find_compiler() -> str:
+    """$CC, else cc, gcc or clang on the PATH."""
+    for candidate in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise CompilerError(
+        "no C compiler found (looked for $CC, cc, gcc and clang); install one, or use the python or numpy backend"
+    )
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SYMDIFF_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "symdiff"
+    )
+    return Path(base) / "c"
+
+
+def build_library(source: str) -> Path:
+    """Compile `source` into a shared library (cached by a digest of source, compiler and flags)."""
+    compiler = find_compiler()
+    digest = hashlib.sha256("\0".join([source, compiler, *CFLAGS]).encode()).hexdigest()[:24]
+    folder = cache_dir()
+    library = folder / f"symdiff_{digest}.so"
+    if library.exists():
+        return library
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as work:
+            c_file = Path(work) / f"symdiff_{digest}.c"
+            c_file.write_text(source, encoding="utf-8")
+            built = Path(work) / library.name
+            command = [compiler, *CFLAGS, "-o", str(built), str(c_file), "-lm"]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise CompilerError(f"{Path(compiler).name} failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
+            os.replace(built, library)  # atomic: a concurrent build of the same source is harmless
+    except OSError as error:
+        raise CompilerError(f"cannot build the C library in {folder}: {error}") from None
+    return library
+
+
+class CGradient(CompiledGradient):
+    """g(*point) -> gradient tuple, computed by compiled C; g.batch(points) evaluates many points."""
+
+    backend = "c"
+
+    def __init__(self, programs, adjoint: Adjoint):
+        source, header = render_c(adjoint)
+        super().__init__(programs, source)
+        self.header = header
+        self._library = _bind_library(ctypes.CDLL(str(build_library(source))))  # compiled now: errors here
+
+    @cached_property
+    def _functions(self) -> dict:
+        library = self._library
+        pack = struct.Struct(f"{len(self.inputs)}d").pack
+        result = struct.Struct(f"{len(self.wrt)}d")
+        size, unpack = result.size, result.unpack_from
+        f, grad, both = library.symdiff_f, library.symdiff_grad, library.symdiff_value_and_grad
+
+        def call_f(*point):
+            return f(_pack(pack, point))
+
+        def call_grad(*point):
+            out = ctypes.create_string_buffer(size)
+            grad(_pack(pack, point), out)
+            return unpack(out)
+
+        def call_both(*point):
+            out = ctypes.create_string_buffer(size)
+            value = both(_pack(pack, point), out)
+            return value, unpack(out)
+
+        return {"f": call_f, "grad": call_grad, "value_and_grad": call_both}
+
+    def grad_array(self, x, out=None):
+        """The gradient at one point given as an array of `inputs` float64 values (a NumPy array, or
+        any writeable buffer such as array.array("d")): the fast path for optimisers. Returns a NumPy
+        array for NumPy input (written into `out` if given), else an array.array("d")."""
+        if type(x).__module__.split(".")[0] == "numpy":
+            import numpy  # the caller passed NumPy arrays, so NumPy is installed
+
+            if not (x.dtype == numpy.float64 and x.flags.c_contiguous and x.flags.writeable):
+                x = numpy.array(x, dtype=numpy.float64)
+            result = numpy.empty(len(self.wrt)) if out is None else out
+        else:
+            x, result = array.array("d", x), array.array("d", self._zero_gradient)
+        if len(x) != len(self.inputs) or len(result) != len(self.wrt):
+            raise ArgumentError(f"grad_array: expected {len(self.inputs)} inputs and room for {len(self.wrt)} partials")
+        self._library.symdiff_grad(_address(x), _address(result))
+        return result
+
+    def value_array(self, x) -> float:
+        """f at one point given as an array (see grad_array)."""
+        if len(x) != len(self.inputs):
+            raise ArgumentError(f"value_array: expected {len(self.inputs)} inputs, got {len(x)}")
+        try:
+            return self._library.symdiff_f(_address(x))
+        except TypeError:  # a read-only buffer
+            return self._library.symdiff_f(_address(array.array("d", x)))
+
+    @cached_property
+    def _zero_gradient(self) -> bytes:
+        return bytes(8 * len(self.wrt))
+
+    def batch(self, points, *, value: bool = False, grad: bool = True, out=None):
+        """Many points at once, laid out input by input: `points[i][k]` is input i of point k (a NumPy
+        array of shape (inputs, n), or a sequence of `inputs` sequences of n numbers).
+
+        Returns the gradients as (wrt, n) (`grad`), the values as (n,) (`value`), or both as a pair:
+        NumPy arrays for NumPy input, else lists. `out` (NumPy input only): arrays to write into,
+        (values, gradients) when both are asked for."""
+        if not (value or grad):
+            raise ArgumentError("batch: ask for value, grad or both")
+        if type(points).__module__.split(".")[0] == "numpy":
+            return self._numpy_batch(points, value, grad, out)
+        if out is not None:
+            raise ArgumentError("batch: out= needs NumPy arrays")
+        columns = [list(map(float, column)) for column in points]
+        if len(columns) != len(self.inputs):
+            raise ArgumentError(f"batch: expected {len(self.inputs)} rows of points, one per input, got {len(columns)}")
+        n = len(columns[0]) if columns else 1
+        if any(len(column) != n for column in columns):
+            raise ArgumentError("batch: every input needs the same number of points")
+        flat = array.array("d", [x for column in columns for x in column])
+        values, grads = array.array("d", bytes(8 * n)), array.array("d", bytes(8 * n * len(self.wrt)))
+        self._run_batch(n, flat.buffer_info()[0], values.buffer_info()[0], grads.buffer_info()[0], value, grad)
+        rows = [list(grads[j * n : (j + 1) * n]) for j in range(len(self.wrt))]
+        return _select(list(values), rows, value, grad)
+
+    def _numpy_batch(self, points, value: bool, grad: bool, out):
+        import numpy  # the caller passed NumPy arrays, so NumPy is installed
+
+        points = numpy.ascontiguousarray(points, dtype=numpy.float64)
+        if points.ndim == 1 and len(self.inputs) == 1:
+            points = points.reshape(1, -1)
+        if points.ndim != 2 or points.shape[0] != len(self.inputs):
+            raise ArgumentError(f"batch: points must have shape ({len(self.inputs)}, n), got {points.shape}")
+        n = points.shape[1]
+        wanted = [(value, (n,)), (grad, (len(self.wrt), n))]
+        given = list(out) if isinstance(out, tuple | list) else [out]
+        arrays = []
+        for (asked, shape) in wanted:
+            if not asked:
+                arrays.append(None)
+                continue
+            target = given.pop(0) if out is not None else numpy.empty(shape)
+            if not (isinstance(target, numpy.ndarray) and target.shape == shape and target.dtype == numpy.float64
+                    and target.flags.c_contiguous and target.flags.writeable):
+                raise ArgumentError(f"batch: out must be a writeable C-contiguous float64 array of shape {shape}")
+            arrays.append(target)
+        values, grads = arrays
+        self._run_batch(n, points.ctypes.data, values.ctypes.data if value else 0,
+                        grads.ctypes.data if grad else 0, value, grad)
+        return _select(values, grads, value, grad)
+
+    def _run_batch(self, n: int, points: int, values: int, grads: int, value: bool, grad: bool) -> None:
+        library = self._library
+        if value and grad:
+            library.symdiff_value_and_grad_batch(n, points, values, grads)
+        elif value:
+            library.symdiff_f_batch(n, points, values)
+        else:
+            library.symdiff_grad_batch(n, points, grads)
+
+
+def _bind_library(library: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the C signatures (pointers as void*: bytes, ctypes buffers and addresses all pass)."""
+    pointer, count = ctypes.c_void_p, ctypes.c_long
+    for name, argtypes, restype in (
+        ("symdiff_f", (pointer,), ctypes.c_double),
+        ("symdiff_grad", (pointer, pointer), None),
+        ("symdiff_value_and_grad", (pointer, pointer), ctypes.c_double),
+        ("symdiff_f_batch", (count, pointer, pointer), None),
+        ("symdiff_grad_batch", (count, pointer, pointer), None),
+        ("symdiff_value_and_grad_batch", (count, pointer, pointer, pointer), None),
+    ):
+        function = getattr(library, name)
+        function.argtypes, function.restype = argtypes, restype
+    return library
+
+
+def _select(values, grads, value: bool, grad: bool):
+    if value and grad:
+        return values, grads
+    return values if value else grads
+
+
+def _address(buffer) -> int:
+    """The address of a writeable buffer's first byte (NumPy arrays, array.array, ctypes arrays)."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+
+
+def _pack(pack, point) -> bytes:
+    try:
+        return pack(*point)  # bytes pass as a const double *
+    except struct.error as error:
+        raise ArgumentError(f"point values must be real numbers: {error}") from None

@@ -1,0 +1,445 @@
+"""numpy_module: Adjoint -> the source of a standalone NumPy module (imports only numpy).
+
+Each function runs elementwise on arrays that broadcast together (scalars too). NumPy arrays are
+processed in cache-sized blocks by three-address code whose every ufunc writes into a reused buffer
+(`out=`), ordered so that a value is read soon after it is computed; any other array type (Dask,
+...) runs through the same code with no buffers, as plain ufunc calls.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy
+
+from . import primitives
+from .adjoint import Adjoint, Bar, Op
+from .names import Names, assign_names
+from .printing import number_text
+from .render import _docstring, _environment, _Printer
+from .tape import INPUT, Const, Ref, Tape
+
+# Points per block: the largest power of two whose live buffers fit in about 2 MiB (this machine's
+# L2 is 1 MiB, its L3 32 MiB), within these bounds. Below ~1,000 points NumPy's ~0.5 us per call
+# dominates; above ~30,000 the buffers leave the caches.
+CACHE_BYTES = 2 << 20
+MIN_BLOCK, MAX_BLOCK = 1024, 32768
+
+# The ufuncs behind Python's operators on arrays (the table spells arithmetic as operators).
+_INFIX_UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "**": "power"}
+_PREFIX_UFUNCS = {"-": "negative"}
+_CALL = re.compile(r"numpy\.(\w+)\((.*)\)")
+_OWN = ("outputs", "buffers", "values", "b", "t", "_run", "_f_block", "_grad_block", "_value_and_grad_block")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    target: str
+    rhs: str
+    note: str  # "" or "  # comment"
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    name: str  # the public entry point: f, grad or value_and_grad
+    doc: str
+    params: str
+    points: str  # the params as a tuple: "(x1, x2)"
+    block: str  # the name of its body on one block of points
+    block_doc: str
+    block_params: str  # the params, then the outputs and buffers parameters
+    block_size: str  # points per block
+    buffer_count: str
+    outputs: str  # how many results
+    unpack: tuple[str, ...]  # "b0, b1, b2 = buffers", or nothing
+    title: str  # what the lines compute
+    lines: tuple[Line, ...]
+    result: str  # what the body returns: "[x1_bar, x2_bar]"
+    shape_result: str  # the entry point's return value, made from the results `values`
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    docstring: str
+    names: dict[str, str]  # the module's own names, by role (renamed if an input takes one)
+    functions: tuple[Function, ...]
+
+
+def render_numpy(adjoint: Adjoint) -> str:
+    module = numpy_module(adjoint)
+    return _environment().get_template("numpy.py.j2").render(
+        docstring=module.docstring, names=module.names, functions=module.functions
+    )
+
+
+def numpy_module(adjoint: Adjoint) -> Module:
+    tape = adjoint.tape
+    names = assign_names(tape, adjoint.wrt)
+    params = [names.params[name] for name in tape.inputs]
+    own = _own_names(set(params))
+    value_roots = _refs([tape.output])
+    gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
+    wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
+    body = _Body(adjoint, names, own, params)
+    f = body.function(
+        "f", "Value of the expression, elementwise.", value_roots, False, [tape.output], "{0}[0]"
+    )
+    grad = body.function(
+        "grad",
+        f"Gradient ({wrt}), elementwise; computes only the forward values the reverse sweep reads.",
+        gradient_roots,
+        True,
+        list(adjoint.gradient),
+        "tuple({0})",
+    )
+    both = body.function(
+        "value_and_grad",
+        "Value and gradient from one forward sweep, elementwise.",
+        value_roots | gradient_roots,
+        True,
+        [tape.output, *adjoint.gradient],
+        "{0}[0], tuple({0}[1:])",
+    )
+    if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
+        both = body.composite(both, f, grad)
+    docstring = _docstring(tape.source, tape, names, adjoint.wrt).replace(
+        "Do not edit", "NumPy backend: elementwise over arrays. Do not edit", 1
+    )
+    return Module(docstring, own, (f, grad, both))
+
+
+def _own_names(taken: set[str]) -> dict[str, str]:
+    """Names the module defines besides the user's, renamed with trailing underscores on a clash.
+    Buffer rows and temporaries are numbered (b0, t1), so they avoid any input of that shape too."""
+    numbered = {match.group(1) for name in taken if (match := re.fullmatch(r"(.*?)\d+", name))}
+    own = {}
+    for base in _OWN:
+        name = base
+        while name in taken or name in numbered:
+            name += "_"
+        own[base] = name
+    return own
+
+
+def _block_size(buffers: int) -> int:
+    size = MAX_BLOCK
+    while size > MIN_BLOCK and (buffers + 2) * size * 8 > CACHE_BYTES:
+        size //= 2
+    return size
+
+
+def _refs(terms) -> set[int]:
+    found, stack = set(), list(terms)
+    while stack:
+        term = stack.pop()
+        if isinstance(term, Ref):
+            found.add(term.index)
+        stack.extend(getattr(term, "args", ()))
+    return found
+
+
+# --- three-address code -------------------------------------------------------------------------
+
+# The chain rule's accumulation, as table rows: w_bar += term is add, w_bar -= term is sub.
+_ACCUMULATE = {"+=": "add", "-=": "sub"}
+
+# Instruction selection for a negated operand, by NumPy ufunc: which ufunc to call instead, whether
+# to swap the operands, and whether the result is then negated. All exact in IEEE arithmetic
+# (-a + b is b - a; -a * b is -(a * b)), so a negation is folded into its reader, never computed.
+_N, _Y = False, True
+_SIGNS = {
+    "numpy.add": {(_N, _N): ("add", _N, _N), (_N, _Y): ("subtract", _N, _N), (_Y, _N): ("subtract", _Y, _N),
+                  (_Y, _Y): ("add", _N, _Y)},
+    "numpy.subtract": {(_N, _N): ("subtract", _N, _N), (_N, _Y): ("add", _N, _N), (_Y, _N): ("add", _N, _Y),
+                       (_Y, _Y): ("subtract", _Y, _N)},
+    "numpy.multiply": {(_N, _N): ("multiply", _N, _N), (_N, _Y): ("multiply", _N, _Y),
+                       (_Y, _N): ("multiply", _N, _Y), (_Y, _Y): ("multiply", _N, _N)},
+    "numpy.divide": {(_N, _N): ("divide", _N, _N), (_N, _Y): ("divide", _N, _Y), (_Y, _N): ("divide", _N, _Y),
+                     (_Y, _Y): ("divide", _N, _N)},
+    "numpy.square": {(_N,): ("square", _N, _N), (_Y,): ("square", _N, _N)},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Arg:
+    """An operand: a value id (int), an input's name or literal text (str), or a constant (float);
+    `negated` when the operand is minus that (constants carry their sign instead)."""
+
+    base: int | str | float
+    negated: bool = False
+
+    def flipped(self) -> _Arg:
+        if isinstance(self.base, float):
+            return _Arg(-self.base)
+        return _Arg(self.base, not self.negated)
+
+
+@dataclass(frozen=True, slots=True)
+class _Instr:
+    target: int
+    ufunc: str | None  # "numpy.multiply"; None when `template` computes a fresh array instead
+    template: str  # the operands, or the whole call, with positional placeholders {0}, {1}
+    args: tuple[int | str | float, ...]
+    note: str
+
+
+class _Program:
+    """Three-address code over numbered values; a value is named for the reader (w3, x1_bar, t2)."""
+
+    def __init__(self, tape: Tape, names: Names, own: dict[str, str]):
+        self.names, self.own = names, own
+        self.printer = _Printer(tape, names, "python")
+        self.instrs: list[_Instr] = []
+        self.labels: list[str | None] = []  # value id -> printed name
+        self.current: dict[str, _Arg] = {}  # a forward value's or adjoint's name -> what holds it
+
+    def operand(self, term) -> _Arg:
+        match term:
+            case _Arg():
+                return term
+            case Const(value=value):
+                return _Arg(float(value))
+            case Ref(index=index):
+                name = self.names.value(index)
+                return self.current.get(name, _Arg(name))
+            case Bar(index=index):
+                return self.current[self.names.adjoint(index)]
+        raise AssertionError(f"not an atom: {term!r}")
+
+    def apply(self, op: str, args: tuple, label: str | None = None, note: str = "") -> _Arg:
+        """Emit op(args), nested terms first, each into its own temporary; return the result."""
+        row = primitives.lookup(op)
+        operands: list[_Arg] = []
+        for position, arg in enumerate(args):
+            if position in row.integer_params:
+                operands.append(_Arg(number_text(arg.value, integral=True)))
+            elif isinstance(arg, Op):
+                operands.append(self.apply(arg.op, arg.args))
+            else:
+                operands.append(self.operand(arg))
+        ufunc, template = _ufunc(row, [self.text(a.base) for a in operands])
+        if ufunc == "numpy.negative":
+            return operands[0].flipped()
+        negated = False
+        signs = tuple(a.negated for a in operands)
+        if ufunc in _SIGNS and signs in _SIGNS[ufunc]:
+            name, swap, negated = _SIGNS[ufunc][signs]
+            ufunc = f"numpy.{name}"
+            operands = [_Arg(a.base) for a in (reversed(operands) if swap else operands)]
+            if negated and label is not None:
+                # The buffer holds minus the named value: say so (names ending _bar are symdiff's).
+                label = f"minus_{label}" if label.endswith("_bar") else None
+        return _Arg(self.emit(ufunc, template, operands, label, note), negated)
+
+    def emit(self, ufunc: str | None, template: str, operands: list[_Arg], label: str | None, note: str) -> int:
+        bases = [self.materialised(a) for a in operands]
+        self.labels.append(label)  # a temporary (None) is numbered when it is printed
+        target = len(self.labels) - 1
+        self.instrs.append(_Instr(target, ufunc, template, tuple(bases), note))
+        return target
+
+    def materialised(self, arg: _Arg, label: str | None = None) -> int | str | float:
+        """The operand as a value: a negation still pending is computed here."""
+        if not arg.negated:
+            return arg.base
+        return self.emit("numpy.negative", "{0}", [_Arg(arg.base)], label, "")
+
+    def text(self, base: int | str | float) -> str:
+        if isinstance(base, float):
+            return number_text(base)
+        return self.labels[base] if isinstance(base, int) else base
+
+
+def _ufunc(row: primitives.Primitive, operands: list[str]) -> tuple[str | None, str]:
+    """The NumPy ufunc computing this row, read off the row's NumPy spelling, so that its result can
+    be written into a buffer; any other spelling stays a template that makes a fresh array."""
+    spelling = row.numpy
+    positional = {param: "{" + str(i) + "}" for i, param in enumerate(row.params)}
+    if row.notation.kind == "infix" and spelling in _INFIX_UFUNCS:
+        if spelling == "**" and operands[1] == "2":
+            return "numpy.square", "{0}"  # what NumPy's own x ** 2 does: a multiply, not pow()
+        return f"numpy.{_INFIX_UFUNCS[spelling]}", "{0}, {1}"
+    if row.notation.kind == "prefix" and spelling in _PREFIX_UFUNCS:
+        return f"numpy.{_PREFIX_UFUNCS[spelling]}", "{0}"
+    call = _CALL.fullmatch(spelling)
+    if call and isinstance(getattr(numpy, call.group(1), None), numpy.ufunc):
+        arguments = call.group(2).format(**positional)
+        if arguments == ", ".join(positional.values()):
+            return f"numpy.{call.group(1)}", arguments
+    if row.notation.kind == "infix":
+        return None, f"{{0}} {spelling} {{1}}"
+    if row.notation.kind == "prefix":
+        return None, f"{spelling}{{0}}"
+    return None, spelling.format(**positional)
+
+
+class _Body:
+    """Builds the block bodies of one module (they share the names)."""
+
+    def __init__(self, adjoint: Adjoint, names: Names, own: dict[str, str], params: list[str]):
+        self.adjoint, self.names, self.own, self.params = adjoint, names, own, params
+
+    def function(self, name, doc, roots, with_reverse, results, shaped) -> Function:
+        tape, names, own = self.adjoint.tape, self.names, self.own
+        program = _Program(tape, names, own)
+        for index in sorted(tape.closure(roots)):
+            instr = tape.instrs[index]
+            if instr.op != INPUT:
+                program.current[names.value(index)] = program.apply(instr.op, instr.args, names.value(index))
+        if with_reverse:
+            for step in self.adjoint.steps:
+                _reverse_step(program, step)
+        outputs = [program.materialised(program.operand(term), _label(program, term)) for term in results]
+        lines, count = _allocate(program, _schedule(program.instrs, outputs), outputs)
+        unpack = [_unpack([f"{own['b']}{i}" for i in range(count)], own["buffers"])] if count else []
+        title = "forward sweep"
+        if with_reverse:
+            title = "forward and reverse sweeps, interleaved: each value is computed just before it is read"
+        return Function(
+            name=name,
+            doc=doc,
+            params=", ".join(self.params),
+            points=_tuple(self.params),
+            block=own[f"_{name}_block"],
+            block_doc=f"{name} on one block: each ufunc writes into a row of `{own['outputs']}` or "
+            f"`{own['buffers']}` (rows of None: new arrays).",
+            block_params=", ".join([*self.params, own["outputs"], own["buffers"]]),
+            block_size=str(_block_size(count)),
+            buffer_count=str(count),
+            outputs=str(len(outputs)),
+            unpack=tuple(unpack),
+            title=title,
+            lines=tuple(lines),
+            result=f"[{', '.join(program.text(value) for value in outputs)}]",
+            shape_result=shaped.format(own["values"]),
+        )
+
+    def composite(self, both: Function, f: Function, grad: Function) -> Function:
+        """value_and_grad as f's block then grad's: sharing the forward sweep would keep every
+        forward value alive until the reverse sweep reads it, more buffers than the caches hold."""
+        outputs, buffers = self.own["outputs"], self.own["buffers"]
+        arguments = ", ".join(self.params + [""])
+        first = f"{f.block}({arguments}{outputs}[:1], {buffers}[:{f.buffer_count}])"
+        second = f"{grad.block}({arguments}{outputs}[1:], {buffers}[:{grad.buffer_count}])"
+        count = max(int(f.buffer_count), int(grad.buffer_count))
+        return Function(
+            name=both.name,
+            doc="Value and gradient, elementwise (per block, the sweeps of f and of grad).",
+            params=both.params,
+            points=both.points,
+            block=both.block,
+            block_doc=f"value_and_grad on one block: f's sweep, then grad's (one shared sweep would "
+            f"keep {both.buffer_count} buffers alive).",
+            block_params=both.block_params,
+            block_size=str(_block_size(count)),
+            buffer_count=str(count),
+            outputs=both.outputs,
+            unpack=(),
+            title="",
+            lines=(),
+            result=f"{first} + {second}",
+            shape_result=both.shape_result,
+        )
+
+
+def _unpack(names: list[str], source: str) -> str:
+    return f"({names[0]},) = {source}" if len(names) == 1 else f"{', '.join(names)} = {source}"
+
+
+def _tuple(items: list[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+def _reverse_step(program: _Program, step) -> None:
+    """target = term, target += term or target -= term, as ufunc calls."""
+    target = program.names.adjoint(step.target)
+    note = "" if step.origin is None else f"  # {program.printer.source_definition(step.origin)}"
+    term = step.term
+    if step.mode == "=":
+        # An atom is not copied: until the next contribution, the adjoint is that atom.
+        value = program.apply(term.op, term.args, target, note) if isinstance(term, Op) else program.operand(term)
+    else:
+        addend = program.apply(term.op, term.args) if isinstance(term, Op) else term
+        value = program.apply(_ACCUMULATE[step.mode], (program.current[target], addend), target, note)
+    program.current[target] = value
+
+
+def _label(program: _Program, term) -> str | None:
+    match term:
+        case Ref(index=index):
+            return program.names.value(index)
+        case Bar(index=index):
+            return program.names.adjoint(index)
+    return None
+
+
+def _schedule(instrs: list[_Instr], outputs: list) -> list[int]:
+    """The instructions the outputs need, in the order a demand-driven evaluation reaches them: for
+    each output in turn, operands left to right, depth first (an iterative post-order walk).
+
+    Program order computes every forward value before the reverse sweep reads it, which keeps
+    hundreds of buffers alive at the turn; in this order a value is mostly computed just before it
+    is read, so a handful stay alive and a block stays in cache."""
+    producer = {instr.target: position for position, instr in enumerate(instrs)}
+    done = [False] * len(instrs)
+    order: list[int] = []
+    for value in outputs:
+        if not isinstance(value, int) or done[producer[value]]:
+            continue
+        stack = [(producer[value], False)]
+        while stack:
+            position, expanded = stack.pop()
+            if done[position]:
+                continue
+            if expanded:
+                done[position] = True
+                order.append(position)
+                continue
+            stack.append((position, True))
+            for arg in reversed(instrs[position].args):
+                if isinstance(arg, int) and not done[producer[arg]]:
+                    stack.append((producer[arg], False))
+    return order
+
+
+def _allocate(program: _Program, order: list[int], outputs: list) -> tuple[list[Line], int]:
+    """Print the instructions in `order`, each ufunc writing into a buffer row: a result goes straight
+    to its output row; any other value to a row no live value holds (the most recently freed, the
+    warmest in cache). A ufunc may write over its own dying operand. Temporaries are numbered here,
+    in the order they are printed."""
+    instrs = program.instrs
+    last_use: dict[int, int] = {}
+    for step, position in enumerate(order):
+        for arg in instrs[position].args:
+            if isinstance(arg, int):
+                last_use[arg] = step
+    output_row: dict[int, int] = {}
+    for number, value in enumerate(outputs):
+        if isinstance(value, int):
+            output_row.setdefault(value, number)
+            last_use[value] = len(order)
+    buffer_of: dict[int, int] = {}
+    free: list[int] = []
+    count = temporaries = 0
+    lines = []
+    for step, position in enumerate(order):
+        instr = instrs[position]
+        for arg in dict.fromkeys(instr.args):
+            if isinstance(arg, int) and last_use[arg] == step and arg in buffer_of:
+                free.append(buffer_of.pop(arg))
+        if program.labels[instr.target] is None:
+            temporaries += 1
+            program.labels[instr.target] = f"{program.own['t']}{temporaries}"
+        call = instr.template.format(*(program.text(arg) for arg in instr.args))
+        if instr.ufunc is None:
+            rhs = call
+        elif instr.target in output_row:
+            rhs = f"{instr.ufunc}({call}, out={program.own['outputs']}[{output_row[instr.target]}])"
+        else:
+            row = free.pop() if free else count
+            count = max(count, row + 1)
+            buffer_of[instr.target] = row
+            rhs = f"{instr.ufunc}({call}, out={program.own['b']}{row})"
+        lines.append(Line(program.labels[instr.target], rhs, instr.note))
+    return lines, count
