@@ -110,7 +110,7 @@ class _Abs(sympy.Function):
         return sympy.Abs(self.args[0].evalf(prec))
 
     def _sympystr(self, printer):
-        return f"Abs({printer.doprint(self.args[0])})"
+        return f"abs({printer.doprint(self.args[0])})"
 
 
 def _integral_exponent(args: tuple) -> str | None:

@@ -22,7 +22,7 @@ from symdiff.explain import FORMATS, SCHEMA, _width, explain, format_number
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"
 ROOT = Path(__file__).resolve().parent.parent
-LEARN = ROOT / "docs" / "learn-reverse-mode.md"
+LEARN = ROOT / "README.md"  # the section "Learn reverse mode with symdiff"
 GOLDEN_CASES = {
     "textbook": ("x1*x2 + sin(x1)", {"x1": 2, "x2": 3}),
     "log_example": ("log(x1) + x1*x2 - sin(x2)", {"x1": 2, "x2": 5}),
