@@ -495,7 +495,7 @@ def test_learn_section_console_examples_print_what_they_show():
 
 def test_learn_section_is_a_readme_section():
     text = LEARN.read_text(encoding="utf-8")
-    assert text.startswith("## Learn reverse mode with symdiff\n")
+    assert "\n## Learn reverse mode with symdiff\n" in text
     assert "docs/textbook-graph.png" in text and (ROOT / "docs" / "textbook-graph.png").exists()
     # The Markdown pasted into the section is the tool's own output, rendered in place.
     assert explain("x*y + (x + y)*z", {"x": 2, "y": 3, "z": 5}).markdown() in text
