@@ -15,7 +15,7 @@ from .errors import ArgumentError, SymdiffError
 from .files import write_atomic
 from .limits import DEFAULT_LIMITS, Limits
 from .lower import lower
-from .parse import parse
+from .parse import parse_program, single_output
 from .render import render
 from .reverse import check_wrt, reverse
 from .simplify import simplify
@@ -40,7 +40,9 @@ def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
 
 def _build(expr, wrt, limits: Limits) -> Programs:
     if isinstance(expr, str):
-        source, tree = expr, parse(expr, limits.max_chars)
+        source = expr
+        tree = parse_program(expr, limits.max_chars)
+        single_output(tree, source)
     else:
         from .from_sympy import convert  # SymPy input: no string round trip
 

@@ -67,3 +67,20 @@ def same_tree(a: Expr, b: Expr) -> bool:
 
 def variables(root: Expr) -> set[str]:
     return {node.name for node in postorder(root) if isinstance(node, Var)}
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """`name = expr`: names an intermediate result (not an input)."""
+
+    name: str
+    expr: Expr
+    span: Span = field(default=(0, 0), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """What the user wrote: definitions in order, then one or more outputs."""
+
+    definitions: tuple[Definition, ...]
+    outputs: tuple[Expr, ...]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from . import primitives
 from .errors import DomainError, LimitError, Span
-from .expr import Apply, Expr, Num, Var, postorder
+from .expr import Apply, Expr, Num, Program, Var, postorder
 from .tape import INPUT, Atom, Const, Instr, Ref, Tape
 
 DEFAULT_MAX_ENTRIES = 2_000_000
@@ -27,10 +27,14 @@ def natural_order(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(names), key=natural_key))
 
 
-def lower(expr: Expr, source: str = "", max_entries: int = DEFAULT_MAX_ENTRIES) -> Tape:
+def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_MAX_ENTRIES) -> Tape:
+    """The tape of one expression, or of a program (definitions, then one or more outputs)."""
+    if not isinstance(program, Program):
+        program = Program((), (program,))
     instrs: list[Instr] = []
     keys: dict[tuple, int] = {}
-    results: list[Atom] = []
+    defined: dict[str, Atom] = {}  # definitions are values, not inputs
+    labels: dict[int, str] = {}
 
     def emit(instr: Instr) -> Ref:
         index = keys.get(instr.key)
@@ -45,12 +49,18 @@ def lower(expr: Expr, source: str = "", max_entries: int = DEFAULT_MAX_ENTRIES) 
             instrs.append(instr)
         return Ref(index)
 
-    for node in postorder(expr):
+    def lower_one(expr: Expr) -> Atom:
+        results: list[Atom] = []
+        for node in postorder(expr):
+            _lower_node(node, results)
+        return results[0]
+
+    def _lower_node(node: Expr, results: list[Atom]) -> None:
         match node:
             case Num(value=value):
                 results.append(Const(value))
             case Var(name=name, span=span):
-                results.append(emit(Instr(INPUT, (), name, span)))
+                results.append(defined[name] if name in defined else emit(Instr(INPUT, (), name, span)))
             case Apply(op=op, args=args, span=span):
                 operands = tuple(results[len(results) - len(args) :])
                 del results[len(results) - len(args) :]
@@ -59,9 +69,14 @@ def lower(expr: Expr, source: str = "", max_entries: int = DEFAULT_MAX_ENTRIES) 
                     results.append(Const(fold_constant(row, operands, source, span)))
                 else:
                     results.append(emit(Instr(row.name, operands, span=span)))
-    (output,) = results
+
+    for definition in program.definitions:
+        atom = defined[definition.name] = lower_one(definition.expr)
+        if isinstance(atom, Ref) and instrs[atom.index].op != INPUT and atom.index not in labels:
+            labels[atom.index] = definition.name
+    outputs = tuple(lower_one(expr) for expr in program.outputs)
     inputs = natural_order(instr.name for instr in instrs if instr.op == INPUT)
-    return Tape(source, tuple(instrs), output, inputs, keys)
+    return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels)
 
 
 def refined(row: primitives.Primitive, operands: tuple) -> tuple[primitives.Primitive, tuple]:

@@ -46,7 +46,14 @@ def assign_names(tape: Tape, extra_inputs: tuple[str, ...] = ()) -> Names:
             candidate += "_"
         taken.add(candidate)
         params[name] = candidate
+    # A definition's name labels its entry where it is a usable name no input or earlier label took.
+    labelled: dict[int, str] = {}
+    for index, label in sorted(tape.labels.items()):
+        if usable(label) and label not in taken:
+            labelled[index] = label
+            taken.add(label)
     values = tuple(
-        params[instr.name] if instr.op == INPUT else f"w{index + 1}" for index, instr in enumerate(tape.instrs)
+        params[instr.name] if instr.op == INPUT else labelled.get(index, f"w{index + 1}")
+        for index, instr in enumerate(tape.instrs)
     )
     return Names(values, params)

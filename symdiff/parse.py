@@ -15,7 +15,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import primitives
 from .errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
-from .expr import Apply, Expr, Num, Var
+from .expr import Apply, Definition, Expr, Num, Program, Var, postorder
 from .resources import grammar_text
 
 # Characters people paste from papers and word processors, and what they mean.
@@ -78,14 +78,80 @@ class _Build(Transformer):
     def group(self, children):
         return children[1]
 
+    def statement(self, children):
+        name, _, expr = children
+        if name.value in primitives.CONSTANTS or primitives.is_user_function(name.value):
+            raise UnknownNameError(f"cannot define '{name.value}': it is a built-in name", span=_span(name))
+        return Definition(name.value, expr, (name.start_pos, expr.span[1]))
+
+    def outputs(self, children):
+        return tuple(child for child in children if not isinstance(child, Token))
+
+    def start(self, children):
+        statements = [child for child in children if not isinstance(child, Token)]
+        return Program(tuple(statements[:-1]), statements[-1])
+
+
+class _Statements:
+    """Lark post-lexer: a line break ends a statement when it could (depth 0, the line so far is
+    complete, and the next line does not start with an operator that needs a left operand)."""
+
+    always_accept = ()
+    _CONTINUES_AFTER = {"PLUS", "MINUS", "STAR", "SLASH", "POW", "LPAR", "LBRACK", "COMMA", "EQUALS", "SEMI"}
+    _CONTINUES_BEFORE = {"STAR", "SLASH", "POW", "RPAR", "RBRACK", "COMMA", "EQUALS", "SEMI"}
+
+    def process(self, stream):
+        depth, previous = 0, None
+        for token in stream:
+            if (
+                previous is not None
+                and token.line > previous.end_line
+                and depth == 0
+                and previous.type not in self._CONTINUES_AFTER
+                and token.type not in self._CONTINUES_BEFORE
+            ):
+                yield Token.new_borrow_pos("_NL", "", token)
+            depth += token.type in ("LPAR", "LBRACK")
+            depth -= token.type in ("RPAR", "RBRACK")
+            previous = token
+            yield token
+
 
 @cache
-def _parser() -> Lark:
-    return Lark(grammar_text("expr.lark"), parser="lalr", transformer=_Build(), maybe_placeholders=False)
+def _parser(statements_by_line: bool) -> Lark:
+    return Lark(
+        grammar_text("expr.lark"),
+        parser="lalr",
+        transformer=_Build(),
+        maybe_placeholders=False,
+        # The post-lexer looks one token ahead, which the contextual lexer does not allow for.
+        lexer="basic" if statements_by_line else "contextual",
+        postlex=_Statements() if statements_by_line else None,
+    )
 
 
 def parse(source: str, max_chars: int | None = None) -> Expr:
-    """Parse one expression. Raises a SymdiffError subclass that points into `source`."""
+    """Parse one expression (no definitions, one output)."""
+    program = parse_program(source, max_chars)
+    if program.definitions:
+        definition = program.definitions[0]
+        raise SymdiffSyntaxError("expected one expression, not definitions", source, definition.span)
+    return single_output(program, source)
+
+
+def single_output(program: Program, source: str) -> Expr:
+    if len(program.outputs) != 1:
+        raise SymdiffSyntaxError(
+            f"expected one output, got {len(program.outputs)}; several outputs make a Jacobian "
+            "(compile_jacobian)",
+            source,
+            program.outputs[1].span,
+        )
+    return program.outputs[0]
+
+
+def parse_program(source: str, max_chars: int | None = None) -> Program:
+    """Parse definitions and outputs. Raises a SymdiffError subclass that points into `source`."""
     if not isinstance(source, str):
         raise SymdiffError(f"expected the expression as a string, got {type(source).__name__}")
     if max_chars is not None and len(source) > max_chars:
@@ -96,13 +162,40 @@ def parse(source: str, max_chars: int | None = None) -> Expr:
         )
     if not source.strip():
         raise SymdiffSyntaxError("empty expression", source, (0, len(source)))
+    # Line breaks separate statements only in an input with definitions or `;`; a single
+    # expression may spread over lines freely.
+    by_line = "=" in source or ";" in source
     try:
-        return _parser().parse(source)
+        program = _parser(by_line).parse(source)
+        _check_definitions(program)
+        return program
     except SymdiffError as error:
         error.source = source
         raise
     except UnexpectedInput as error:
         raise _syntax_error(source, error) from None
+
+
+def _check_definitions(program: Program) -> None:
+    """Each name is defined once, before it is used."""
+    defined: dict[str, Definition] = {}
+    later = {definition.name: definition for definition in reversed(program.definitions)}
+    for definition in program.definitions:
+        _check_uses(definition.expr, defined, later)
+        if definition.name in defined:
+            raise SymdiffSyntaxError(
+                f"'{definition.name}' is defined twice (first at offset {defined[definition.name].span[0]})",
+                span=definition.span,
+            )
+        defined[definition.name] = definition
+    for output in program.outputs:
+        _check_uses(output, defined, later)
+
+
+def _check_uses(expr: Expr, defined: dict, later: dict) -> None:
+    for node in postorder(expr):
+        if isinstance(node, Var) and node.name not in defined and node.name in later:
+            raise UnknownNameError(f"'{node.name}' is used before its definition", span=node.span)
 
 
 def _span(token: Token) -> tuple[int, int]:
@@ -132,7 +225,7 @@ def _syntax_error(source: str, error: UnexpectedInput) -> SymdiffSyntaxError:
         char = source[position]
         if char in _LOOKALIKES:
             message = f"unexpected character {char!r}; did you mean '{_LOOKALIKES[char]}'?"
-        elif char in "[]{}":
+        elif char in "{}":
             message = f"unexpected {char!r}; only parentheses group expressions"
         else:
             message = f"unexpected character {char!r}"
@@ -148,11 +241,30 @@ def _syntax_error(source: str, error: UnexpectedInput) -> SymdiffSyntaxError:
                 source,
                 span,
             )
+        if token.type in ("LBRACK", "RBRACK"):
+            return SymdiffSyntaxError(
+                f"unexpected {token.value!r}; only parentheses group expressions (brackets list outputs: [f1, f2])",
+                source,
+                span,
+            )
+        if set(error.expected) <= {"SEMI", "_NL", "$END"}:
+            return SymdiffSyntaxError(
+                "only the last statement is the output: name the one before (`name = ...`), "
+                "or list several outputs on the last line (`f1, f2`)",
+                source,
+                span,
+            )
         return SymdiffSyntaxError(f"unexpected {token.value!r}; expected {_expected(error.expected)}", source, span)
     expected = getattr(error, "expected", None) or ()
     end = len(source.rstrip())
     if "RPAR" in expected:
         return SymdiffSyntaxError("unexpected end of input; missing ')'", source, (end, end + 1))
+    if "RBRACK" in expected:
+        return SymdiffSyntaxError("unexpected end of input; missing ']'", source, (end, end + 1))
+    if "SEMI" in expected or "_NL" in expected:
+        return SymdiffSyntaxError(
+            "unexpected end of input; after the definitions, the last statement must be the output", source, (end, end + 1)
+        )
     return SymdiffSyntaxError(f"unexpected end of input; expected {_expected(expected)}", source, (end, end + 1))
 
 

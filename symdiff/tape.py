@@ -48,6 +48,8 @@ class Tape:
     output: Atom
     inputs: tuple[str, ...]  # the expression's variables in natural order: x1, x2, x10
     keys: Mapping[tuple, int] = field(repr=False, compare=False)  # Instr.key -> index
+    outputs: tuple[Atom, ...] = ()  # every output, in order (`output` is the first)
+    labels: Mapping[int, str] = field(default_factory=dict, compare=False)  # entry -> user's definition name
 
     def input_index(self, name: str) -> int | None:
         return self.keys.get((INPUT, name))

@@ -26,10 +26,12 @@ def _arity_cases():
 
 
 def _character_cases():
-    for char in "$#@!?;:=<>&|~`'\"\\%":
+    for char in "$#@!?:<>&|~`'\"\\%":
         yield f"x {char} y", SymdiffSyntaxError, f"unexpected character {char!r}"
     for char in "[]{}":
         yield f"x {char} y", SymdiffSyntaxError, "only parentheses group expressions"
+    yield "x = y", SymdiffSyntaxError, "the last statement must be the output"
+    yield "x ; y", SymdiffSyntaxError, "only the last statement is the output"
     lookalikes = {"\u2212": "-", "\u00d7": "*", "\u00f7": "/", "\u22c5": "*", "\u00b7": "*", "\u2013": "-",
                   "\uff08": "(", "\uff09": ")", "\u2217": "*", "\u2215": "/", "\uff0c": ",", "\u2014": "-"}
     for char, meant in lookalikes.items():
@@ -53,7 +55,7 @@ def _structure_cases():
         ("((x)", SymdiffSyntaxError, "missing ')'"),
         ("sin(x", SymdiffSyntaxError, "missing ')'"),
         ("x)", SymdiffSyntaxError, "unexpected ')'"),
-        ("x,y", SymdiffSyntaxError, "unexpected ','"),
+        ("x,y", SymdiffSyntaxError, "expected one output, got 2"),
         ("atan2(x,)", SymdiffSyntaxError, "unexpected ')'"),
         ("atan2(,x)", SymdiffSyntaxError, "unexpected ','"),
         ("2x", SymdiffSyntaxError, "no implicit multiplication"),
