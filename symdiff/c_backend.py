@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .adjoint import Adjoint, Step
-from .backends import CompiledGradient
+from .backends import CompiledGradient, header_text
 from .errors import ArgumentError, CompilerError
 from .names import Names, assign_names
 from .render import _docstring, _environment, _Printer, _refs
@@ -82,6 +82,7 @@ class Wrapper:
 class Module:
     comment: tuple[str, ...]  # the header comment, line by line
     guard: str  # the header's include guard
+    includes: tuple[str, ...]  # "<math.h>", and the .c's own header when it has one
     loops: tuple[Loop, ...]
     wrappers: tuple[Wrapper, ...]  # single points (and value_and_grad over a batch, for big programs)
 
@@ -91,7 +92,9 @@ class Module:
 SHARED_SWEEP_LINES = 3000
 
 
-def c_module(adjoint: Adjoint, prefix: str = "symdiff", shared_sweep_lines: int = SHARED_SWEEP_LINES) -> Module:
+def c_module(
+    adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None, shared_sweep_lines: int = SHARED_SWEEP_LINES
+) -> Module:
     tape = adjoint.tape
     names = c_names(tape, adjoint.wrt)
     printer = _Printer(tape, names, "c")
@@ -101,8 +104,11 @@ def c_module(adjoint: Adjoint, prefix: str = "symdiff", shared_sweep_lines: int 
     def at(array: str, row: int) -> str:  # element `row` of point k in a batch laid out row by row
         return f"{array}[{k}]" if row == 0 else f"{array}[{row} * {n} + {k}]"
 
-    loads = {index: f"const double {names.value(index)} = {at(x, tape.inputs.index(instr.name))};"
-             for index, instr in enumerate(tape.instrs) if instr.op == INPUT}
+    loads = {
+        index: f"const double {names.value(index)} = {at(x, tape.inputs.index(instr.name))};"
+        for index, instr in enumerate(tape.instrs)
+        if instr.op == INPUT
+    }
     value_roots = _refs([tape.output])
     gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     reverse = _reverse_lines(adjoint.steps, printer)
@@ -115,49 +121,92 @@ def c_module(adjoint: Adjoint, prefix: str = "symdiff", shared_sweep_lines: int 
     grad_loads, grad_lines = _forward(tape, gradient_roots, printer, loads)
     both_loads, both_lines = _forward(tape, value_roots | gradient_roots, printer, loads)
     loops = [
-        Loop(f"void {prefix}_f_batch({points}, double *restrict {value})",
-             f"f at {n} points: {value}[{k}] = f(point {k}); {where}.", n, k, value_loads, value_lines,
-             value_store),
-        Loop(f"void {prefix}_grad_batch({points}, double *restrict {grad})",
-             f"The gradient ({wrt}) at {n} points into {grad}[j * {n} + {k}]; {where}.", n, k, grad_loads,
-             grad_lines + reverse, grad_stores),
+        Loop(
+            f"void {prefix}_f_batch({points}, double *restrict {value})",
+            f"f at {n} points: {value}[{k}] = f(point {k}); {where}.",
+            n,
+            k,
+            value_loads,
+            value_lines,
+            value_store,
+        ),
+        Loop(
+            f"void {prefix}_grad_batch({points}, double *restrict {grad})",
+            f"The gradient ({wrt}) at {n} points into {grad}[j * {n} + {k}]; {where}.",
+            n,
+            k,
+            grad_loads,
+            grad_lines + reverse,
+            grad_stores,
+        ),
     ]
     both = f"void {prefix}_value_and_grad_batch({points}, double *restrict {value}, double *restrict {grad})"
     both_doc = f"Value and gradient at {n} points: {value}[{k}], {grad}[j * {n} + {k}]"
     wrappers = []
     if len(both_lines) + len(reverse) <= shared_sweep_lines:
-        loops.append(Loop(both, f"{both_doc}, from one forward sweep.", n, k, both_loads, both_lines + reverse,
-                          value_store + grad_stores))
+        loops.append(
+            Loop(
+                both,
+                f"{both_doc}, from one forward sweep.",
+                n,
+                k,
+                both_loads,
+                both_lines + reverse,
+                value_store + grad_stores,
+            )
+        )
     else:
-        wrappers.append(Wrapper(both, f"{both_doc} (f's loop, then grad's).",
-                                (f"{prefix}_f_batch({n}, {x}, {value});", f"{prefix}_grad_batch({n}, {x}, {grad});")))
+        wrappers.append(
+            Wrapper(
+                both,
+                f"{both_doc} (f's loop, then grad's).",
+                (f"{prefix}_f_batch({n}, {x}, {value});", f"{prefix}_grad_batch({n}, {x}, {grad});"),
+            )
+        )
     single = f"const double *restrict {x}"
     wrappers += [
-        Wrapper(f"double {prefix}_f({single})", f"f at one point: {x}[0..{inputs - 1}] are the inputs in order.",
-                (f"double {value};", f"{prefix}_f_batch(1, {x}, &{value});", f"return {value};")),
-        Wrapper(f"void {prefix}_grad({single}, double *restrict {grad})",
-                f"The gradient at one point, into {grad}[0..{outputs - 1}] ({wrt}).",
-                (f"{prefix}_grad_batch(1, {x}, {grad});",)),
-        Wrapper(f"double {prefix}_value_and_grad({single}, double *restrict {grad})",
-                "Value (returned) and gradient at one point.",
-                (f"double {value};", f"{prefix}_value_and_grad_batch(1, {x}, &{value}, {grad});", f"return {value};")),
+        Wrapper(
+            f"double {prefix}_f({single})",
+            f"f at one point: {x}[0..{inputs - 1}] are the inputs in order.",
+            (f"double {value};", f"{prefix}_f_batch(1, {x}, &{value});", f"return {value};"),
+        ),
+        Wrapper(
+            f"void {prefix}_grad({single}, double *restrict {grad})",
+            f"The gradient at one point, into {grad}[0..{outputs - 1}] ({wrt}).",
+            (f"{prefix}_grad_batch(1, {x}, {grad});",),
+        ),
+        Wrapper(
+            f"double {prefix}_value_and_grad({single}, double *restrict {grad})",
+            "Value (returned) and gradient at one point.",
+            (f"double {value};", f"{prefix}_value_and_grad_batch(1, {x}, &{value}, {grad});", f"return {value};"),
+        ),
     ]
-    text = _docstring(tape.source, tape, names, adjoint.wrt).replace("*/", "* /")
-    text = text.replace("Do not edit", "C99 backend (math.h only). Do not edit", 1)
+    text = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "C99 backend (math.h only)")
+    text = text.replace("*/", "* /")
     layout = (
         f"One point is an array of {inputs} doubles, the inputs in order. A batch of {n} points is laid out",
         f"input by input: input i of point {k} is {x}[i * {n} + {k}], and gradient entry j is {grad}[j * {n} + {k}].",
         "Compile with -O2 (add -fopenmp-simd to let the batch loops use SIMD across points).",
     )
-    comment = (*text.rstrip("\n").split("\n"), "", *layout)
+    comment = (*text.split("\n"), "", *layout)
     guard = re.sub(r"\W", "_", prefix).upper() + "_H"
-    return Module(comment, guard, tuple(loops), tuple(wrappers))
+    includes = ("<math.h>",) + ((f'"{header}"',) if header else ())
+    return Module(comment, guard, includes, tuple(loops), tuple(wrappers))
 
 
-def render_c(adjoint: Adjoint, prefix: str = "symdiff", shared_sweep_lines: int = SHARED_SWEEP_LINES) -> tuple[str, str]:
-    """The .c and .h texts; `prefix` names the functions (prefix_grad, prefix_grad_batch, ...)."""
-    module = c_module(adjoint, prefix, shared_sweep_lines)
-    fields = {"comment": module.comment, "guard": module.guard, "loops": module.loops, "wrappers": module.wrappers}
+def render_c(
+    adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None, shared_sweep_lines: int = SHARED_SWEEP_LINES
+) -> tuple[str, str]:
+    """The .c and .h texts; `prefix` names the functions (prefix_grad, prefix_grad_batch, ...), and
+    the .c includes `header` (the .h's file name) when given."""
+    module = c_module(adjoint, prefix, header, shared_sweep_lines)
+    fields = {
+        "comment": module.comment,
+        "guard": module.guard,
+        "includes": module.includes,
+        "loops": module.loops,
+        "wrappers": module.wrappers,
+    }
     environment = _environment()
     return environment.get_template("c.c.j2").render(**fields), environment.get_template("c.h.j2").render(**fields)
 
@@ -362,18 +411,24 @@ class CGradient(CompiledGradient):
         wanted = [(value, (n,)), (grad, (len(self.wrt), n))]
         given = list(out) if isinstance(out, tuple | list) else [out]
         arrays = []
-        for (asked, shape) in wanted:
+        for asked, shape in wanted:
             if not asked:
                 arrays.append(None)
                 continue
             target = given.pop(0) if out is not None else numpy.empty(shape)
-            if not (isinstance(target, numpy.ndarray) and target.shape == shape and target.dtype == numpy.float64
-                    and target.flags.c_contiguous and target.flags.writeable):
+            if not (
+                isinstance(target, numpy.ndarray)
+                and target.shape == shape
+                and target.dtype == numpy.float64
+                and target.flags.c_contiguous
+                and target.flags.writeable
+            ):
                 raise ArgumentError(f"batch: out must be a writeable C-contiguous float64 array of shape {shape}")
             arrays.append(target)
         values, grads = arrays
-        self._run_batch(n, points.ctypes.data, values.ctypes.data if value else 0,
-                        grads.ctypes.data if grad else 0, value, grad)
+        self._run_batch(
+            n, points.ctypes.data, values.ctypes.data if value else 0, grads.ctypes.data if grad else 0, value, grad
+        )
         return _select(values, grads, value, grad)
 
     def _run_batch(self, n: int, points: int, values: int, grads: int, value: bool, grad: bool) -> None:

@@ -7,7 +7,9 @@ A user error prints one message with a caret under the offending text, never a t
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 
 from .api import build, compile_grad
 from .errors import SymdiffError
@@ -36,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     grad.add_argument("--wrt", help="comma-separated inputs to differentiate, in order (default: all)")
     grad.add_argument("--force", action="store_true", help="replace an existing file symdiff did not write")
     grad.add_argument("--no-simplify", action="store_true", help="print the textbook sweep as is")
+    grad.add_argument(
+        "--lang",
+        choices=("python", "numpy", "c"),
+        default="python",
+        help="python: a module importing only math (default); numpy: elementwise over arrays; "
+        "c: C99 source, and with -o NAME.c also NAME.h, functions prefixed NAME_",
+    )
 
     check = commands.add_parser("check", help="prove the gradient right with SymPy; exit 1 if not")
     check.add_argument("expr", help=EXPR_HELP)
@@ -86,11 +95,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def _grad(args, expr: str) -> int:
     programs = build(expr, args.wrt)
-    source = render(programs.raw if args.no_simplify else programs.adjoint)
+    adjoint = programs.raw if args.no_simplify else programs.adjoint
+    if args.lang == "c":
+        return _grad_c(args, adjoint)
+    if args.lang == "numpy":
+        from .numpy_backend import render_numpy  # imports NumPy, which only this language needs
+
+        source = render_numpy(adjoint)
+    else:
+        source = render(adjoint)
     if args.output:
         write_atomic(args.output, source, args.force)
     else:
         sys.stdout.write(source)
+    return 0
+
+
+def _grad_c(args, adjoint) -> int:
+    """The .c (standard output without -o), and beside it the .h, named and prefixed after -o."""
+    from .c_backend import render_c
+
+    if not args.output:
+        sys.stdout.write(render_c(adjoint)[0])
+        return 0
+    target = Path(args.output)
+    prefix = re.sub(r"\W", "_", target.stem) or "symdiff"
+    if prefix[0].isdigit():
+        prefix = f"_{prefix}"
+    header = target.with_suffix(".h")
+    source, declarations = render_c(adjoint, prefix, header.name)
+    write_atomic(header, declarations, args.force)
+    write_atomic(target, source, args.force)
     return 0
 
 

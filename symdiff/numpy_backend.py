@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import numpy
+from functools import cache
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op
+from .backends import header_text
+from .errors import SymdiffError
 from .names import Names, assign_names
 from .printing import number_text
 from .render import _docstring, _environment, _Printer
@@ -68,8 +69,10 @@ class Module:
 
 def render_numpy(adjoint: Adjoint) -> str:
     module = numpy_module(adjoint)
-    return _environment().get_template("numpy.py.j2").render(
-        docstring=module.docstring, names=module.names, functions=module.functions
+    return (
+        _environment()
+        .get_template("numpy.py.j2")
+        .render(docstring=module.docstring, names=module.names, functions=module.functions)
     )
 
 
@@ -82,9 +85,7 @@ def numpy_module(adjoint: Adjoint) -> Module:
     gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
     body = _Body(adjoint, names, own, params)
-    f = body.function(
-        "f", "Value of the expression, elementwise.", value_roots, False, [tape.output], "{0}[0]"
-    )
+    f = body.function("f", "Value of the expression, elementwise.", value_roots, False, [tape.output], "{0}[0]")
     grad = body.function(
         "grad",
         f"Gradient ({wrt}), elementwise; computes only the forward values the reverse sweep reads.",
@@ -103,9 +104,7 @@ def numpy_module(adjoint: Adjoint) -> Module:
     )
     if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
         both = body.composite(both, f, grad)
-    docstring = _docstring(tape.source, tape, names, adjoint.wrt).replace(
-        "Do not edit", "NumPy backend: elementwise over arrays. Do not edit", 1
-    )
+    docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
     return Module(docstring, own, (f, grad, both))
 
 
@@ -149,14 +148,30 @@ _ACCUMULATE = {"+=": "add", "-=": "sub"}
 # (-a + b is b - a; -a * b is -(a * b)), so a negation is folded into its reader, never computed.
 _N, _Y = False, True
 _SIGNS = {
-    "numpy.add": {(_N, _N): ("add", _N, _N), (_N, _Y): ("subtract", _N, _N), (_Y, _N): ("subtract", _Y, _N),
-                  (_Y, _Y): ("add", _N, _Y)},
-    "numpy.subtract": {(_N, _N): ("subtract", _N, _N), (_N, _Y): ("add", _N, _N), (_Y, _N): ("add", _N, _Y),
-                       (_Y, _Y): ("subtract", _Y, _N)},
-    "numpy.multiply": {(_N, _N): ("multiply", _N, _N), (_N, _Y): ("multiply", _N, _Y),
-                       (_Y, _N): ("multiply", _N, _Y), (_Y, _Y): ("multiply", _N, _N)},
-    "numpy.divide": {(_N, _N): ("divide", _N, _N), (_N, _Y): ("divide", _N, _Y), (_Y, _N): ("divide", _N, _Y),
-                     (_Y, _Y): ("divide", _N, _N)},
+    "numpy.add": {
+        (_N, _N): ("add", _N, _N),
+        (_N, _Y): ("subtract", _N, _N),
+        (_Y, _N): ("subtract", _Y, _N),
+        (_Y, _Y): ("add", _N, _Y),
+    },
+    "numpy.subtract": {
+        (_N, _N): ("subtract", _N, _N),
+        (_N, _Y): ("add", _N, _N),
+        (_Y, _N): ("add", _N, _Y),
+        (_Y, _Y): ("subtract", _Y, _N),
+    },
+    "numpy.multiply": {
+        (_N, _N): ("multiply", _N, _N),
+        (_N, _Y): ("multiply", _N, _Y),
+        (_Y, _N): ("multiply", _N, _Y),
+        (_Y, _Y): ("multiply", _N, _N),
+    },
+    "numpy.divide": {
+        (_N, _N): ("divide", _N, _N),
+        (_N, _Y): ("divide", _N, _Y),
+        (_Y, _N): ("divide", _N, _Y),
+        (_Y, _Y): ("divide", _N, _N),
+    },
     "numpy.square": {(_N,): ("square", _N, _N), (_Y,): ("square", _N, _N)},
 }
 
@@ -263,7 +278,7 @@ def _ufunc(row: primitives.Primitive, operands: list[str]) -> tuple[str | None, 
     if row.notation.kind == "prefix" and spelling in _PREFIX_UFUNCS:
         return f"numpy.{_PREFIX_UFUNCS[spelling]}", "{0}"
     call = _CALL.fullmatch(spelling)
-    if call and isinstance(getattr(numpy, call.group(1), None), numpy.ufunc):
+    if call and call.group(1) in _numpy_ufuncs():
         arguments = call.group(2).format(**positional)
         if arguments == ", ".join(positional.values()):
             return f"numpy.{call.group(1)}", arguments
@@ -272,6 +287,16 @@ def _ufunc(row: primitives.Primitive, operands: list[str]) -> tuple[str | None, 
     if row.notation.kind == "prefix":
         return None, f"{spelling}{{0}}"
     return None, spelling.format(**positional)
+
+
+@cache
+def _numpy_ufuncs() -> frozenset[str]:
+    """The names of NumPy's ufuncs (rendering for NumPy needs NumPy installed)."""
+    try:
+        import numpy
+    except ImportError:
+        raise SymdiffError("the numpy backend needs NumPy: pip install numpy") from None
+    return frozenset(name for name in dir(numpy) if isinstance(getattr(numpy, name), numpy.ufunc))
 
 
 class _Body:

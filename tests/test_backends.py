@@ -1,0 +1,333 @@
+"""The NumPy and C backends agree with the Python backend and with SymPy; the NumPy module broadcasts,
+runs on Dask arrays, imports only numpy and lints clean; the C builds standalone; no compiler is a
+CompilerError. Nothing here times anything."""
+
+import ast
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+import sympy
+from support import WORKED
+
+import symdiff
+from symdiff import primitives
+from symdiff.api import build
+from symdiff.errors import ArgumentError, CompilerError, SymdiffError
+
+numpy = pytest.importorskip("numpy")
+
+from symdiff.c_backend import render_c  # noqa: E402
+from symdiff.numpy_backend import render_numpy  # noqa: E402
+
+HAVE_COMPILER = any(shutil.which(c) for c in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")))
+needs_compiler = pytest.mark.skipif(
+    not HAVE_COMPILER and os.environ.get("CI") != "true", reason="no C compiler (CI=true makes this a failure)"
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory):
+    """Compiled C goes to a fresh cache, not the user's."""
+    old = os.environ.get("SYMDIFF_CACHE")
+    os.environ["SYMDIFF_CACHE"] = str(tmp_path_factory.mktemp("symdiff-cache"))
+    yield
+    if old is None:
+        del os.environ["SYMDIFF_CACHE"]
+    else:
+        os.environ["SYMDIFF_CACHE"] = old
+
+
+def _row_cases():
+    """Every row of the table on its own, its operands named after its params, sampled in its domain."""
+    cases = []
+    for row in primitives.TABLE.values():
+        if row.internal:
+            continue
+        names = [f"{param}1" for param in row.params]
+        if row.user_callable:
+            text = f"{row.name}({', '.join(names)})"
+        elif row.arity == 2:
+            text = f"{names[0]} {row.notation.symbol} {names[1]}"
+        else:
+            text = f"{row.notation.symbol}{names[0]}"
+        cases.append((text, dict(zip(names, row.domain))))
+    return cases
+
+
+BOX = (0.3, 1.7)
+CASES = (
+    _row_cases()
+    + [
+        ("x1^3 - 2*x1^-2", {"x1": BOX}),  # powi, positive and negative
+        ("exp(sin(x)*y) / (1 + x^2)", {"x": BOX, "y": BOX}),
+        ("sqrt(x^2 + y^2) + tanh(x*y) - log(1 + x^2)", {"x": BOX, "y": BOX}),
+        ("-(-x) * -y + x - -y", {"x": BOX, "y": BOX}),  # negations everywhere
+        ("x*y*z*w + x/(y*z) + atan2(w, x) + abs(x - 2*y) + sign(z - 1)", {n: BOX for n in "xyzw"}),
+    ]
+    + [(text, {name: (v - 0.5, v + 0.5) for name, v in point.items()}) for text, point, _, _ in WORKED]
+)
+
+
+def _points(box: dict, count: int = 3):
+    rng = random.Random(20261122)
+    return [{name: rng.uniform(*span) for name, span in box.items()} for _ in range(count)]
+
+
+def _sympy_gradient(text: str, names: tuple[str, ...], wrt: tuple[str, ...], point: dict):
+    symbols = {name: sympy.Symbol(name, real=True) for name in names}
+    from symdiff.verify import sympy_forward
+
+    tape = build(text).tape
+    forward = sympy_forward(tape, symbols)
+    function = forward[tape.output.index]
+    exact = {symbols[n]: sympy.Float(v, 30) for n, v in point.items()}
+    value = float(function.evalf(30, subs=exact))
+    return value, [float(sympy.diff(function, symbols[n]).evalf(30, subs=exact)) for n in wrt]
+
+
+def _close(a, b, rel=1e-9):
+    return abs(a - b) <= rel * (1 + abs(a) + abs(b))
+
+
+def _check_against_python_and_sympy(gradient, text, box):
+    reference = symdiff.compile_grad(text)
+    for point in _points(box):
+        args = [point[name] for name in reference.inputs]
+        value, partials = gradient.value_and_grad(*args)
+        expected_value, expected = reference.value_and_grad(*args)
+        assert _close(float(value), expected_value, 1e-12), (text, point)
+        assert all(_close(float(a), b, 1e-12) for a, b in zip(partials, expected)), (text, point)
+        assert all(_close(float(a), b, 1e-12) for a, b in zip(gradient(*args), expected)), (text, point)
+        assert _close(float(gradient.value(*args)), expected_value, 1e-12)
+        sympy_value, sympy_partials = _sympy_gradient(text, reference.inputs, reference.wrt, point)
+        assert _close(float(value), sympy_value), (text, point)
+        assert all(_close(float(a), b) for a, b in zip(partials, sympy_partials)), (text, point, partials)
+
+
+@pytest.mark.parametrize(("text", "box"), CASES, ids=[text for text, _ in CASES])
+def test_numpy_backend_agrees_with_python_and_sympy(text, box):
+    _check_against_python_and_sympy(symdiff.compile_grad(text, backend="numpy"), text, box)
+
+
+@needs_compiler
+@pytest.mark.parametrize(("text", "box"), CASES, ids=[text for text, _ in CASES])
+def test_c_backend_agrees_with_python_and_sympy(text, box):
+    _check_against_python_and_sympy(symdiff.compile_grad(text, backend="c"), text, box)
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("c", marks=needs_compiler)])
+def test_worked_examples_give_the_golden_numbers(backend):
+    for text, point, value, partials in WORKED:
+        gradient = symdiff.compile_grad(text, backend=backend)
+        got_value, got = gradient.value_and_grad(**point)
+        assert _close(float(got_value), value, 1e-14)
+        assert all(_close(float(a), b, 1e-14) for a, b in zip(got, partials))
+    assert symdiff.compile_grad("x1*x2 + sin(x1)", backend=backend)(2.0, 3.0) == pytest.approx(
+        (2.5838531634528574, 2.0), rel=1e-15
+    )
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("c", marks=needs_compiler)])
+def test_callable_interface_matches_the_python_backend(backend, tmp_path):
+    gradient = symdiff.compile_grad("x*y + (x + y)*z", wrt="z,x", backend=backend)
+    assert gradient.inputs == ("x", "y", "z") and gradient.wrt == ("z", "x")
+    assert tuple(map(float, gradient(2, 3, 5))) == (5.0, 8.0)
+    assert tuple(map(float, gradient(2, z=5, y=3))) == (5.0, 8.0)
+    assert float(gradient.value(x=2, y=3, z=5)) == 31.0
+    assert gradient.verify().ok
+    with pytest.raises(ArgumentError):
+        gradient(1, 2)
+    with pytest.raises(ArgumentError):
+        gradient(1, 2, 3, w=4)
+    assert gradient.save(tmp_path / "generated").read_text() == gradient.source
+    assert backend in repr(gradient)
+
+
+def test_numpy_broadcasts_arrays_of_any_shape_and_scalars():
+    gradient = symdiff.compile_grad("x*y + sin(x)", backend="numpy")
+    x, y = numpy.linspace(0.1, 2, 3).reshape(3, 1), numpy.linspace(-1, 1, 4)
+    dx, dy = gradient(x, y)
+    assert dx.shape == dy.shape == (3, 4)
+    numpy.testing.assert_allclose(dx, y + numpy.cos(x), rtol=1e-15)
+    numpy.testing.assert_allclose(dy, numpy.broadcast_to(x, (3, 4)), rtol=0)
+    scalar = gradient(2.0, 3.0)
+    assert all(isinstance(v, numpy.float64) for v in scalar)
+    assert gradient.value([1.0, 2.0], 2.0).shape == (2,)
+
+
+def test_numpy_constant_partials_broadcast_to_the_point_shape():
+    gradient = symdiff.compile_grad("x + 2*y", wrt="x,y,z", backend="numpy")
+    dx, dy, dz = gradient(numpy.zeros((2, 3)), 1.0)
+    for entry, constant in ((dx, 1.0), (dy, 2.0), (dz, 0.0)):
+        assert entry.shape == (2, 3) and (entry == constant).all()
+
+
+def test_numpy_many_blocks_and_no_writes_into_the_inputs():
+    # More points than one block holds, and a partial that is an input itself (d/dz of (x + y)*z).
+    gradient = symdiff.compile_grad("x*y + (x + y)*z + exp(-x*x)", backend="numpy")
+    rng = numpy.random.default_rng(1)
+    x, y, z = (rng.uniform(-1, 1, 70_001) for _ in range(3))
+    kept = [a.copy() for a in (x, y, z)]
+    dx, dy, dz = gradient(x, y, z)
+    for array, copy in zip((x, y, z), kept):
+        assert (array == copy).all()
+    numpy.testing.assert_allclose(dx, y + z - 2 * x * numpy.exp(-x * x), rtol=1e-13, atol=1e-15)
+    numpy.testing.assert_allclose(dz, x + y, rtol=1e-15)
+
+
+def test_numpy_value_and_grad_of_a_long_program_runs_f_then_grad():
+    # Rosenbrock's shared sweep would keep every term alive; the module runs f's block then grad's.
+    text = " + ".join(f"100*(x{i + 1} - x{i}^2)^2 + (1 - x{i})^2" for i in range(1, 30))
+    gradient = symdiff.compile_grad(text, backend="numpy")
+    assert "f's sweep, then grad's" in gradient.source
+    reference = symdiff.compile_grad(text)
+    point = [0.1 * i for i in range(30)]
+    value, partials = gradient.value_and_grad(*point)
+    expected_value, expected = reference.value_and_grad(*point)
+    assert _close(float(value), expected_value, 1e-13)
+    assert all(_close(float(a), b, 1e-13) for a, b in zip(partials, expected))
+
+
+def test_numpy_module_runs_unchanged_on_dask_arrays():
+    da = pytest.importorskip("dask.array")
+    gradient = symdiff.compile_grad("x*y + (x + y)*z + sin(x)^2 + 3*z", wrt="x,y,z,w", backend="numpy")
+    x = da.from_array(numpy.linspace(0, 1, 10), chunks=4)
+    dx, dy, dz, dw = gradient(x, 2.0, x)
+    assert all(isinstance(entry, da.Array) for entry in (dx, dy, dz, dw))  # lazy, chunked
+    expected = gradient(numpy.linspace(0, 1, 10), 2.0, numpy.linspace(0, 1, 10))
+    for lazy, eager in zip((dx, dy, dz, dw), expected):
+        numpy.testing.assert_allclose(lazy.compute(), eager, rtol=1e-15)
+
+
+def _sources():
+    return [render_numpy(build(text).adjoint) for text, _ in CASES] + [
+        render_numpy(build("x", "x,y").adjoint),
+        render_numpy(build("lambda * numpy + outputs * buffers + values + b0 + t1 + _run").adjoint),
+    ]
+
+
+def test_numpy_module_imports_only_numpy_and_lints_clean(tmp_path):
+    for number, source in enumerate(_sources()):
+        imports = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import | ast.ImportFrom)]
+        assert [alias.name for node in imports for alias in node.names] == ["numpy"]
+        (tmp_path / f"module_{number}.py").write_text(source)
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    done = subprocess.run([ruff, "check", "--no-cache", "--isolated", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_generated_sources_do_not_depend_on_hash_seeds():
+    script = (
+        "from symdiff.api import build; from symdiff.numpy_backend import render_numpy;"
+        "from symdiff.c_backend import render_c; a = build('x*y + (x + y)*z + sin(x)*w').adjoint;"
+        "print(render_numpy(a) + ''.join(render_c(a)))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1
+
+
+def test_unknown_backend_is_a_symdiff_error():
+    with pytest.raises(SymdiffError, match="unknown backend"):
+        symdiff.compile_grad("x", backend="fortran")
+
+
+def test_no_compiler_is_a_compiler_error_and_python_keeps_working(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("SYMDIFF_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(CompilerError, match="no C compiler") as caught:
+        symdiff.compile_grad("x*y + sin(x)", backend="c")
+    assert isinstance(caught.value, SymdiffError)
+    assert symdiff.compile_grad("x*y + sin(x)")(2.0, 3.0) == pytest.approx((3.0 + numpy.cos(2.0), 2.0))
+
+
+@needs_compiler
+def test_c_source_is_standalone_c99(tmp_path):
+    compiler = next(
+        shutil.which(c) for c in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")) if shutil.which(c)
+    )
+    texts = [text for text, _ in CASES[-4:]] + ["double * n + k + x + grad + sin_ + value"]
+    for number, text in enumerate(texts):
+        source, header = render_c(build(text).adjoint, f"g{number}", f"g{number}.h")
+        (tmp_path / f"g{number}.c").write_text(source)
+        (tmp_path / f"g{number}.h").write_text(header)
+        done = subprocess.run(
+            [compiler, "-std=c99", "-pedantic", "-Wall", "-Werror", "-fopenmp-simd", "-c", f"g{number}.c"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+@needs_compiler
+def test_c_names_that_c_reserves_are_renamed():
+    text = "double * y + n + k + x + grad + sin_ + value"
+    gradient = symdiff.compile_grad(text, backend="c")
+    reference = symdiff.compile_grad(text)
+    point = [0.5 + 0.25 * i for i in range(len(reference.inputs))]
+    assert gradient(*point) == pytest.approx(reference(*point), rel=1e-15)
+    assert "double double_" in gradient.source
+
+
+@needs_compiler
+def test_c_batch_entry_points_agree_with_single_points():
+    text = "exp(sin(x)*y) / (1 + x^2) + atan2(y, x)"
+    gradient = symdiff.compile_grad(text, backend="c")
+    rng = numpy.random.default_rng(3)
+    points = rng.uniform(0.2, 2.0, (2, 1001))
+    grads = gradient.batch(points)
+    values, both = gradient.batch(points, value=True, grad=True)
+    assert grads.shape == (2, 1001) and (grads == both).all()
+    for k in (0, 500, 1000):
+        assert tuple(grads[:, k]) == gradient(*points[:, k])
+        assert values[k] == gradient.value(*points[:, k])
+    out = numpy.empty((2, 1001))
+    assert gradient.batch(points, out=out) is out and (out == grads).all()
+    listed = gradient.batch(points[:, :3].tolist())
+    assert listed == [list(row) for row in grads[:, :3]]
+    assert (gradient.grad_array(points[:, 7].copy()) == grads[:, 7]).all()
+    assert gradient.value_array(points[:, 7].copy()) == values[7]
+    with pytest.raises(ArgumentError):
+        gradient.batch(points.T)
+
+
+@needs_compiler
+def test_c_value_and_grad_of_a_long_program_runs_f_then_grad():
+    from symdiff.c_backend import c_module
+
+    adjoint = build("x*y + (x + y)*z + sin(x)*cos(y)").adjoint
+    short = c_module(adjoint)
+    split = c_module(adjoint, shared_sweep_lines=3)
+    assert len(short.loops) == 3 and len(split.loops) == 2
+    assert any("symdiff_f_batch(n, x_, value);" in wrapper.body for wrapper in split.wrappers)  # x is an input
+
+
+def test_cli_writes_numpy_and_c(tmp_path):
+    from symdiff.cli import main
+
+    assert main(["grad", "--lang", "numpy", "x1*x2 + sin(x1)", "-o", str(tmp_path / "textbook.py")]) == 0
+    namespace: dict = {}
+    exec((tmp_path / "textbook.py").read_text(), namespace)
+    assert namespace["grad"](2.0, 3.0) == pytest.approx((2.5838531634528574, 2.0), rel=1e-15)
+    assert main(["grad", "--lang", "c", "x1*x2 + sin(x1)", "-o", str(tmp_path / "textbook.c")]) == 0
+    source, header = (tmp_path / "textbook.c").read_text(), (tmp_path / "textbook.h").read_text()
+    assert '#include "textbook.h"' in source and "void textbook_grad(" in source
+    assert "double textbook_value_and_grad(" in header and "#ifndef TEXTBOOK_H" in header
+    # Writing again replaces both files: they carry symdiff's marker.
+    assert main(["grad", "--lang", "c", "x1*x2 + cos(x1)", "-o", str(tmp_path / "textbook.c")]) == 0
