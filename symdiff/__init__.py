@@ -1,6 +1,17 @@
 """symdiff: readable, standalone gradient code from a math expression, proven right with SymPy."""
 
-from .api import Gradient, compile_grad, gradient_source, verify
+from .api import (
+    Gradient,
+    Hessian,
+    Jacobian,
+    Jvp,
+    compile_grad,
+    compile_hessian,
+    compile_jacobian,
+    compile_jvp,
+    gradient_source,
+    verify,
+)
 from .errors import (
     ArgumentError,
     CompilerError,
@@ -20,6 +31,9 @@ __all__ = [
     "CompilerError",
     "DomainError",
     "Gradient",
+    "Hessian",
+    "Jacobian",
+    "Jvp",
     "Graph",
     "LimitError",
     "Limits",
@@ -29,6 +43,9 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "compile_grad",
+    "compile_hessian",
+    "compile_jacobian",
+    "compile_jvp",
     "explain",
     "gradient_source",
     "graph",

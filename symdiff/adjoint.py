@@ -13,9 +13,10 @@ from .tape import Const, Ref, Tape
 
 @dataclass(frozen=True, slots=True)
 class Bar:
-    """The adjoint of tape entry `index`: d(output)/d(entry)."""
+    """The adjoint of tape entry `index`: d(output)/d(entry), for output number `output`."""
 
     index: int
+    output: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Adjoint:
     wrt: tuple[str, ...]
     steps: tuple[Step, ...]
     gradient: tuple[Term, ...]  # one per name in wrt
+    output: int = 0  # which of the tape's outputs was seeded
 
 
 def is_atom(term: Term) -> bool:

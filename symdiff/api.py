@@ -39,17 +39,26 @@ def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
 
 
 def _build(expr, wrt, limits: Limits) -> Programs:
-    if isinstance(expr, str):
-        source = expr
-        tree = parse_program(expr, limits.max_chars)
-        single_output(tree, source)
-    else:
-        from .from_sympy import convert  # SymPy input: no string round trip
-
-        source, tree = convert(expr)
-    tape = lower(tree, source, limits.max_entries)
+    tape = build_tape(expr, limits, several_outputs=False)
     raw = reverse(tape, None if wrt is None else check_wrt(wrt))
     return Programs(tape, raw, simplify(raw))
+
+
+def build_tape(expr, limits: Limits = DEFAULT_LIMITS, several_outputs: bool = True) -> Tape:
+    """The tape of a string (a program), a list of strings (one output each) or a SymPy expression."""
+    with paused_gc():
+        if isinstance(expr, list | tuple) and all(isinstance(item, str) for item in expr) and expr:
+            expr = ", ".join(f"({item})" if "," in item else item for item in expr)
+        if isinstance(expr, str):
+            source = expr
+            tree = parse_program(expr, limits.max_chars)
+            if not several_outputs:
+                single_output(tree, source)
+        else:
+            from .from_sympy import convert  # SymPy input: no string round trip
+
+            source, tree = convert(expr)
+        return lower(tree, source, limits.max_entries)
 
 
 def gradient_source(expr: str, wrt=None, *, simplified: bool = True, limits: Limits = DEFAULT_LIMITS) -> str:
@@ -79,7 +88,38 @@ def compile_grad(
     return compile_backend(backend, programs, simplified)
 
 
-class Gradient:
+class _Point:
+    """Binding of call arguments to a point, in the order of `inputs`."""
+
+    inputs: tuple[str, ...]
+
+    def _point(self, args: tuple, kwargs: dict) -> list[float]:
+        if kwargs:
+            args = self._bind(args, kwargs)
+        if len(args) != len(self.inputs):
+            raise ArgumentError(
+                f"expected {len(self.inputs)} values ({', '.join(self.inputs) or 'none'}), got {len(args)}"
+            )
+        try:
+            return [float(value) for value in args]
+        except (TypeError, ValueError) as error:
+            raise ArgumentError(f"point values must be real numbers: {error}") from None
+
+    def _bind(self, args: tuple, kwargs: dict) -> tuple:
+        values = dict(zip(self.inputs, args))
+        for name, value in kwargs.items():
+            if name not in self.inputs:
+                raise ArgumentError(f"unknown input {name!r}; inputs are {', '.join(self.inputs) or 'none'}")
+            if name in values:
+                raise ArgumentError(f"input {name!r} given twice")
+            values[name] = value
+        missing = [name for name in self.inputs if name not in values]
+        if missing:
+            raise ArgumentError(f"missing value for {', '.join(missing)}")
+        return tuple(values[name] for name in self.inputs)
+
+
+class Gradient(_Point):
     """g(*point) -> gradient tuple. Positional arguments follow `g.inputs`; keywords use input names.
 
     Only the functions actually called are compiled (CPython's compile is the slowest step for large
@@ -120,33 +160,92 @@ class Gradient:
     def verify(self, timeout: float = DEFAULT_TIMEOUT) -> Report:
         return verify_programs(self.programs.raw, self.programs.adjoint, timeout)
 
-    def _point(self, args: tuple, kwargs: dict) -> list[float]:
-        if kwargs:
-            args = self._bind(args, kwargs)
-        if len(args) != len(self.inputs):
-            raise ArgumentError(
-                f"expected {len(self.inputs)} values ({', '.join(self.inputs) or 'none'}), got {len(args)}"
-            )
-        try:
-            return [float(value) for value in args]
-        except (TypeError, ValueError) as error:
-            raise ArgumentError(f"point values must be real numbers: {error}") from None
-
-    def _bind(self, args: tuple, kwargs: dict) -> tuple:
-        values = dict(zip(self.inputs, args))
-        for name, value in kwargs.items():
-            if name not in self.inputs:
-                raise ArgumentError(f"unknown input {name!r}; inputs are {', '.join(self.inputs) or 'none'}")
-            if name in values:
-                raise ArgumentError(f"input {name!r} given twice")
-            values[name] = value
-        missing = [name for name in self.inputs if name not in values]
-        if missing:
-            raise ArgumentError(f"missing value for {', '.join(missing)}")
-        return tuple(values[name] for name in self.inputs)
-
     def __repr__(self) -> str:
         return f"<symdiff gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
+
+
+def compile_jvp(expr, *, limits: Limits = DEFAULT_LIMITS) -> Jvp:
+    """j(point, direction) -> (value, directional derivative), both sequences in `j.inputs` order."""
+    return Jvp(build_tape(expr, limits, several_outputs=False))
+
+
+def compile_jacobian(exprs, wrt=None, *, mode: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Jacobian:
+    """J(*point) -> the m x n Jacobian as a tuple of rows; `exprs` is a list of strings, or one string
+    "f1, f2" or "[f1, f2]". `mode` "reverse" (one sweep per output) or "forward" (one per input);
+    by default whichever needs fewer sweeps."""
+    tape = build_tape(exprs, limits)
+    wrt = tape.inputs if wrt is None else check_wrt(wrt)
+    if mode is None:
+        mode = "reverse" if len(tape.outputs) <= len(wrt) else "forward"
+    if mode not in ("reverse", "forward"):
+        raise SymdiffError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+    return Jacobian(tape, wrt, mode)
+
+
+def compile_hessian(expr, wrt=None, *, limits: Limits = DEFAULT_LIMITS) -> Hessian:
+    """H(*point) -> (value, gradient, Hessian rows), and H.hvp(point, direction), forward over reverse."""
+    programs = build(expr, wrt, limits)
+    return Hessian(programs)
+
+
+class _Module(_Point):
+    """A generated module compiled on first use."""
+
+    source: str
+
+    def _function(self, name: str):
+        compiled = self.__dict__.setdefault("_compiled", {})
+        if name not in compiled:
+            compiled[name] = _compile_function(self.source, name)
+        return compiled[name]
+
+    def save(self, path, force: bool = False):
+        return write_atomic(path, self.source, force)
+
+
+class Jvp(_Module):
+    def __init__(self, tape: Tape):
+        from .derivatives import jvp_source
+
+        self.expression, self.inputs = tape.source, tape.inputs
+        self.source = jvp_source(tape)
+
+    def __call__(self, point, direction) -> tuple[float, float]:
+        values = self._point(tuple(point), {})
+        directions = self._point(tuple(direction), {})
+        return self._function("jvp")(*values, *directions)
+
+
+class Jacobian(_Module):
+    def __init__(self, tape: Tape, wrt: tuple[str, ...], mode: str):
+        from .derivatives import jacobian_source
+
+        self.expression, self.inputs, self.wrt, self.mode = tape.source, tape.inputs, wrt, mode
+        self.outputs = len(tape.outputs)
+        self.source = jacobian_source(tape, wrt, mode)
+
+    def __call__(self, *args, **kwargs) -> tuple[tuple[float, ...], ...]:
+        return self._function("jacobian")(*self._point(args, kwargs))
+
+    def value_and_jacobian(self, *args, **kwargs):
+        return self._function("value_and_jacobian")(*self._point(args, kwargs))
+
+
+class Hessian(_Module):
+    def __init__(self, programs: Programs):
+        from .derivatives import hessian_source
+
+        self.programs = programs
+        self.expression, self.inputs, self.wrt = programs.tape.source, programs.tape.inputs, programs.adjoint.wrt
+        self.source = hessian_source(programs.tape, programs.adjoint)
+
+    def __call__(self, *args, **kwargs):
+        return self._function("hessian")(*self._point(args, kwargs))
+
+    def hvp(self, point, direction):
+        values = self._point(tuple(point), {})
+        directions = self._point(tuple(direction), {})
+        return self._function("hvp")(*values, *directions)
 
 
 def _compile_function(source: str, name: str):
@@ -173,4 +272,7 @@ def paused_gc():
             gc.enable()
 
 
-__all__ = ["compile_grad", "gradient_source", "verify", "Gradient", "SymdiffError"]
+__all__ = [
+    "compile_grad", "compile_hessian", "compile_jacobian", "compile_jvp", "gradient_source", "verify", "Gradient",
+    "Hessian", "Jacobian", "Jvp", "SymdiffError",
+]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .tape import INPUT, Tape
 
-_GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)")
+_GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)\d*")
 RESERVED = frozenset(keyword.kwlist) | {
     "__debug__", "math", "numpy", "f", "grad", "value_and_grad", "jvp", "jacobian", "hessian",
 }

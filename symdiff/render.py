@@ -74,9 +74,12 @@ def render(adjoint: Adjoint, template: str = "python.py.j2", functions: tuple[st
 class _Printer:
     """Prints terms and forward entries of one tape with one set of names."""
 
-    def __init__(self, tape: Tape, names: Names, dialect: str):
+    def __init__(self, tape: Tape, names: Names, dialect: str, numbered_outputs=False, numbered_seeds=False):
         self.tape, self.names, self.dialect = tape, names, dialect
         self._definitions: dict[int, str] = {}  # each entry is printed once, however often it is used
+        # With several outputs (a Jacobian) adjoints are numbered by output: x_bar1, x_bar2; with
+        # several tangent sweeps (a Hessian) tangents by seed: x_bar_dot1, x_bar_dot2.
+        self.numbered_outputs, self.numbered_seeds = numbered_outputs, numbered_seeds
 
     def term(self, term: Term) -> str:
         return format_tree(term, self._leaf, self.dialect)
@@ -102,8 +105,15 @@ class _Printer:
         if isinstance(node, Ref):
             return self.names.value(node.index)
         if isinstance(node, Bar):
-            return self.names.adjoint(node.index)
+            number = str(node.output + 1) if self.numbered_outputs else ""
+            return self.names.adjoint(node.index) + number
+        of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
+        if of is not None:
+            return f"{self._leaf(of)}_dot" + (str(node.seed + 1) if self.numbered_seeds else "")
         raise AssertionError(f"unexpected leaf {node!r}")
+
+    def leaf(self, node) -> str:
+        return self._leaf(node)
 
 
 def _as_term(instr: Instr) -> Op:

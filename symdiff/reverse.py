@@ -19,9 +19,11 @@ from .tape import INPUT, Atom, Const, Ref, Tape
 CHAIN = "mul"
 
 
-def reverse(tape: Tape, wrt: tuple[str, ...] | None = None) -> Adjoint:
+def reverse(tape: Tape, wrt: tuple[str, ...] | None = None, output: int = 0) -> Adjoint:
+    """The sweep for output number `output` of the tape (its adjoints are tagged with it)."""
     wrt = tape.inputs if wrt is None else check_wrt(wrt)
-    seeded = tape.output.index if isinstance(tape.output, Ref) else None
+    seed = (tape.outputs or (tape.output,))[output]
+    seeded = seed.index if isinstance(seed, Ref) else None
     # Every adjoint starts at 0 but the output's, which is seeded with d out / d out = 1.
     steps = [
         Step(index, "=", Const(1.0 if index == seeded else 0.0), None) for index in range(len(tape.instrs))
@@ -34,9 +36,9 @@ def reverse(tape: Tape, wrt: tuple[str, ...] | None = None) -> Adjoint:
         for position, operand in enumerate(instr.args):
             if isinstance(operand, Ref):
                 partial = local_partial(row, position, instr.args, Ref(p))
-                steps.append(Step(operand.index, "+=", Op(CHAIN, (Bar(p), partial)), p))
-    gradient = tuple(_input_adjoint(tape, name) for name in wrt)
-    return Adjoint(tape, wrt, tuple(steps), gradient)
+                steps.append(Step(operand.index, "+=", Op(CHAIN, (Bar(p, output), partial)), p))
+    gradient = tuple(_input_adjoint(tape, name, output) for name in wrt)
+    return Adjoint(tape, wrt, tuple(steps), gradient, output)
 
 
 def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ...], out: Ref) -> Term:
@@ -76,6 +78,6 @@ def check_wrt(wrt) -> tuple[str, ...]:
     return names
 
 
-def _input_adjoint(tape: Tape, name: str) -> Term:
+def _input_adjoint(tape: Tape, name: str, output: int) -> Term:
     index = tape.input_index(name)
-    return Const(0.0) if index is None else Bar(index)
+    return Const(0.0) if index is None else Bar(index, output)

@@ -45,12 +45,13 @@ def simplify(raw: Adjoint) -> Adjoint:
                     steps.append(Step(index, "-=", term.args[0], origin))
                 else:
                     steps.append(Step(index, "+=", term, origin))
-            value = Bar(index)
+            value = Bar(index, raw.output)
         settled[index] = value
         return value
 
-    if isinstance(tape.output, Ref) and tape.output.index in relevant:
-        contributions[tape.output.index].append((ONE, None))
+    seed = (tape.outputs or (tape.output,))[raw.output]
+    if isinstance(seed, Ref) and seed.index in relevant:
+        contributions[seed.index].append((ONE, None))
     for origin, group in _groups(raw.steps):
         useful = [step for step in group if step.target in relevant]
         if origin not in relevant or not useful:
@@ -74,7 +75,7 @@ def simplify(raw: Adjoint) -> Adjoint:
             gradient.append(ZERO)
         else:
             gradient.append(settled[index] if index in settled else settle(index, materialise=True))
-    return Adjoint(tape, raw.wrt, tuple(steps), tuple(gradient))
+    return Adjoint(tape, raw.wrt, tuple(steps), tuple(gradient), raw.output)
 
 
 def _groups(steps: tuple[Step, ...]):

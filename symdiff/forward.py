@@ -1,0 +1,114 @@
+"""forward: tangents (forward mode) of a straight-line program, from the same table partials.
+
+A program here is a list of Assigns: the forward sweep of a tape, optionally followed by an adjoint
+program. A tangent sweep carries, for one seed direction, the derivative of every value along it:
+w_p_dot = sum_i dw_p/dw_i * w_i_dot (the dual-number view). Run over the forward sweep it is forward
+mode (directional derivatives, Jacobian columns); run over forward and reverse sweeps together it
+differentiates the gradient again (forward over reverse: Hessian rows, Hessian-vector products).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import primitives
+from .adjoint import Adjoint, Bar, Op, Term, is_atom
+from .reverse import local_partial
+from .simplify import ZERO, fold, fold_term
+from .tape import INPUT, Const, Ref, Tape
+
+
+@dataclass(frozen=True, slots=True)
+class Dot:
+    """The tangent, along seed direction `seed`, of a forward value (Ref) or of an adjoint (Bar)."""
+
+    of: Ref | Bar
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """`target mode term`: one line of a straight-line program; `origin` names the tape entry it
+    comes from (for comments)."""
+
+    target: Ref | Bar | Dot
+    mode: str  # "=", "+=" or "-="
+    term: Term
+    origin: int | None = None
+
+
+def forward_assigns(tape: Tape, needed: set[int] | None = None) -> list[Assign]:
+    """The forward sweep as Assigns (only the `needed` entries, when given)."""
+    return [
+        Assign(Ref(index), "=", Op(instr.op, instr.args), index)
+        for index, instr in enumerate(tape.instrs)
+        if instr.op != INPUT and (needed is None or index in needed)
+    ]
+
+
+def adjoint_assigns(adjoint: Adjoint) -> list[Assign]:
+    return [Assign(Bar(step.target, adjoint.output), step.mode, step.term, step.origin) for step in adjoint.steps]
+
+
+class TangentSweep:
+    """The tangent of every value along one seed: inputs' tangents are `seeds` (index -> term)."""
+
+    def __init__(self, tape: Tape, seeds: dict[int, Term], seed: int = 0):
+        self.tape, self.seed = tape, seed
+        self.current: dict[Ref | Bar, Term] = {Ref(index): term for index, term in seeds.items()}
+
+    def of(self, term: Term) -> Term:
+        """The tangent of a term, folded; needs the tangents of the values it reads."""
+        match term:
+            case Const():
+                return ZERO
+            case Ref() | Bar():
+                return self.current.get(term, ZERO)
+            case Dot():
+                raise AssertionError("tangents of tangents are not needed")
+        row = primitives.lookup(term.op)
+        total: Term = ZERO
+        for position, arg in enumerate(term.args):
+            if isinstance(arg, Const) or row.partials[position] is None:
+                continue
+            direction = self.of(arg)
+            if direction == ZERO:
+                continue
+            partial = fold_term(local_partial(row, position, term.args, term), self.tape, {})
+            total = fold("add", (total, fold("mul", (partial, direction), self.tape)), self.tape)
+        return total
+
+    def step(self, assign: Assign) -> list[Assign]:
+        """The tangent lines for one line of the program (none when its tangent is an atom)."""
+        target = assign.target
+        dot = Dot(target, self.seed)
+        change = self.of(assign.term)
+        if assign.mode == "=":
+            return self._set(target, dot, change, assign.origin)
+        if change == ZERO:
+            return []
+        if self.current.get(target) == dot:
+            return [Assign(dot, assign.mode, change, assign.origin)]
+        combined = fold("add" if assign.mode == "+=" else "sub", (self.current.get(target, ZERO), change), self.tape)
+        return self._set(target, dot, combined, assign.origin)
+
+    def _set(self, target, dot: Dot, value: Term, origin) -> list[Assign]:
+        if is_atom(value):
+            self.current[target] = value
+            return []
+        self.current[target] = dot
+        return [Assign(dot, "=", value, origin)]
+
+
+def input_seeds(tape: Tape, direction: dict[str, Term]) -> dict[int, Term]:
+    """Tangents of the inputs: `direction` maps input names to terms (absent names get 0)."""
+    return {
+        index: direction.get(instr.name, ZERO)
+        for index, instr in enumerate(tape.instrs)
+        if instr.op == INPUT
+    }
+
+
+def unit_seeds(tape: Tape, wrt: tuple[str, ...], position: int) -> dict[int, Term]:
+    """The seed e_position over `wrt`: the Jacobian column, or Hessian row, of that input."""
+    return input_seeds(tape, {name: Const(1.0 if k == position else 0.0) for k, name in enumerate(wrt)})
