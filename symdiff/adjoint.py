@@ -34,6 +34,7 @@ class Step:
     mode: str  # "=", "+=" or "-="
     term: Term
     origin: int | None  # the entry whose local partial this is; None for the seed and zeroing
+    path: tuple[tuple[int, bool], ...] = ()  # runs only in this branch (see Tape.paths)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
+from . import primitives
 from .adjoint import Adjoint
 from .errors import ArgumentError, SymdiffError
 from .files import write_atomic
@@ -19,7 +20,7 @@ from .parse import parse_program, single_output
 from .render import render
 from .reverse import check_wrt, reverse
 from .simplify import simplify
-from .tape import Tape
+from .tape import INPUT, Tape
 from .verify import DEFAULT_TIMEOUT, Report, verify_programs
 
 
@@ -83,6 +84,7 @@ def compile_grad(
     programs = build(expr, wrt, limits)
     if backend == "python":
         return Gradient(programs, simplified)
+    _no_branches(programs.tape, f"the {backend} backend")
     from .backends import compile_backend
 
     return compile_backend(backend, programs, simplified)
@@ -164,9 +166,24 @@ class Gradient(_Point):
         return f"<symdiff gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
 
 
+def _no_branches(tape: Tape, what: str) -> None:
+    """Branches (where, min, max) are compiled to real if statements by the Python backend's reverse
+    sweep only; elsewhere both branches would run and poison the derivative."""
+    for instr in tape.instrs:
+        if instr.op != INPUT and primitives.lookup(instr.op).branches:
+            raise SymdiffError(
+                f"{what} does not support where(), min() or max() yet; compile_grad with the Python "
+                "backend does",
+                tape.source,
+                instr.span,
+            )
+
+
 def compile_jvp(expr, *, limits: Limits = DEFAULT_LIMITS) -> Jvp:
     """j(point, direction) -> (value, directional derivative), both sequences in `j.inputs` order."""
-    return Jvp(build_tape(expr, limits, several_outputs=False))
+    tape = build_tape(expr, limits, several_outputs=False)
+    _no_branches(tape, "forward mode (compile_jvp)")
+    return Jvp(tape)
 
 
 def compile_jacobian(exprs, wrt=None, *, mode: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Jacobian:
@@ -174,6 +191,7 @@ def compile_jacobian(exprs, wrt=None, *, mode: str | None = None, limits: Limits
     "f1, f2" or "[f1, f2]". `mode` "reverse" (one sweep per output) or "forward" (one per input);
     by default whichever needs fewer sweeps."""
     tape = build_tape(exprs, limits)
+    _no_branches(tape, "compile_jacobian")
     wrt = tape.inputs if wrt is None else check_wrt(wrt)
     if mode is None:
         mode = "reverse" if len(tape.outputs) <= len(wrt) else "forward"
@@ -185,6 +203,7 @@ def compile_jacobian(exprs, wrt=None, *, mode: str | None = None, limits: Limits
 def compile_hessian(expr, wrt=None, *, limits: Limits = DEFAULT_LIMITS) -> Hessian:
     """H(*point) -> (value, gradient, Hessian rows), and H.hvp(point, direction), forward over reverse."""
     programs = build(expr, wrt, limits)
+    _no_branches(programs.tape, "compile_hessian")
     return Hessian(programs)
 
 

@@ -65,7 +65,10 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
                 operands = tuple(results[len(results) - len(args) :])
                 del results[len(results) - len(args) :]
                 row, operands = refined(primitives.lookup(op), operands)
-                if all(isinstance(a, Const) for a in operands):
+                if row.branches and isinstance(operands[0], Const):  # a constant condition picks its branch
+                    taken = bool(operands[0].value)
+                    results.append(operands[row.branches.index(taken)])
+                elif all(isinstance(a, Const) for a in operands):
                     results.append(Const(fold_constant(row, operands, source, span)))
                 else:
                     results.append(emit(Instr(row.name, operands, span=span)))
@@ -76,7 +79,48 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
             labels[atom.index] = definition.name
     outputs = tuple(lower_one(expr) for expr in program.outputs)
     inputs = natural_order(instr.name for instr in instrs if instr.op == INPUT)
-    return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels)
+    paths = branch_paths(instrs, outputs) if any(primitives.lookup(i.op).branches for i in instrs if i.op != INPUT) else ()
+    return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels, paths)
+
+
+def branch_paths(instrs: list[Instr], outputs: tuple[Atom, ...]) -> tuple:
+    """The branch each entry belongs in: the longest common prefix of the paths of its uses, where a
+    where() entry uses its second operand under (condition, True) and its third under (condition, False).
+    Users come after what they use, so one sweep from the last entry settles every path."""
+    uses: list[list[tuple] | None] = [None] * len(instrs)
+    for output in outputs:
+        if isinstance(output, Ref):
+            uses[output.index] = [()]
+    paths: list[tuple] = [()] * len(instrs)
+    for index in range(len(instrs) - 1, -1, -1):
+        path = _common_prefix(uses[index]) if uses[index] else ()
+        paths[index] = path
+        instr = instrs[index]
+        if instr.op == INPUT:
+            continue
+        row = primitives.lookup(instr.op)
+        for position, arg in enumerate(instr.args):
+            if not isinstance(arg, Ref):
+                continue
+            branch = row.branches[position] if row.branches else None
+            condition = instr.args[0]
+            use = path if branch is None or not isinstance(condition, Ref) else path + ((condition.index, branch),)
+            if uses[arg.index] is None:
+                uses[arg.index] = []
+            uses[arg.index].append(use)
+    return tuple(paths)
+
+
+def _common_prefix(paths: list[tuple]) -> tuple:
+    first = paths[0]
+    length = len(first)
+    for path in paths[1:]:
+        length = min(length, len(path))
+        for k in range(length):
+            if path[k] != first[k]:
+                length = k
+                break
+    return first[:length]
 
 
 def refined(row: primitives.Primitive, operands: tuple) -> tuple[primitives.Primitive, tuple]:

@@ -26,6 +26,7 @@ _LOOKALIKES = {
 _TOKEN_WORDS = {
     "NUMBER": "a number", "NAME": "a name", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
     "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "POW": "'^'", "$END": "end of input",
+    "COMPARE": "a comparison", "AND": "'and'", "OR": "'or'", "NOT": "'not'", "WHERE": "'where'", "IF": "'if'",
 }
 _VALUE_TOKENS = {"NUMBER", "NAME", "RPAR"}
 _OPERATOR_SYMBOLS = {"**": "^"}
@@ -54,38 +55,49 @@ class _Build(Transformer):
     def call(self, children):
         name, _, args, close = children
         span = (name.start_pos, close.end_pos)
+        if name.value in _FOLDED:
+            if len(args) < 2:
+                raise SymdiffSyntaxError(f"{name.value}() takes 2 or more arguments, got {len(args)}", span=span)
+            return _fold_extremum(name.value, args, span)
         row = _function_row(name)
         if len(args) != row.arity:
             wanted = f"{row.arity} argument" + ("s" if row.arity != 1 else "")
             raise SymdiffSyntaxError(
                 f"{row.name}() takes {wanted} ({', '.join(row.params)}), got {len(args)}", span=span
             )
-        return Apply(row.name, tuple(args), span)
+        return _checked(Apply(row.name, tuple(args), span))
 
     def arguments(self, children):
         return children[::2]  # drop the commas
 
     def binary(self, children):
         left, symbol, right = children
-        return Apply(_operator_row(symbol.value, 2).name, (left, right), (left.span[0], right.span[1]))
+        row = _operator_row(symbol.value, 2)
+        return _checked(Apply(row.name, (left, right), (left.span[0], right.span[1])))
 
     def prefix(self, children):
         symbol, operand = children
         if symbol.value == "+":
-            return operand
-        return Apply(_operator_row(symbol.value, 1).name, (operand,), (symbol.start_pos, operand.span[1]))
+            return _checked_number(operand)
+        row = _operator_row(symbol.value, 1)
+        return _checked(Apply(row.name, (operand,), (symbol.start_pos, operand.span[1])))
+
+    def where(self, children):
+        keyword, _, condition, _, if_true, _, if_false, close = children
+        return _checked(Apply("where", (condition, if_true, if_false), (keyword.start_pos, close.end_pos)))
 
     def group(self, children):
         return children[1]
 
     def statement(self, children):
         name, _, expr = children
+        _checked_number(expr)
         if name.value in primitives.CONSTANTS or primitives.is_user_function(name.value):
             raise UnknownNameError(f"cannot define '{name.value}': it is a built-in name", span=_span(name))
         return Definition(name.value, expr, (name.start_pos, expr.span[1]))
 
     def outputs(self, children):
-        return tuple(child for child in children if not isinstance(child, Token))
+        return tuple(_checked_number(child) for child in children if not isinstance(child, Token))
 
     def start(self, children):
         statements = [child for child in children if not isinstance(child, Token)]
@@ -202,6 +214,45 @@ def _span(token: Token) -> tuple[int, int]:
     return (token.start_pos, token.end_pos)
 
 
+# max(a, b, ...) and min(a, b, ...) are written with where: max(a, b) = where(a >= b, a, b). At a tie
+# the first argument is chosen, and receives the whole derivative.
+_FOLDED = {"max": "ge", "min": "le"}
+
+
+def _fold_extremum(name: str, args: list[Expr], span) -> Expr:
+    result = args[0]
+    for arg in args[1:]:
+        condition = _checked(Apply(_FOLDED[name], (result, arg), span))
+        result = Apply("where", (condition, result, arg), span)
+    return result
+
+
+def _is_truth_value(node: Expr) -> bool:
+    return isinstance(node, Apply) and primitives.lookup(node.op).boolean
+
+
+def _checked(node: Apply) -> Apply:
+    """Truth values (comparisons, and/or/not) go only where a condition is expected, and nowhere else."""
+    row = primitives.lookup(node.op)
+    for position, arg in enumerate(node.args):
+        wanted = position in row.boolean_params
+        if wanted and not _is_truth_value(arg):
+            raise SymdiffSyntaxError(
+                f"{row.name} expects a condition here (a comparison such as x > 0)", span=arg.span
+            )
+        if not wanted and _is_truth_value(arg):
+            raise SymdiffSyntaxError(
+                "a condition is not a number: use it as the first argument of where(condition, a, b)", span=arg.span
+            )
+    return node
+
+
+def _checked_number(node: Expr) -> Expr:
+    if _is_truth_value(node):
+        raise SymdiffSyntaxError("a condition is not a number", span=node.span)
+    return node
+
+
 def _function_row(name: Token) -> primitives.Primitive:
     if primitives.is_user_function(name.value):
         return primitives.lookup(name.value)
@@ -213,6 +264,8 @@ def _function_row(name: Token) -> primitives.Primitive:
 
 def _operator_row(symbol: str, arity: int) -> primitives.Primitive:
     symbol = _OPERATOR_SYMBOLS.get(symbol, symbol)
+    if symbol == "not":
+        symbol = "not "
     for row in primitives.TABLE.values():
         if row.notation.symbol == symbol and row.arity == arity and not row.internal:
             return row
@@ -234,10 +287,28 @@ def _syntax_error(source: str, error: UnexpectedInput) -> SymdiffSyntaxError:
         token = error.token
         span = (token.start_pos, token.end_pos)
         previous = error.token_history[-1] if error.token_history else None
+        keywords = ("and", "or", "not")
+        if token.value in keywords or (previous is not None and previous.value in keywords):
+            keyword = token if token.value in keywords else previous
+            return SymdiffSyntaxError(
+                f"'{keyword.value}' combines conditions, inside where(condition, a, b)",
+                source,
+                (keyword.start_pos, keyword.end_pos),
+            )
         if previous is not None and previous.type in _VALUE_TOKENS and token.type in {"NAME", "NUMBER", "LPAR"}:
             return SymdiffSyntaxError(
                 f"missing operator between {previous.value!r} and {token.value!r} "
                 "(symdiff has no implicit multiplication: write '*')",
+                source,
+                span,
+            )
+        if token.type == "COMMA" and "COMPARE" in error.expected:
+            return SymdiffSyntaxError(
+                "the first argument of where() must be a condition, such as x > 0", source, span
+            )
+        if token.type == "COMPARE":
+            return SymdiffSyntaxError(
+                "a comparison is a condition, not a number: use it as the first argument of where(condition, a, b)",
                 source,
                 span,
             )

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .expr import Expr
 
 # Printing precedence: higher binds tighter. Atoms (numbers, names, calls) are ATOM.
+# Conditions bind loosest, as in Python: or < and < not < comparisons < arithmetic.
+OR, AND, NOT, COMPARE = -3, -2, -1, 0
 SUM, PRODUCT, UNARY, POWER, ATOM = 1, 2, 3, 4, 5
 
 
@@ -58,6 +60,13 @@ class Primitive:
     # grad() computes this row's value even when no partial reads it, so that a point outside the
     # domain raises in grad() as it does in f(): log's partial 1/x alone is defined at x = -1.
     guard_domain: bool = False
+    # Rows whose value is a truth value (comparisons, and/or/not): never differentiated, and only
+    # usable as conditions. `boolean_params` are the params that must be truth values.
+    boolean: bool = False
+    boolean_params: tuple[int, ...] = ()
+    # A branch row (where): per param, None, or the condition value under which the param is used.
+    # Its derivative terms flow only into the branch taken, and code for the other is never run.
+    branches: tuple[bool | None, ...] = ()
 
     @property
     def arity(self) -> int:
@@ -211,6 +220,40 @@ def parse_partial(text: str) -> Expr:
     from .parse import parse  # the parser reads this table, so it is imported when first needed
 
     return parse(text)
+
+
+def _compare(symbol: str, function, python: str) -> Primitive:
+    return _row(
+        {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}[symbol],
+        "x y", (None, None), lambda x, y: float(function(x, y)), function, ((-3, 3), (-3, 3)),
+        python, python, c=python, notation=_infix(symbol, COMPARE, (SUM, SUM)), user_callable=False, boolean=True,
+    )
+
+
+def _where(c, a, b):
+    return a if c else b
+
+
+_CONDITIONS = (
+    _compare("<", operator.lt, "<"),
+    _compare("<=", operator.le, "<="),
+    _compare(">", operator.gt, ">"),
+    _compare(">=", operator.ge, ">="),
+    _compare("==", operator.eq, "=="),
+    _compare("!=", operator.ne, "!="),
+    _row("and", "x y", (None, None), lambda x, y: float(bool(x and y)), sympy.And, ((0, 1), (0, 1)), "and", "&",
+         c="&&", notation=_infix("and", AND, (AND, NOT)), user_callable=False, boolean=True, boolean_params=(0, 1)),
+    _row("or", "x y", (None, None), lambda x, y: float(bool(x or y)), sympy.Or, ((0, 1), (0, 1)), "or", "|",
+         c="||", notation=_infix("or", OR, (OR, AND)), user_callable=False, boolean=True, boolean_params=(0, 1)),
+    _row("not", "x", (None,), lambda x: float(not x), sympy.Not, ((0, 1),), "not ", "~", c="!",
+         notation=Notation("prefix", "not ", NOT, (NOT,)), user_callable=False, boolean=True, boolean_params=(0,)),
+    # where(c, a, b) is a when c holds, else b; only the branch taken is evaluated or differentiated.
+    _row("where", "c a b", (None, "1", "1"), _where, lambda c, a, b: sympy.Piecewise((a, c), (b, True)),
+         ((0, 1), (-3, 3), (-3, 3)), "({a} if {c} else {b})", "numpy.where({c}, {a}, {b})",
+         c="({c} ? {a} : {b})", user_callable=False, boolean_params=(0,), branches=(None, True, False)),
+)
+
+TABLE = MappingProxyType(dict(TABLE) | {row.name: row for row in _CONDITIONS})
 
 
 # Constants the grammar knows by name.

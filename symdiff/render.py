@@ -26,6 +26,12 @@ class Line:
     op: str
     rhs: str
     note: str  # "" or "  # comment"
+    indent: str = ""  # inside branches: four spaces per enclosing `if`
+
+    @property
+    def text(self) -> str:
+        """The statement: `target op rhs`, or a control line such as `if w2:` (no op)."""
+        return f"{self.target} {self.op} {self.rhs}" if self.op else self.target
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +139,7 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
     value = printer.atom(tape.output)
     output_needs = _refs([tape.output])
     gradient_needs = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
+    gradient_needs |= {condition for step in adjoint.steps for condition, _ in step.path}
     guards = frozenset(
         i for i, instr in enumerate(tape.instrs) if instr.op != INPUT and primitives.lookup(instr.op).guard_domain
     )
@@ -140,7 +147,8 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
 
     def reverse_block() -> Block:
-        return Block(f"reverse sweep{seed}", tuple(_reverse_line(step, printer) for step in adjoint.steps))
+        lines = nest([(step.path, _reverse_line(step, printer)) for step in adjoint.steps], printer)
+        return Block(f"reverse sweep{seed}", lines)
 
     builders = {
         "f": lambda: Function(
@@ -175,23 +183,51 @@ def _blocks(*candidates: Block) -> tuple[Block, ...]:
 def _forward(tape: Tape, roots: set[int], printer: _Printer, guards: frozenset[int] = frozenset()) -> Block:
     """The forward lines computing `roots`; `guards` are computed too, for their domain check only
     (their names start with "_" since nothing reads them)."""
-    used = tape.closure(roots)
-    needed = used | tape.closure(set(guards))
+    used = _closure_with_conditions(tape, roots)
+    needed = used | _closure_with_conditions(tape, set(guards))
     lines = []
     for index, instr in enumerate(tape.instrs):
         if index not in needed or instr.op == INPUT:
             continue
         if index in used or index not in guards:  # an operand of a guard is read by the guard
-            lines.append(Line(printer.names.value(index), "=", printer.definition(index), ""))
+            line = Line(printer.names.value(index), "=", printer.definition(index), "")
         else:
             note = "  # evaluated so that a point outside the domain raises here too"
-            lines.append(Line(f"_{printer.names.value(index)}", "=", printer.definition(index), note))
-    return Block("forward sweep", tuple(lines))
+            line = Line(f"_{printer.names.value(index)}", "=", printer.definition(index), note)
+        lines.append((tape.path(index), line))
+    return Block("forward sweep", nest(lines, printer))
+
+
+def _closure_with_conditions(tape: Tape, roots: set[int]) -> set[int]:
+    """The entries needed for `roots`, including the conditions of the branches they are in."""
+    needed = tape.closure(roots)
+    while missing := {condition for i in needed for condition, _ in tape.path(i)} - needed:
+        needed = tape.closure(needed | missing)
+    return needed
 
 
 def _reverse_line(step: Step, printer: _Printer) -> Line:
     note = "" if step.origin is None else f"  # {printer.source_definition(step.origin)}"
     return Line(printer.names.adjoint(step.target), step.mode, printer.atom(step.term), note)
+
+
+def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]:
+    """Lines that run only in a branch go under `if` statements on their conditions, so a branch not
+    taken is never evaluated. Consecutive lines of one branch share their `if`."""
+    lines: list[Line] = []
+    current: tuple = ()
+    for path, line in items:
+        if path != current:
+            shared = 0
+            while shared < min(len(path), len(current)) and path[shared] == current[shared]:
+                shared += 1
+            for depth in range(shared, len(path)):
+                condition, value = path[depth]
+                test = printer.names.value(condition) if value else f"not {printer.names.value(condition)}"
+                lines.append(Line(f"if {test}:", "", "", "", "    " * depth))
+            current = path
+        lines.append(Line(line.target, line.op, line.rhs, line.note, "    " * len(path)))
+    return tuple(lines)
 
 
 def _ops_used(terms) -> set[str]:

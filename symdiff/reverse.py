@@ -34,11 +34,21 @@ def reverse(tape: Tape, wrt: tuple[str, ...] | None = None, output: int = 0) -> 
             continue
         row = primitives.lookup(instr.op)
         for position, operand in enumerate(instr.args):
-            if isinstance(operand, Ref):
+            if isinstance(operand, Ref) and row.partials[position] is not None:  # conditions have none
                 partial = local_partial(row, position, instr.args, Ref(p))
-                steps.append(Step(operand.index, "+=", Op(CHAIN, (Bar(p, output), partial)), p))
+                path = _branch(tape, p, row, position)
+                steps.append(Step(operand.index, "+=", Op(CHAIN, (Bar(p, output), partial)), p, path))
     gradient = tuple(_input_adjoint(tape, name, output) for name in wrt)
     return Adjoint(tape, wrt, tuple(steps), gradient, output)
+
+
+def _branch(tape: Tape, p: int, row: primitives.Primitive, position: int) -> tuple:
+    """Where the derivative term for operand `position` of entry p runs: p's own branch, and for a
+    where() operand, only when its condition has the value that selects it."""
+    branch = row.branches[position] if row.branches else None
+    if branch is None:
+        return tape.path(p)
+    return tape.path(p) + ((tape.instrs[p].args[0].index, branch),)
 
 
 def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ...], out: Ref) -> Term:

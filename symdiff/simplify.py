@@ -26,32 +26,33 @@ def simplify(raw: Adjoint) -> Adjoint:
     tape = raw.tape
     wanted = {i for name in raw.wrt if (i := tape.input_index(name)) is not None}
     relevant = tape.depends_on(wanted)
-    contributions: dict[int, list[tuple[Term, int | None]]] = defaultdict(list)
+    contributions: dict[int, list[tuple[Term, int | None, tuple]]] = defaultdict(list)
     settled: dict[int, Term] = {}
     steps: list[Step] = []
 
     def settle(index: int, materialise: bool = False) -> Term:
         """The final value of an adjoint: a constant or a value used in place, else a variable."""
-        parts = [(term, origin) for term, origin in contributions.pop(index, []) if term != ZERO]
-        if all(isinstance(term, Const) for term, _ in parts):
-            value = Const(math.fsum(term.value for term, _ in parts))
+        parts = [part for part in contributions.pop(index, []) if part[0] != ZERO]
+        home = () if materialise else tape.path(index)  # an input's adjoint is returned: it lives outside every branch
+        if any(path != home for _, _, path in parts):
+            # Some contributions come from inside a branch: start from 0 where the adjoint lives.
+            steps.append(Step(index, "=", ZERO, None, home))
+            steps.extend(_accumulate(index, term, origin, path) for term, origin, path in parts)
+            value = Bar(index, raw.output)
+        elif all(isinstance(term, Const) for term, _, _ in parts):
+            value = Const(math.fsum(term.value for term, _, _ in parts))
         elif len(parts) == 1 and is_atom(parts[0][0]) and not materialise:
             value = parts[0][0]
         else:
-            for number, (term, origin) in enumerate(parts):
-                if number == 0:
-                    steps.append(Step(index, "=", term, origin))
-                elif isinstance(term, Op) and term.op == "neg":
-                    steps.append(Step(index, "-=", term.args[0], origin))
-                else:
-                    steps.append(Step(index, "+=", term, origin))
+            for number, (term, origin, path) in enumerate(parts):
+                steps.append(Step(index, "=", term, origin, path) if number == 0 else _accumulate(index, term, origin, path))
             value = Bar(index, raw.output)
         settled[index] = value
         return value
 
     seed = (tape.outputs or (tape.output,))[raw.output]
     if isinstance(seed, Ref) and seed.index in relevant:
-        contributions[seed.index].append((ONE, None))
+        contributions[seed.index].append((ONE, None, ()))
     for origin, group in _groups(raw.steps):
         useful = [step for step in group if step.target in relevant]
         if origin not in relevant or not useful:
@@ -67,7 +68,7 @@ def simplify(raw: Adjoint) -> Adjoint:
         for step, partial in partials:
             term = fold("mul", (seed, partial), tape)
             if term != ZERO:
-                contributions[step.target].append((term, origin))
+                contributions[step.target].append((term, origin, step.path))
     gradient = []
     for name in raw.wrt:
         index = tape.input_index(name)
@@ -76,6 +77,12 @@ def simplify(raw: Adjoint) -> Adjoint:
         else:
             gradient.append(settled[index] if index in settled else settle(index, materialise=True))
     return Adjoint(tape, raw.wrt, tuple(steps), tuple(gradient), raw.output)
+
+
+def _accumulate(index: int, term: Term, origin: int | None, path: tuple) -> Step:
+    if isinstance(term, Op) and term.op == "neg":
+        return Step(index, "-=", term.args[0], origin, path)
+    return Step(index, "+=", term, origin, path)
 
 
 def _groups(steps: tuple[Step, ...]):

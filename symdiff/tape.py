@@ -50,13 +50,21 @@ class Tape:
     keys: Mapping[tuple, int] = field(repr=False, compare=False)  # Instr.key -> index
     outputs: tuple[Atom, ...] = ()  # every output, in order (`output` is the first)
     labels: Mapping[int, str] = field(default_factory=dict, compare=False)  # entry -> user's definition name
+    # Per entry, the branch it is computed in: ((condition entry, value), ...) from the outermost
+    # where() in; () for entries every branch needs. Empty when the tape has no where().
+    paths: tuple[tuple[tuple[int, bool], ...], ...] = ()
+
+    def path(self, index: int) -> tuple[tuple[int, bool], ...]:
+        return self.paths[index] if self.paths else ()
 
     def input_index(self, name: str) -> int | None:
         return self.keys.get((INPUT, name))
 
     def find(self, op: str, args: tuple[Atom, ...]) -> int | None:
-        """The entry computing op(args), if the tape has one (lets later stages reuse it)."""
-        return self.keys.get((op, args))
+        """The entry computing op(args), if the tape has one that every branch computes (lets later
+        stages reuse it)."""
+        index = self.keys.get((op, args))
+        return None if index is None or self.path(index) else index
 
     def depends_on(self, indices: set[int]) -> set[int]:
         """Entries whose value depends on any of `indices` (the entries themselves included)."""

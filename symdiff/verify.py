@@ -134,6 +134,9 @@ def run_symbolically(adjoint: Adjoint, forward: list[sympy.Expr]) -> list[sympy.
     adjoints: dict[int, sympy.Expr] = {}
     for step in adjoint.steps:
         value = to_sympy(step.term, forward, adjoints)
+        if step.path and step.mode != "=":  # a step inside branches adds only when they are taken
+            taken = sympy.And(*(forward[c] if holds else sympy.Not(forward[c]) for c, holds in step.path))
+            value = sympy.Piecewise((value, taken), (0, True))
         current = adjoints.get(step.target, sympy.Integer(0))
         adjoints[step.target] = {"=": value, "+=": current + value, "-=": current - value}[step.mode]
     return [to_sympy(term, forward, adjoints) for term in adjoint.gradient]
@@ -168,7 +171,7 @@ def check_rules(tape: Tape, timeout: float) -> tuple[Check, ...]:
         row = primitives.lookup(instr.op)
         for position, arg in enumerate(instr.args):
             # Constant operands take part too: x^2 (powi) is checked with 2 in its place.
-            if not isinstance(arg, Ref) or (row.name, position) in seen:
+            if not isinstance(arg, Ref) or row.partials[position] is None or (row.name, position) in seen:
                 continue
             seen.add((row.name, position))
             checks.append(_check_rule(row, position, instr.args, instr.span, timeout))
@@ -178,6 +181,9 @@ def check_rules(tape: Tape, timeout: float) -> tuple[Check, ...]:
 def _check_rule(row: primitives.Primitive, position: int, args, span: Span, timeout: float) -> Check:
     symbols = [sympy.Symbol(param, real=True) for param in row.params]
     forward = list(symbols)
+    # A branch row's partial holds in the branch that uses the operand: check it with its condition set.
+    for i in row.boolean_params:
+        forward[i] = sympy.true if not row.branches or row.branches[position] is None else sympy.sympify(row.branches[position])
     # Integral parameters (powi's exponent) stay the constants the tape has.
     for i in row.integer_params:
         forward[i] = sympy_number(args[i].value)

@@ -173,6 +173,7 @@ MATH_FUNCTIONS = frozenset(
     name for row in primitives.TABLE.values() for name in re.findall(r"math\.(\w+)", row.python)
 )
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+_COMPARISONS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 
 
 class UnsafeCode(AssertionError):
@@ -211,7 +212,19 @@ def _check_function(function: ast.FunctionDef) -> None:
     statements = list(function.body)
     if statements and _is_docstring(statements[0]):
         statements.pop(0)
+    _check_statements(statements, local_names)
+
+
+def _check_statements(statements, local_names: set[str]) -> None:
     for statement in statements:
+        if isinstance(statement, ast.If):  # a branch of where(): `if w3:` / `if not w3:` on a local value
+            test = statement.test.operand if isinstance(statement.test, ast.UnaryOp) else statement.test
+            if not (isinstance(test, ast.Name) and test.id in local_names) or statement.orelse:
+                raise UnsafeCode("an if statement on something other than a local truth value")
+            if isinstance(statement.test, ast.UnaryOp) and not isinstance(statement.test.op, ast.Not):
+                raise UnsafeCode("if on an arithmetic expression")
+            _check_statements(statement.body, local_names)
+            continue
         if isinstance(statement, ast.Assign):
             (target,) = statement.targets
             _check_expression(statement.value, local_names)
@@ -249,12 +262,18 @@ def _check_expression(node, local_names: set[str]) -> None:
             if not isinstance(child.op, _ARITHMETIC):
                 raise UnsafeCode(f"operator {type(child.op).__name__}")
         elif isinstance(child, ast.UnaryOp):
-            if not isinstance(child.op, ast.USub | ast.UAdd):
+            if not isinstance(child.op, ast.USub | ast.UAdd | ast.Not):
                 raise UnsafeCode(f"unary {type(child.op).__name__}")
         elif isinstance(child, ast.Constant):
             if not isinstance(child.value, int | float) or isinstance(child.value, bool):
                 raise UnsafeCode(f"constant {child.value!r}")
         elif isinstance(child, ast.IfExp):
-            pass  # sign(x) is spelled `(math.copysign(1.0, x) if x else 0.0)`; its parts are checked too
-        elif not isinstance(child, ast.Tuple | ast.Load | ast.operator | ast.unaryop | ast.expr_context):
+            pass  # sign(x) and where(c, a, b) are spelled `(a if c else b)`; the parts are checked too
+        elif isinstance(child, ast.Compare):
+            if not all(isinstance(op, _COMPARISONS) for op in child.ops):
+                raise UnsafeCode("comparison other than < <= > >= == !=")
+        elif isinstance(child, ast.BoolOp):
+            pass  # and / or of comparisons; the operands are checked too
+        elif not isinstance(child, ast.Tuple | ast.Load | ast.operator | ast.unaryop | ast.expr_context | ast.cmpop
+                            | ast.boolop):
             raise UnsafeCode(f"expression {type(child).__name__}")

@@ -26,11 +26,18 @@ def _arity_cases():
 
 
 def _character_cases():
-    for char in "$#@!?:<>&|~`'\"\\%":
+    for char in "$#@?:&|~`'\"\\%":
         yield f"x {char} y", SymdiffSyntaxError, f"unexpected character {char!r}"
     for char in "[]{}":
         yield f"x {char} y", SymdiffSyntaxError, "only parentheses group expressions"
     yield "x = y", SymdiffSyntaxError, "the last statement must be the output"
+    for symbol in ("<", ">", "<=", ">=", "==", "!="):
+        yield f"x {symbol} y", SymdiffSyntaxError, "a comparison is a condition, not a number"
+    yield "x ! y", SymdiffSyntaxError, "unexpected character '!'"
+    yield "where(x, 1, 2)", SymdiffSyntaxError, "the first argument of where() must be a condition"
+    yield "not x", SymdiffSyntaxError, "'not' combines conditions"
+    yield "x and y", SymdiffSyntaxError, "'and' combines conditions"
+    yield "max(x)", SymdiffSyntaxError, "max() takes 2 or more arguments, got 1"
     yield "x ; y", SymdiffSyntaxError, "only the last statement is the output"
     lookalikes = {"\u2212": "-", "\u00d7": "*", "\u00f7": "/", "\u22c5": "*", "\u00b7": "*", "\u2013": "-",
                   "\uff08": "(", "\uff09": ")", "\u2217": "*", "\u2215": "/", "\uff0c": ",", "\u2014": "-"}
@@ -71,7 +78,7 @@ def _structure_cases():
         ("1" * 400, SymdiffSyntaxError, "too large for a float"),
         ("x(2)", UnknownNameError, "unknown function 'x'"),
     ]
-    for name in ("ln", "sinus", "cot", "sec", "log10", "exp2", "arcsin", "max", "min", "Sin", "SQRT"):
+    for name in ("ln", "sinus", "cot", "sec", "log10", "exp2", "arcsin", "Max", "minimum", "Sin", "SQRT"):
         yield f"{name}(x)", UnknownNameError, f"unknown function '{name}'"
 
 

@@ -19,6 +19,14 @@ CASES = [
 ]
 
 
+def _in_branch(row, position, values):
+    """A branch row's partial holds in the branch that uses the operand: set its condition so."""
+    values = list(values)
+    for i in row.boolean_params:
+        values[i] = 1.0 if not row.branches or row.branches[position] else 0.0
+    return values
+
+
 def _partial_value(row, position, values):
     args = tuple(Const(v) if i in row.integer_params else Ref(i) for i, v in enumerate(values))
     out = row.evaluate(*values)
@@ -31,9 +39,10 @@ def test_partial_matches_sympy_diff(row, position):
     rng = random.Random(7)
     symbols = [sympy.Symbol(p, real=True) for p in row.params]
     for _ in range(5):
-        values = sample_row_point(row, rng)
+        values = _in_branch(row, position, sample_row_point(row, rng))
         exact = [sympy.Rational(v) for v in values]
         args = [exact[i] if i in row.integer_params else s for i, s in enumerate(symbols)]
+        args = [sympy.sympify(bool(values[i])) if i in row.boolean_params else a for i, a in enumerate(args)]
         derivative = sympy.diff(row.sympy(*args), symbols[position])
         expected = float(derivative.subs(dict(zip(symbols, exact))).evalf(30))
         assert close(_partial_value(row, position, values), expected), (row.name, values)
@@ -43,7 +52,7 @@ def test_partial_matches_sympy_diff(row, position):
 def test_partial_matches_central_difference(row, position):
     rng = random.Random(11)
     for _ in range(5):
-        values = sample_row_point(row, rng)
+        values = _in_branch(row, position, sample_row_point(row, rng))
         h = 1e-6 * max(1.0, abs(values[position]))
         up, down = list(values), list(values)
         up[position] += h
@@ -56,8 +65,9 @@ def test_every_row_is_complete():
     for row in primitives.TABLE.values():
         assert len(row.partials) == row.arity == len(row.domain), row.name
         for position, partial in enumerate(row.partials):
-            # Only parameters that are always constants may lack a partial.
-            assert (partial is None) == (position in row.integer_params), row.name
+            # Only parameters that are always constants, and conditions, may lack a partial.
+            exempt = position in row.integer_params or position in row.boolean_params or row.boolean
+            assert (partial is None) == exempt, row.name
         assert all(low < high for low, high in row.domain), row.name
 
 
