@@ -181,9 +181,7 @@ def _no_branches(tape: Tape, what: str) -> None:
 
 def compile_jvp(expr, *, limits: Limits = DEFAULT_LIMITS) -> Jvp:
     """j(point, direction) -> (value, directional derivative), both sequences in `j.inputs` order."""
-    tape = build_tape(expr, limits, several_outputs=False)
-    _no_branches(tape, "forward mode (compile_jvp)")
-    return Jvp(tape)
+    return Jvp(build_tape(expr, limits, several_outputs=False))
 
 
 def compile_jacobian(exprs, wrt=None, *, mode: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Jacobian:
@@ -191,7 +189,6 @@ def compile_jacobian(exprs, wrt=None, *, mode: str | None = None, limits: Limits
     "f1, f2" or "[f1, f2]". `mode` "reverse" (one sweep per output) or "forward" (one per input);
     by default whichever needs fewer sweeps."""
     tape = build_tape(exprs, limits)
-    _no_branches(tape, "compile_jacobian")
     wrt = tape.inputs if wrt is None else check_wrt(wrt)
     if mode is None:
         mode = "reverse" if len(tape.outputs) <= len(wrt) else "forward"
@@ -202,9 +199,7 @@ def compile_jacobian(exprs, wrt=None, *, mode: str | None = None, limits: Limits
 
 def compile_hessian(expr, wrt=None, *, limits: Limits = DEFAULT_LIMITS) -> Hessian:
     """H(*point) -> (value, gradient, Hessian rows), and H.hvp(point, direction), forward over reverse."""
-    programs = build(expr, wrt, limits)
-    _no_branches(programs.tape, "compile_hessian")
-    return Hessian(programs)
+    return Hessian(build(expr, wrt, limits))
 
 
 class _Module(_Point):

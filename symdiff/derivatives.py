@@ -10,7 +10,7 @@ from __future__ import annotations
 from .adjoint import Adjoint, Bar, Op, Term
 from .forward import Assign, Dot, TangentSweep, adjoint_assigns, forward_assigns, input_seeds, unit_seeds
 from .names import assign_names
-from .render import Block, Function, Line, Module, _environment, _Printer, _tuple_text
+from .render import Block, Function, Line, Module, _environment, _Printer, _tuple_text, nest
 from .reverse import reverse
 from .simplify import simplify
 from .tape import INPUT, Const, Ref, Tape
@@ -148,14 +148,15 @@ def _function(name, params, doc, blocks, results: list[Term], result_text, print
             kept.append(assign)
             if assign.mode == "=":
                 live.discard(assign.target)
-            live |= _leaves([assign.term])
+            live |= _leaves([assign.term]) | {Ref(condition) for condition, _ in assign.path}
         kept_blocks.append((title, kept[::-1]))
     read = _leaves(results) | _leaves([a.term for _, kept in kept_blocks for a in kept])
+    read |= {Ref(condition) for _, kept in kept_blocks for a in kept for condition, _ in a.path}
     rendered = []
     for title, kept in reversed(kept_blocks):
-        lines = tuple(_line(assign, printer, assign.target in read or assign.mode != "=") for assign in kept)
+        lines = [(a.path, _line(a, printer, a.target in read or a.mode != "=")) for a in kept]
         if lines:
-            rendered.append(Block(title, lines))
+            rendered.append(Block(title, nest(lines, printer)))
     return Function(name, params, doc, tuple(rendered), result_text(results))
 
 

@@ -35,19 +35,23 @@ class Assign:
     mode: str  # "=", "+=" or "-="
     term: Term
     origin: int | None = None
+    path: tuple[tuple[int, bool], ...] = ()  # runs only in this branch (see Tape.paths)
 
 
 def forward_assigns(tape: Tape, needed: set[int] | None = None) -> list[Assign]:
     """The forward sweep as Assigns (only the `needed` entries, when given)."""
     return [
-        Assign(Ref(index), "=", Op(instr.op, instr.args), index)
+        Assign(Ref(index), "=", Op(instr.op, instr.args), index, tape.path(index))
         for index, instr in enumerate(tape.instrs)
         if instr.op != INPUT and (needed is None or index in needed)
     ]
 
 
 def adjoint_assigns(adjoint: Adjoint) -> list[Assign]:
-    return [Assign(Bar(step.target, adjoint.output), step.mode, step.term, step.origin) for step in adjoint.steps]
+    return [
+        Assign(Bar(step.target, adjoint.output), step.mode, step.term, step.origin, step.path)
+        for step in adjoint.steps
+    ]
 
 
 class TangentSweep:
@@ -56,6 +60,7 @@ class TangentSweep:
     def __init__(self, tape: Tape, seeds: dict[int, Term], seed: int = 0):
         self.tape, self.seed = tape, seed
         self.current: dict[Ref | Bar, Term] = {Ref(index): term for index, term in seeds.items()}
+        self.home: dict[Ref | Bar, tuple] = {}  # the branch where each value was first assigned
 
     def of(self, term: Term) -> Term:
         """The tangent of a term, folded; needs the tangents of the values it reads."""
@@ -67,6 +72,9 @@ class TangentSweep:
             case Dot():
                 raise AssertionError("tangents of tangents are not needed")
         row = primitives.lookup(term.op)
+        if row.branches:  # where(c, a, b)' = where(c, a', b'): the tangent takes the same branch
+            return fold(term.op, tuple(arg if b is None else self.of(arg) for arg, b in zip(term.args, row.branches)),
+                        self.tape)
         total: Term = ZERO
         for position, arg in enumerate(term.args):
             if isinstance(arg, Const) or row.partials[position] is None:
@@ -84,20 +92,27 @@ class TangentSweep:
         dot = Dot(target, self.seed)
         change = self.of(assign.term)
         if assign.mode == "=":
-            return self._set(target, dot, change, assign.origin)
+            self.home[target] = assign.path
+            return self._set(target, dot, change, assign.origin, assign.path)
         if change == ZERO:
             return []
+        lines = []
+        home = self.home.get(target, ())
+        if self.current.get(target) != dot and assign.path != home:
+            # An accumulation inside a branch: the tangent must exist where the value lives.
+            lines.append(Assign(dot, "=", self.current.get(target, ZERO), assign.origin, home))
+            self.current[target] = dot
         if self.current.get(target) == dot:
-            return [Assign(dot, assign.mode, change, assign.origin)]
+            return [*lines, Assign(dot, assign.mode, change, assign.origin, assign.path)]
         combined = fold("add" if assign.mode == "+=" else "sub", (self.current.get(target, ZERO), change), self.tape)
-        return self._set(target, dot, combined, assign.origin)
+        return self._set(target, dot, combined, assign.origin, assign.path)
 
-    def _set(self, target, dot: Dot, value: Term, origin) -> list[Assign]:
+    def _set(self, target, dot: Dot, value: Term, origin, path: tuple) -> list[Assign]:
         if is_atom(value):
             self.current[target] = value
             return []
         self.current[target] = dot
-        return [Assign(dot, "=", value, origin)]
+        return [Assign(dot, "=", value, origin, path)]
 
 
 def input_seeds(tape: Tape, direction: dict[str, Term]) -> dict[int, Term]:

@@ -81,8 +81,28 @@ def test_verify_agrees_with_sympy_piecewise(expr):
             assert got_partial == pytest.approx(float(sympy.diff(function, symbol).evalf(subs=subs)), abs=1e-12)
 
 
-def test_other_modes_and_backends_refuse_branches_clearly():
-    for build in (lambda: symdiff.compile_jvp("max(x, y)"), lambda: symdiff.compile_hessian("where(x > 0, x, 0)"),
-                  lambda: symdiff.compile_jacobian(["max(x, y)", "x"])):
-        with pytest.raises(SymdiffError, match="does not support where"):
-            build()
+def test_forward_mode_jacobians_and_hessians_take_the_same_branches():
+    expr = "where(x > 0, sqrt(x)*y, y^2) + max(x, y)^2"
+    H, g, j = symdiff.compile_hessian(expr), symdiff.compile_grad(expr), symdiff.compile_jvp(expr)
+    for point in ((-1.0, 2.0), (4.0, 3.0), (0.5, -2.0)):
+        value, gradient, rows = H(*point)
+        assert (value, gradient) == g.value_and_grad(*point)
+        for k in range(2):
+            direction = [1.0 if i == k else 0.0 for i in range(2)]
+            assert j(point, direction)[1] == pytest.approx(gradient[k])
+            h = 1e-6
+            up, down = list(point), list(point)
+            up[k] += h
+            down[k] -= h
+            column = [(a - b) / (2 * h) for a, b in zip(g(*up), g(*down))]
+            assert rows[k] == pytest.approx(column, rel=1e-5, abs=1e-6)
+        check_generated_module(H.source)
+    J = symdiff.compile_jacobian(["max(x, y)", "where(x > 0, log(x), x)"])
+    assert J(-1.0, 2.0) == ((0.0, 1.0), (1.0, 0.0))  # log(-1) in the branch not taken: never run
+    assert J(2.0, 1.0) == ((1.0, 0.0), (0.5, 0.0))
+
+
+def test_numpy_and_c_backends_refuse_branches_clearly():
+    for backend in ("numpy", "c"):
+        with pytest.raises(SymdiffError, match=f"the {backend} backend does not support where"):
+            symdiff.compile_grad("max(x, y)", backend=backend)
