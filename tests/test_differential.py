@@ -46,8 +46,10 @@ def sympy_of(text: str) -> sympy.Expr:
 def agree(ours: float, reference: sympy.Expr, point) -> bool:
     # The strategy keeps sign() and abs() away from 0, where SymPy's derivative has a DiracDelta.
     reference = reference.replace(sympy.DiracDelta, lambda *args: sympy.Integer(0))
-    exact = float(reference.evalf(30, subs=point))
-    return math.isclose(ours, exact, rel_tol=RTOL, abs_tol=ATOL)
+    # SymPy may write a real result with a vanishing imaginary part (atan2 of constants via log).
+    exact = complex(reference.evalf(30, subs=point))
+    assert abs(exact.imag) <= 1e-12 * (1 + abs(exact.real)), exact
+    return math.isclose(ours, exact.real, rel_tol=RTOL, abs_tol=ATOL)
 
 
 @settings(max_examples=examples(2_000, 50_000))
@@ -68,7 +70,7 @@ def test_value_and_gradient_agree_with_sympy(case):
     assert parse(expression_text(tree)) == tree
 
 
-@settings(max_examples=examples(300, 5_000))
+@settings(max_examples=examples(300, 1_000))
 @given(expressions(max_depth=3))
 def test_verify_proves_small_expressions(case):
     report = symdiff.verify(case.text, timeout=2.0)
