@@ -42,6 +42,13 @@ def format_tree(root, leaf: Leaf, dialect: str = "python") -> str:
     return out[0][0]
 
 
+def format_flat(op: str, args: tuple, leaf: Leaf, dialect: str = "python") -> str:
+    """format_tree for an application whose arguments are all leaves (every tape entry): no walk."""
+    row = primitives.lookup(op)
+    operands = [_leaf_text(arg, leaf, position in row.integer_params, dialect) for position, arg in enumerate(args)]
+    return _apply_text(row, operands, dialect)[0]
+
+
 def _leaf_text(node, leaf: Leaf, integral: bool, dialect: str) -> tuple[str, int]:
     value = getattr(node, "value", None)
     if value is not None:

@@ -14,7 +14,7 @@ import jinja2
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term
 from .names import Names, assign_names
-from .printing import format_tree, number_text
+from .printing import format_flat, format_tree, number_text
 from .resources import templates_dir
 from .tape import INPUT, Const, Instr, Ref, Tape
 from .version import __version__
@@ -83,6 +83,7 @@ class _Printer:
     def __init__(self, tape: Tape, names: Names, dialect: str, numbered_outputs=False, numbered_seeds=False):
         self.tape, self.names, self.dialect = tape, names, dialect
         self._definitions: dict[int, str] = {}  # each entry is printed once, however often it is used
+        self._comments: dict[int, str] = {}
         # With several outputs (a Jacobian) adjoints are numbered by output: x_bar1, x_bar2; with
         # several tangent sweeps (a Hessian) tangents by seed: x_bar_dot1, x_bar_dot2.
         self.numbered_outputs, self.numbered_seeds = numbered_outputs, numbered_seeds
@@ -93,19 +94,25 @@ class _Printer:
     def atom(self, term: Term) -> str:
         if isinstance(term, Const):
             return number_text(term.value)
+        if isinstance(term, Ref | Bar):
+            return self._leaf(term)
         return self.term(term)
 
     def definition(self, index: int) -> str:
         text = self._definitions.get(index)
         if text is None:
-            text = self._definitions[index] = format_tree(_as_term(self.tape.instrs[index]), self._leaf, self.dialect)
+            instr = self.tape.instrs[index]
+            text = self._definitions[index] = format_flat(instr.op, instr.args, self._leaf, self.dialect)
         return text
 
     def source_definition(self, index: int) -> str:
         """The entry as the textbook writes it: `w3 = x1 * x2`, `w4 = sin(x1)`."""
-        instr = self.tape.instrs[index]
-        text = format_tree(_as_term(instr), self._leaf, "symdiff")
-        return f"{self.names.value(index)} = {text}"
+        text = self._comments.get(index)
+        if text is None:
+            instr = self.tape.instrs[index]
+            text = f"{self.names.value(index)} = {format_flat(instr.op, instr.args, self._leaf, 'symdiff')}"
+            self._comments[index] = text
+        return text
 
     def _leaf(self, node) -> str:
         if isinstance(node, Ref):
