@@ -7,6 +7,7 @@ whose values nobody reads, and prints it with the Python template. The modules i
 
 from __future__ import annotations
 
+from . import primitives
 from .adjoint import Adjoint, Bar, Op, Term
 from .forward import Assign, Dot, TangentSweep, adjoint_assigns, forward_assigns, input_seeds, unit_seeds
 from .names import assign_names
@@ -161,8 +162,6 @@ def _function(name, params, doc, blocks, results: list[Term], result_text, print
 
 
 def _guards_domain(assign: Assign, tape: Tape) -> bool:
-    from . import primitives
-
     if not isinstance(assign.target, Ref):
         return False
     instr = tape.instrs[assign.target.index]

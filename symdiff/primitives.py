@@ -197,31 +197,6 @@ _ROWS = (
          ((-2, 2), (0.2, 2)), numpy="numpy.arctan2({y}, {x})"),
 )
 
-TABLE: Mapping[str, Primitive] = MappingProxyType({row.name: row for row in _ROWS})
-
-
-def lookup(name: str) -> Primitive:
-    """The row for `name`; reads TABLE at call time so tests can substitute a table."""
-    return TABLE[name]
-
-
-def user_functions() -> tuple[str, ...]:
-    return tuple(sorted(name for name, row in TABLE.items() if row.user_callable))
-
-
-def is_user_function(name: str) -> bool:
-    row = TABLE.get(name)
-    return row is not None and row.user_callable
-
-
-@cache
-def parse_partial(text: str) -> Expr:
-    """A partial's formula as an AST over the row's params and `out` (parsed once per text)."""
-    from .parse import parse  # the parser reads this table, so it is imported when first needed
-
-    return parse(text)
-
-
 def _compare(symbol: str, function, python: str) -> Primitive:
     return _row(
         {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}[symbol],
@@ -253,7 +228,31 @@ _CONDITIONS = (
          c="({c} ? {a} : {b})", user_callable=False, boolean_params=(0,), branches=(None, True, False)),
 )
 
-TABLE = MappingProxyType(dict(TABLE) | {row.name: row for row in _CONDITIONS})
+TABLE: Mapping[str, Primitive] = MappingProxyType({row.name: row for row in _ROWS + _CONDITIONS})
+
+
+def lookup(name: str) -> Primitive:
+    """The row for `name`; reads TABLE at call time so tests can substitute a table."""
+    return TABLE[name]
+
+
+def user_functions() -> tuple[str, ...]:
+    return tuple(sorted(name for name, row in TABLE.items() if row.user_callable))
+
+
+def is_user_function(name: str) -> bool:
+    row = TABLE.get(name)
+    return row is not None and row.user_callable
+
+
+@cache
+def parse_partial(text: str) -> Expr:
+    """A partial's formula as an AST over the row's params and `out` (parsed once per text)."""
+    from .parse import parse  # the parser reads this table, so it is imported when first needed
+
+    return parse(text)
+
+
 
 
 # Constants the grammar knows by name.
