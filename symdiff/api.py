@@ -84,7 +84,7 @@ def compile_grad(
     programs = build(expr, wrt, limits)
     if backend == "python":
         return Gradient(programs, simplified)
-    _no_branches(programs.tape, f"the {backend} backend")
+    no_branches(programs.tape, f"the {backend} backend")
     from .backends import compile_backend
 
     return compile_backend(backend, programs, simplified)
@@ -166,7 +166,7 @@ class Gradient(_Point):
         return f"<symdiff gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
 
 
-def _no_branches(tape: Tape, what: str) -> None:
+def no_branches(tape: Tape, what: str) -> None:
     """Branches (where, min, max) are compiled to real if statements by the Python backend's reverse
     sweep only; elsewhere both branches would run and poison the derivative."""
     for instr in tape.instrs:

@@ -44,7 +44,7 @@ from sympy.printing.str import StrPrinter
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term
-from .api import Programs, build
+from .api import Programs, build, no_branches
 from .errors import ArgumentError, DomainError, SymdiffError
 from .expr import Apply, Num, Var, postorder
 from .parse import parse
@@ -189,6 +189,7 @@ def explain(expr, at: Mapping[str, float], wrt=None) -> Trace:
 def trace(programs: Programs, at: Mapping[str, float]) -> Trace:
     """The walk-through of programs that api.build made (graph.py shares them with its picture)."""
     tape, raw = programs.tape, programs.raw
+    no_branches(tape, "explain")
     point = check_point(tape, at)
     names = entry_names(tape)
     numbers = _Numbers()

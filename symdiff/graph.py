@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .api import Programs, build
+from .api import Programs, build, no_branches
 from .errors import SymdiffError
 from .explain import (
     Trace,
@@ -106,6 +106,7 @@ class Graph:
 def graph(expr, at: Mapping[str, float] | None = None, wrt=None) -> Graph:
     """The computational graph of `expr`; with a point `at`, every node and edge also shows numbers."""
     programs = build(expr, wrt)
+    no_branches(programs.tape, "graph")
     walk = None if at is None else trace(programs, at)
     return Graph(programs.tape.source, dot_text(programs, walk))
 

@@ -106,3 +106,9 @@ def test_numpy_and_c_backends_refuse_branches_clearly():
     for backend in ("numpy", "c"):
         with pytest.raises(SymdiffError, match=f"the {backend} backend does not support where"):
             symdiff.compile_grad("max(x, y)", backend=backend)
+
+
+def test_explain_and_graph_refuse_branches_clearly():
+    for make in (lambda: symdiff.explain("max(x, y)", at={"x": 1, "y": 2}), lambda: symdiff.graph("max(x, y)")):
+        with pytest.raises(SymdiffError, match="does not support where"):
+            make()
