@@ -29,8 +29,13 @@ from .names import Names, assign_names
 from .render import _docstring, _environment, _Printer, _refs
 from .tape import INPUT, Tape
 
-# -fopenmp-simd only lets `#pragma omp simd` vectorise the batch loops (no OpenMP runtime is used).
-CFLAGS = ("-O2", "-fopenmp-simd", "-shared", "-fPIC")
+# The batch loops carry `#pragma omp parallel for simd`: with -fopenmp they use every core and SIMD
+# across points; where the compiler has no OpenMP runtime, -fopenmp-simd keeps the SIMD; without
+# either the pragma is ignored. The first set of flags that compiles is used.
+CFLAGS = ("-O2", "-shared", "-fPIC")
+OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd",), ())
+# Below this many points a batch runs on one thread (starting threads costs more than it saves).
+PARALLEL_FROM = 4096
 
 # Identifiers a C99 file that includes math.h may not reuse for a variable: keywords, and every
 # name math.h declares (a local `sin` would hide the function).
@@ -64,6 +69,7 @@ class Loop:
     doc: str
     count: str  # the parameters holding the number of points and the point index
     index: str
+    parallel_from: str  # batches at least this large run on several threads (with OpenMP)
     loads: tuple[str, ...]  # "const double x1 = x[1 * n + k];"
     lines: tuple[Line, ...]
     stores: tuple[str, ...]  # "grad[0 * n + k] = x1_bar;"
@@ -126,6 +132,7 @@ def c_module(
             f"f at {n} points: {value}[{k}] = f(point {k}); {where}.",
             n,
             k,
+            str(PARALLEL_FROM),
             value_loads,
             value_lines,
             value_store,
@@ -135,6 +142,7 @@ def c_module(
             f"The gradient ({wrt}) at {n} points into {grad}[j * {n} + {k}]; {where}.",
             n,
             k,
+            str(PARALLEL_FROM),
             grad_loads,
             grad_lines + reverse,
             grad_stores,
@@ -150,6 +158,7 @@ def c_module(
                 f"{both_doc}, from one forward sweep.",
                 n,
                 k,
+                str(PARALLEL_FROM),
                 both_loads,
                 both_lines + reverse,
                 value_store + grad_stores,
@@ -186,7 +195,8 @@ def c_module(
     layout = (
         f"One point is an array of {inputs} doubles, the inputs in order. A batch of {n} points is laid out",
         f"input by input: input i of point {k} is {x}[i * {n} + {k}], and gradient entry j is {grad}[j * {n} + {k}].",
-        "Compile with -O2 (add -fopenmp-simd to let the batch loops use SIMD across points).",
+        f"Compile with -O2; add -fopenmp to run batches of {PARALLEL_FROM} points or more on every core with SIMD",
+        "across points (-fopenmp-simd: SIMD only).",
     )
     comment = (*text.split("\n"), "", *layout)
     guard = re.sub(r"\W", "_", prefix).upper() + "_H"
@@ -289,7 +299,7 @@ def cache_dir() -> Path:
 def build_library(source: str) -> Path:
     """Compile `source` into a shared library (cached by a digest of source, compiler and flags)."""
     compiler = find_compiler()
-    digest = hashlib.sha256("\0".join([source, compiler, *CFLAGS]).encode()).hexdigest()[:24]
+    digest = hashlib.sha256("\0".join([source, compiler, *CFLAGS, repr(OPENMP_FLAGS)]).encode()).hexdigest()[:24]
     folder = cache_dir()
     library = folder / f"symdiff_{digest}.so"
     if library.exists():
@@ -300,8 +310,11 @@ def build_library(source: str) -> Path:
             c_file = Path(work) / f"symdiff_{digest}.c"
             c_file.write_text(source, encoding="utf-8")
             built = Path(work) / library.name
-            command = [compiler, *CFLAGS, "-o", str(built), str(c_file), "-lm"]
-            done = subprocess.run(command, capture_output=True, text=True)
+            for extra in OPENMP_FLAGS:
+                command = [compiler, *CFLAGS, *extra, "-o", str(built), str(c_file), "-lm"]
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode == 0:
+                    break
             if done.returncode != 0:
                 raise CompilerError(f"{Path(compiler).name} failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
             os.replace(built, library)  # atomic: a concurrent build of the same source is harmless
