@@ -1,0 +1,445 @@
+"""Benchmark symdiff against SymPy, SymEngine, CasADi and JAX on the suite of issue 4.
+
+    python benchmarks/run.py [--quick] [--timeout S] [--builds K] [--tools a,b] [--cases a,b] [--publish]
+
+Each tool runs on each case in its own process (benchmarks/worker.py) with a timeout; build time is
+the median over K fresh processes. Prints Markdown tables, writes JSON to benchmarks/results/ (git-
+ignored) and a log-log plot of build time against expression size. A missing peer is reported, not
+fatal; a tool that times out on a size is not run on the larger sizes of that family. --publish
+also writes benchmarks/RESULTS.md and benchmarks/build_time.png. Nothing here is asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cases import suite  # noqa: E402
+from tools import TOOLS  # noqa: E402
+
+RESULTS = HERE / "results"
+LARGE_BATCH = ("rosenbrock-100", 1_000_000, ("symdiff-numpy", "symdiff-c", "sympy", "jax"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes only, one build each")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per tool, case and process")
+    parser.add_argument("--builds", type=int, default=None, help="fresh-process builds per case (default 3; 1 quick)")
+    parser.add_argument("--budget", type=float, default=19 * 60, help="stop starting new runs after this many seconds")
+    parser.add_argument("--tools", help="comma-separated subset of " + ",".join(TOOLS))
+    parser.add_argument("--cases", help="comma-separated case names")
+    parser.add_argument("--publish", action="store_true", help="also write RESULTS.md and build_time.png here")
+    args = parser.parse_args()
+    builds = args.builds or (1 if args.quick else 3)
+    tools = args.tools.split(",") if args.tools else list(TOOLS)
+    cases = [c for c in suite() if (c.quick or not args.quick) and (not args.cases or c.name in args.cases.split(","))]
+    started = time.perf_counter()
+    results, skip = [], {}
+    for case in cases:
+        for tool in tools:
+            reason = skip.get(tool) or skip.get((tool, case.family))
+            if reason is None and time.perf_counter() - started > args.budget:
+                reason = "not run (time budget)"
+            if reason:
+                results.append({"tool": tool, "case": case.name, "status": "skipped", "error": reason})
+                continue
+            result = measure(tool, case, builds, args.timeout)
+            results.append(result)
+            print(progress(result), file=sys.stderr, flush=True)
+            if result["status"] == "missing":
+                skip[tool] = f"missing: {result.get('error', '')}"
+            elif result["status"] in ("timeout", "failed") and "build_s" not in result:
+                skip[(tool, case.family)] = f"not run: {case.family} at a smaller size {result['status']}"
+    large = large_batch(tools, args, started) if not args.quick else []
+    meta = machine(time.perf_counter() - started, args)
+    document = {"meta": meta, "cases": [case_info(c) for c in cases], "results": results, "large_batch": large}
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for path in (RESULTS / f"bench-{stamp}.json", RESULTS / "latest.json"):
+        path.write_text(json.dumps(document, indent=1))
+    markdown = tables(document, tools)
+    print(markdown)
+    plot_path = plot(document, tools, RESULTS / "build_time.png")
+    if args.publish:
+        (HERE / "RESULTS.md").write_text(markdown)
+        if plot_path:
+            shutil.copyfile(plot_path, HERE / "build_time.png")
+    return 0
+
+
+def run_worker(tool: str, case_name: str, task: str, timeout: float, points: int | None = None) -> dict:
+    command = [sys.executable, str(HERE / "worker.py"), tool, case_name, "--task", task]
+    if points:
+        command += ["--points", str(points)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+        status = None if process.returncode == 0 else f"crashed (exit {process.returncode})"
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        status = "timeout"
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {"tool": tool, "case": case_name}
+    if status:
+        result["stage_reached"] = result.get("status", "none")
+        result["status"] = status
+        result.setdefault("error", f"{status} after {timeout:.0f} s" if status == "timeout" else err.strip()[-300:])
+    return result
+
+
+def measure(tool: str, case, builds: int, timeout: float) -> dict:
+    result = run_worker(tool, case.name, "measure", timeout)
+    samples = [result["build_s"]] if "build_s" in result else []
+    if result["status"] == "ok" and builds > 1 and samples[0] < timeout / 4:
+        for _ in range(builds - 1):
+            extra = run_worker(tool, case.name, "build", timeout)
+            if "build_s" in extra:
+                samples.append(extra["build_s"])
+    if samples:
+        result["build_samples"] = samples
+        result["build_median_s"] = statistics.median(samples)
+    return result
+
+
+def large_batch(tools, args, started) -> list[dict]:
+    name, points, which = LARGE_BATCH
+    found = []
+    for tool in tools:
+        if tool in which and time.perf_counter() - started < args.budget:
+            result = run_worker(tool, name, "batch", args.timeout * 2, points)
+            found.append(result)
+            print(progress(result), file=sys.stderr, flush=True)
+    return found
+
+
+def progress(result: dict) -> str:
+    shown = {k: result.get(k) for k in ("status", "build_s", "call_us", "batch_ns_per_point") if k in result}
+    return f"{result['tool']:>15} {result['case']:<18} {shown}"
+
+
+def case_info(case) -> dict:
+    return {
+        "name": case.name,
+        "family": case.family,
+        "size": case.size,
+        "chars": len(case.text),
+        "inputs": len(case.inputs),
+    }
+
+
+def machine(elapsed: float, args) -> dict:
+    info = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed_s": elapsed,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "nproc": os.cpu_count(),
+        "timeout_s": args.timeout,
+    }
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        info["cpu"] = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line), "")
+    except OSError:
+        info["cpu"] = platform.processor()
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    versions = {}
+    for package in ("sympy", "symengine", "casadi", "jax", "jaxlib", "numpy", "dask", "matplotlib", "lark"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "missing"
+    sys.path.insert(0, str(HERE.parent))
+    from symdiff.version import __version__
+
+    versions["symdiff"] = __version__
+    compiler = shutil.which(os.environ.get("CC", "") or "cc") or shutil.which("gcc")
+    if compiler:
+        versions["cc"] = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    info["versions"] = versions
+    return info
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+def _cell(result: dict | None, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    if result is None:
+        return "—"
+    if key in result:
+        return _number(result[key] * scale, digits)
+    status = result.get("status", "")
+    if status == "ok":
+        return "—"
+    if status == "timeout":
+        return f"> {result.get('error', 'timeout').split()[-2]} s" if key.startswith("build") else "timeout"
+    if status == "failed":
+        return "fails: " + result.get("error", "").split(":")[0]
+    if status == "skipped":
+        return "skipped" if "budget" in result.get("error", "") else "—"
+    return status
+
+
+def _number(value: float, digits: int = 3) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def tables(document: dict, tools: list[str]) -> str:
+    meta, results = document["meta"], document["results"]
+    index = {(r["tool"], r["case"]): r for r in results}
+    cases = [c["name"] for c in document["cases"]]
+    lines = [f"# symdiff benchmarks — {meta['date']}", ""]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    lines += [
+        f"Machine: {meta.get('cpu', '?')}, {meta['nproc']} cores, {meta.get('memory_gb', '?')} GB; "
+        f"Python {meta['python']}; {versions}.",
+        f"Whole run: {meta['elapsed_s'] / 60:.1f} min; timeout {meta['timeout_s']:.0f} s per tool, case and "
+        "process. Command: `python benchmarks/run.py`.",
+        "",
+    ]
+    sections = (
+        ("Build time (s): string → ready callable, median of fresh processes", "build_median_s", 1.0),
+        ("Per call (µs), one point", "call_us", 1.0),
+        ("Batch (ns per point)", "batch_ns_per_point", 1.0),
+        ("Peak memory of the measuring process (MB, imports included)", "peak_mb", 1.0),
+    )
+    for title, key, scale in sections:
+        lines += [f"## {title}", "", "| case | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]
+        for case in cases:
+            cells = [_cell(index.get((tool, case)), key, scale) for tool in tools]
+            lines.append(f"| {case} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ops_table(index, cases, tools)
+    lines += large_batch_table(document.get("large_batch", []))
+    lines += targets(index)
+    lines += notes(index, tools)
+    return "\n".join(lines) + "\n"
+
+
+def ops_table(index, cases, tools) -> list[str]:
+    lines = [
+        "## Operation counts: gradient / function (ratio)",
+        "",
+        "symdiff: the simplified program's terms plus the forward entries grad() computes; CasADi: SX "
+        "instructions; JAX: jaxpr equations; SymPy and SymEngine: count_ops after cse.",
+        "",
+        "| case | " + " | ".join(tools) + " |",
+        "|---|" + "---|" * len(tools),
+    ]
+    for case in cases:
+        cells = []
+        for tool in tools:
+            result = index.get((tool, case)) or {}
+            ops = result.get("ops")
+            if not ops:
+                cells.append("—")
+                continue
+            ratio = ops["gradient"] / ops["function"] if ops["function"] else float("nan")
+            cells.append(f"{ops['gradient']:,} / {ops['function']:,} ({ratio:.2f})")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def large_batch_table(results: list[dict]) -> list[str]:
+    if not results:
+        return []
+    lines = [f"## Batch at 10^6 points, {LARGE_BATCH[0]} (ns per point)", "", "| tool | ns per point |", "|---|---|"]
+    for result in results:
+        lines.append(f"| {result['tool']} | {_cell(result, 'batch_ns_per_point')} |")
+    return lines + [""]
+
+
+def _ratio(index, mine: tuple, theirs: tuple, key: str):
+    a, b = index.get(mine, {}), index.get(theirs, {})
+    if key in a and key in b and a[key] and b[key]:
+        return b[key] / a[key]  # > 1: symdiff is faster
+    if key in a and b.get("status") == "timeout" and key.startswith("build"):
+        return f"> {float(b.get('error', '0 0 0').split()[-2]) / a[key]:.0f}"
+    return None
+
+
+def _verdict(value, goal: float) -> str:
+    if value is None:
+        return "not measured"
+    if isinstance(value, str):
+        return f"{value}× (peer timed out): met" if float(value[2:]) >= goal else f"{value}×"
+    return f"{value:.2f}× — {'met' if value >= goal else 'not met'}"
+
+
+def targets(index) -> list[str]:
+    lines = [
+        "## Issue-4 targets (ratios from this run; > 1 means symdiff is faster)",
+        "",
+        "| target | measured |",
+        "|---|---|",
+    ]
+    build = "build_median_s"
+    row = ("symdiff-python", "rosenbrock-1000")
+    lines.append(
+        f"| Build Rosenbrock 1000: ≥ 5× faster than SymEngine | "
+        f"{_verdict(_ratio(index, row, ('symengine', 'rosenbrock-1000'), build), 5)} |"
+    )
+    lines.append(
+        f"| Build Rosenbrock 1000: ≥ 100× faster than SymPy | "
+        f"{_verdict(_ratio(index, row, ('sympy', 'rosenbrock-1000'), build), 100)} |"
+    )
+    casadi = _ratio(index, row, ("casadi", "rosenbrock-1000"), build)
+    lines.append(
+        f"| Build Rosenbrock 1000: within 2.5× of CasADi | "
+        f"{'not measured' if casadi is None else f'symdiff takes {1 / casadi:.2f}× CasADi — ' + ('met' if 1 / casadi <= 2.5 else 'not met')} |"
+    )
+    small, large = (
+        index.get(("symdiff-python", "rosenbrock-1000"), {}),
+        index.get(("symdiff-python", "rosenbrock-10000"), {}),
+    )
+    if build in small and build in large:
+        growth = large[build] / small[build]
+        lines.append(
+            f"| Build: n = 10,000 costs ≤ 12× n = 1,000 | {growth:.1f}× — {'met' if growth <= 12 else 'not met'} |"
+        )
+    worst = None
+    for (tool, case), result in index.items():
+        if tool == "symdiff-python" and result.get("ops") and result["ops"]["function"]:
+            ratio = result["ops"]["gradient"] / result["ops"]["function"]
+            worst = max(worst or (0, ""), (ratio, case))
+    if worst:
+        lines.append(
+            f"| ops(gradient) ≤ 3 × ops(function) on every case | worst {worst[0]:.2f} ({worst[1]}) — "
+            f"{'met' if worst[0] <= 3 else 'not met'} |"
+        )
+    slower = [
+        case
+        for (tool, case), r in index.items()
+        if tool == "symdiff-python"
+        and "call_us" in r
+        and "call_us" in index.get(("sympy", case), {})
+        and r["call_us"] > index[("sympy", case)]["call_us"]
+    ]
+    compared = [
+        case
+        for (tool, case), r in index.items()
+        if tool == "symdiff-python" and "call_us" in r and "call_us" in index.get(("sympy", case), {})
+    ]
+    lines.append(
+        f"| Python per call no slower than SymPy lambdify(cse=True) | {len(compared) - len(slower)} of "
+        f"{len(compared)} cases{'; slower on ' + ', '.join(slower) if slower else ''} |"
+    )
+    ratios = [
+        (r["call_us"] / r["value_call_us"], case)
+        for (tool, case), r in index.items()
+        if tool == "symdiff-python" and r.get("value_call_us")
+    ]
+    if ratios:
+        top = max(ratios)
+        lines.append(
+            f"| Python gradient call ≤ 3× function call | worst {top[0]:.2f} ({top[1]}) — "
+            f"{'met' if top[0] <= 3 else 'not met'} |"
+        )
+    numpy_vs_sympy = [
+        (_ratio(index, ("symdiff-numpy", c), ("sympy", c), "batch_ns_per_point"), c)
+        for (t, c) in index
+        if t == "symdiff-numpy"
+    ]
+    numpy_vs_sympy = [(v, c) for v, c in numpy_vs_sympy if isinstance(v, float)]
+    if numpy_vs_sympy:
+        low = min(numpy_vs_sympy)
+        lines.append(
+            f"| NumPy batch faster than SymPy's NumPy lambdify everywhere | worst {low[0]:.2f}× ({low[1]}) — "
+            f"{'met' if low[0] > 1 else 'not met'} |"
+        )
+    for case in ("textbook-1", "textbook-2", "textbook-3"):
+        value = _ratio(index, ("symdiff-numpy", case), ("jax", case), "batch_ns_per_point")
+        lines.append(f"| NumPy batch faster than JAX jit+vmap, {case} | {_verdict(value, 1.0001)} |")
+    value = _ratio(index, ("symdiff-numpy", "rosenbrock-100"), ("jax", "rosenbrock-100"), "batch_ns_per_point")
+    lines.append(f"| NumPy batch within 2× of JAX, Rosenbrock 100 (10^5 points) | {_verdict(value, 0.5)} |")
+    for case in ("rosenbrock-1000", "product-300"):
+        for peer in ("casadi", "symengine"):
+            value = _ratio(index, ("symdiff-c", case), (peer, case), "call_us")
+            lines.append(f"| C per call beats {peer}, {case} | {_verdict(value, 1.0001)} |")
+    value = _ratio(index, ("symdiff-c", "rosenbrock-100"), ("jax", "rosenbrock-100"), "batch_ns_per_point")
+    lines.append(f"| C batch beats JAX jit+vmap per point, Rosenbrock 100 | {_verdict(value, 1.0001)} |")
+    return lines + [""]
+
+
+def notes(index, tools) -> list[str]:
+    lines = ["## Notes", ""]
+    seen = set()
+    for tool in tools:
+        for (name, _), result in index.items():
+            if name == tool and result.get("note") and (tool, result["note"]) not in seen:
+                seen.add((tool, result["note"]))
+                lines.append(f"- {tool}: {result['note']}.")
+    failures = sorted({(t, r.get("error", "")[:120]) for (t, _), r in index.items() if r.get("status") == "failed"})
+    for tool, error in failures:
+        lines.append(f"- {tool} failed: {error}")
+    mismatch = []
+    for (tool, case), result in index.items():
+        reference = index.get(("symdiff-python", case), {}).get("check")
+        if (
+            reference
+            and result.get("check")
+            and abs(result["check"][1] - reference[1]) > 1e-6 * (1 + abs(reference[1]))
+        ):
+            mismatch.append(f"{tool} on {case}")
+    lines.append(
+        "- Gradients agree across tools (first partial and sum of partials at one point)"
+        + (f", except {', '.join(mismatch)}." if mismatch else ".")
+    )
+    return lines + [""]
+
+
+def plot(document: dict, tools: list[str], path: Path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return None
+    chars = {c["name"]: c["chars"] for c in document["cases"]}
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    for tool in tools:
+        points = sorted(
+            (chars[r["case"]], r["build_median_s"])
+            for r in document["results"]
+            if r["tool"] == tool and "build_median_s" in r
+        )
+        if points:
+            axes.plot(*zip(*points), marker="o", label=tool, linewidth=1)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("expression size (characters)")
+    axes.set_ylabel("build time, string → ready callable (s)")
+    axes.set_title(f"Build time vs expression size ({document['meta']['date']})")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

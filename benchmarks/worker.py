@@ -1,0 +1,138 @@
+"""One tool on one case, in its own process: `python worker.py TOOL CASE --task build|measure|batch`.
+
+Prints one JSON object per finished stage (the last line holds everything so far), so that a run
+cut short by the timeout still reports what it measured. Build time is string -> ready callable:
+the builder and its first call (JIT compilers compile there), after the imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # symdiff from this checkout
+sys.setrecursionlimit(10_000)  # as a user would; deeper input is the tools' own business
+
+from cases import by_name  # noqa: E402
+from tools import fresh_c_cache, load  # noqa: E402
+
+MAX_BATCH_VALUES = 10_000_000  # inputs x points held in memory for the batch timing
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("tool")
+    parser.add_argument("case")
+    parser.add_argument("--task", choices=("build", "measure", "batch"), default="measure")
+    parser.add_argument("--points", type=int, default=100_000)
+    args = parser.parse_args()
+    case = by_name(args.case)
+    result: dict = {"tool": args.tool, "case": case.name}
+    try:
+        builder = load(args.tool)
+    except ImportError as error:
+        return report(result | {"status": "missing", "error": str(error)})
+    except Exception as error:  # e.g. no C compiler
+        return report(result | {"status": "missing", "error": f"{type(error).__name__}: {error}"})
+    if args.tool == "symdiff-c":
+        fresh_c_cache()
+    point = [0.5 + random.Random(7).random() for _ in case.inputs]
+    baseline = peak_mb()
+    gc.collect()
+    try:
+        start = time.perf_counter()
+        built = builder(case)
+        first = built.call(point)
+        result["build_s"] = time.perf_counter() - start
+    except (Exception, RecursionError) as error:
+        return report(result | {"status": "failed", "error": f"{type(error).__name__}: {str(error)[:300]}"})
+    result |= {"status": "ok", "note": built.note, "baseline_mb": baseline, "build_peak_mb": peak_mb()}
+    result["check"] = checksum(first)
+    report(result)
+    if args.task == "build":
+        return 0
+    if args.task == "batch":  # only the batch timing, at exactly --points points
+        if built.batch is not None:
+            result |= {
+                "batch_points": args.points,
+                "batch_ns_per_point": per_point(built.batch, len(case.inputs), args.points),
+            }
+        return report(result)
+    result["call_us"] = per_call(lambda: built.call(point))
+    if built.value is not None:
+        result["value_call_us"] = per_call(lambda: built.value(point))
+    report(result)
+    if built.batch is not None:
+        points = max(1000, min(args.points, MAX_BATCH_VALUES // max(1, len(case.inputs))))
+        result |= {"batch_points": points, "batch_ns_per_point": per_point(built.batch, len(case.inputs), points)}
+        report(result)
+    if built.ops is not None:
+        result["ops"] = built.ops()
+    result["peak_mb"] = peak_mb()
+    return report(result)
+
+
+def report(result: dict) -> int:
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def checksum(gradient) -> list[float]:
+    """The first partial and the sum of all, for a cross-tool sanity check."""
+    import numpy
+
+    values = numpy.asarray(gradient, dtype=float).reshape(-1)
+    return [float(values[0]) if values.size else 0.0, float(values.sum())]
+
+
+def per_call(function, budget: float = 0.3) -> float:
+    """Microseconds per call: the best of three runs of enough calls to last `budget` seconds."""
+    number, elapsed = 1, 0.0
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            function()
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget / 3 or number >= 1_000_000:
+            break
+        number *= 10 if elapsed < budget / 300 else 2
+    best = elapsed
+    for _ in range(2):
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(number):
+            function()
+        best = min(best, time.perf_counter() - start)
+    return best / number * 1e6
+
+
+def per_point(batch, inputs: int, points: int) -> float:
+    """Nanoseconds per point for one batch call over `points` points (best of up to three)."""
+    import numpy
+
+    columns = numpy.random.default_rng(11).uniform(0.5, 1.5, (max(inputs, 1), points))
+    start = time.perf_counter()
+    batch(columns)  # warm-up: JIT compilation, buffers
+    best = math.inf
+    for _ in range(3 if time.perf_counter() - start < 5 else 1):
+        gc.collect()
+        start = time.perf_counter()
+        batch(columns)
+        best = min(best, time.perf_counter() - start)
+    return best / points * 1e9
+
+
+if __name__ == "__main__":
+    sys.exit(main())
