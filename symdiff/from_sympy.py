@@ -145,7 +145,9 @@ def _variable(name: str) -> Var:
     if not _NAME.fullmatch(name):
         raise SymdiffError(f"SymPy symbol {name!r} is not a valid symdiff variable name")
     if name in primitives.CONSTANTS or name in primitives.user_functions():
-        raise SymdiffError(f"SymPy symbol {name!r} has the name of a symdiff {'constant' if name in primitives.CONSTANTS else 'function'}")
+        raise SymdiffError(
+            f"SymPy symbol {name!r} has the name of a symdiff {'constant' if name in primitives.CONSTANTS else 'function'}"
+        )
     return Var(name)
 
 
