@@ -146,6 +146,11 @@ class Gradient(_Point):
             function = self._compiled[name] = _compile_function(render(self._program, functions=(name,)), name)
         return function
 
+    @property
+    def grad_function(self):
+        """The generated grad() itself, for hot loops: positional floats in g.inputs order, no checks."""
+        return self._function("grad")
+
     def __call__(self, *args, **kwargs) -> tuple[float, ...]:
         return self._function("grad")(*self._point(args, kwargs))
 

@@ -119,3 +119,9 @@ def test_nested_depth_and_long_sums_compile():
     terms = " + ".join(f"{i % 7 + 1}*x{i}" for i in range(3_000))
     g = symdiff.compile_grad(terms)
     assert g(*[1.0] * 3_000) == tuple(float(i % 7 + 1) for i in range(3_000))
+
+
+def test_grad_function_is_the_generated_function():
+    g = symdiff.compile_grad("x1*x2 + sin(x1)")
+    assert g.grad_function(2.0, 3.0) == g(2, 3)
+    assert g.grad_function.__name__ == "grad"
