@@ -31,7 +31,13 @@ MIN_BLOCK, MAX_BLOCK = 1024, 32768
 _INFIX_UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "**": "power"}
 _PREFIX_UFUNCS = {"-": "negative"}
 _CALL = re.compile(r"numpy\.(\w+)\((.*)\)")
-_OWN = ("outputs", "buffers", "values", "b", "t", "_run", "_f_block", "_grad_block", "_value_and_grad_block")
+_OWN = ("outputs", "buffers", "values", "b", "t", "k", "_run", "_f_block", "_grad_block", "_value_and_grad_block")
+
+# Symmetries that let f(-x) reuse f(x): exact in IEEE arithmetic, as libm computes them. With
+# a - b = -(b - a), they make cos(x1 - x2) and cos(x2 - x1) one ufunc call instead of two.
+_EVEN = frozenset({"numpy.cos", "numpy.cosh", "numpy.abs"})
+_ODD = frozenset({"numpy.sin", "numpy.tan", "numpy.sinh", "numpy.tanh", "numpy.arcsin", "numpy.arctan"})
+_COMMUTATIVE = frozenset({"numpy.add", "numpy.multiply"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,7 @@ class Function:
 class Module:
     docstring: str
     names: dict[str, str]  # the module's own names, by role (renamed if an input takes one)
+    constants: tuple[Line, ...]  # "k1 = 2.0": the ufuncs' constant operands, as 0-d arrays
     functions: tuple[Function, ...]
 
 
@@ -72,7 +79,9 @@ def render_numpy(adjoint: Adjoint) -> str:
     return (
         _environment()
         .get_template("numpy.py.j2")
-        .render(docstring=module.docstring, names=module.names, functions=module.functions)
+        .render(
+            docstring=module.docstring, names=module.names, constants=module.constants, functions=module.functions
+        )
     )
 
 
@@ -105,7 +114,8 @@ def numpy_module(adjoint: Adjoint) -> Module:
     if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
         both = body.composite(both, f, grad)
     docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
-    return Module(docstring, own, (f, grad, both))
+    constants = tuple(Line(name, number_text(value), "") for value, name in body.constants.items())
+    return Module(docstring, own, constants, (f, grad, both))
 
 
 def _own_names(taken: set[str]) -> dict[str, str]:
@@ -200,14 +210,17 @@ class _Instr:
 
 
 class _Program:
-    """Three-address code over numbered values; a value is named for the reader (w3, x1_bar, t2)."""
+    """Three-address code over numbered values; a value is named for the reader (w3, x1_bar, t2).
+    A call the program already makes, up to operand order or a sign, is made once (value numbering
+    after the tape's own sharing, which does not see x1 - x2 = -(x2 - x1))."""
 
-    def __init__(self, tape: Tape, names: Names, own: dict[str, str]):
-        self.names, self.own = names, own
+    def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[float, str]):
+        self.names, self.own, self.constants = names, own, constants
         self.printer = _Printer(tape, names, "python")
         self.instrs: list[_Instr] = []
         self.labels: list[str | None] = []  # value id -> printed name
         self.current: dict[str, _Arg] = {}  # a forward value's or adjoint's name -> what holds it
+        self.known: dict[tuple, int] = {}  # (ufunc, template, operands) -> the value computing it
 
     def operand(self, term) -> _Arg:
         match term:
@@ -242,28 +255,55 @@ class _Program:
             name, swap, negated = _SIGNS[ufunc][signs]
             ufunc = f"numpy.{name}"
             operands = [_Arg(a.base) for a in (reversed(operands) if swap else operands)]
-            if negated and label is not None:
-                # The buffer holds minus the named value: say so (names ending _bar are symdiff's).
-                label = f"minus_{label}" if label.endswith("_bar") else None
-        return _Arg(self.emit(ufunc, template, operands, label, note), negated)
+        elif (ufunc in _EVEN or ufunc in _ODD) and operands[0].negated:
+            negated = ufunc in _ODD
+            operands = [_Arg(operands[0].base)]
+        if negated and label is not None:
+            # The buffer holds minus the named value: say so (names ending _bar are symdiff's).
+            label = f"minus_{label}" if label.endswith("_bar") else None
+        value = self.emit(ufunc, template, operands, label, note)
+        return _Arg(value.base, negated != value.negated)
 
-    def emit(self, ufunc: str | None, template: str, operands: list[_Arg], label: str | None, note: str) -> int:
-        bases = [self.materialised(a) for a in operands]
+    def emit(self, ufunc: str | None, template: str, operands: list[_Arg], label: str | None, note: str) -> _Arg:
+        """The value of ufunc(operands): an earlier one if the program has it, up to a sign."""
+        bases = tuple(self.materialised(a) for a in operands)
+        if ufunc in _COMMUTATIVE:
+            bases = tuple(sorted(bases, key=_order))
+        if ufunc is not None and (ufunc, template, bases) in self.known:
+            return _Arg(self.known[ufunc, template, bases])
+        if ufunc == "numpy.subtract" and (ufunc, template, bases[::-1]) in self.known:
+            return _Arg(self.known[ufunc, template, bases[::-1]], True)
         self.labels.append(label)  # a temporary (None) is numbered when it is printed
         target = len(self.labels) - 1
-        self.instrs.append(_Instr(target, ufunc, template, tuple(bases), note))
-        return target
+        self.instrs.append(_Instr(target, ufunc, template, bases, note))
+        if ufunc is not None:
+            self.known[ufunc, template, bases] = target
+        return _Arg(target)
 
     def materialised(self, arg: _Arg, label: str | None = None) -> int | str | float:
         """The operand as a value: a negation still pending is computed here."""
         if not arg.negated:
             return arg.base
-        return self.emit("numpy.negative", "{0}", [_Arg(arg.base)], label, "")
+        return self.emit("numpy.negative", "{0}", [_Arg(arg.base)], label, "").base
 
     def text(self, base: int | str | float) -> str:
         if isinstance(base, float):
             return number_text(base)
         return self.labels[base] if isinstance(base, int) else base
+
+    def argument(self, base: int | str | float) -> str:
+        """An operand of a ufunc call: a constant is a module-level 0-d array (a Python float
+        costs each call a conversion, about as long as the call itself on a small block)."""
+        if not isinstance(base, float):
+            return self.text(base)
+        if base not in self.constants:
+            self.constants[base] = f"{self.own['k']}{len(self.constants) + 1}"
+        return self.constants[base]
+
+
+def _order(base: int | str | float) -> tuple:
+    """A total order on operands, for commutative ufuncs: constants, inputs, then values."""
+    return (1, base, 0.0) if isinstance(base, str) else (2, "", float(base)) if isinstance(base, int) else (0, "", base)
 
 
 def _ufunc(row: primitives.Primitive, operands: list[str]) -> tuple[str | None, str]:
@@ -304,10 +344,11 @@ class _Body:
 
     def __init__(self, adjoint: Adjoint, names: Names, own: dict[str, str], params: list[str]):
         self.adjoint, self.names, self.own, self.params = adjoint, names, own, params
+        self.constants: dict[float, str] = {}  # shared by the functions, numbered as first printed
 
     def function(self, name, doc, roots, with_reverse, results, shaped) -> Function:
         tape, names, own = self.adjoint.tape, self.names, self.own
-        program = _Program(tape, names, own)
+        program = _Program(tape, names, own, self.constants)
         for index in sorted(tape.closure(roots)):
             instr = tape.instrs[index]
             if instr.op != INPUT:
@@ -456,15 +497,18 @@ def _allocate(program: _Program, order: list[int], outputs: list) -> tuple[list[
         if program.labels[instr.target] is None:
             temporaries += 1
             program.labels[instr.target] = f"{program.own['t']}{temporaries}"
-        call = instr.template.format(*(program.text(arg) for arg in instr.args))
         if instr.ufunc is None:
-            rhs = call
-        elif instr.target in output_row:
-            rhs = f"{instr.ufunc}({call}, out={program.own['outputs']}[{output_row[instr.target]}])"
+            rhs = instr.template.format(*(program.text(arg) for arg in instr.args))
+            lines.append(Line(program.labels[instr.target], rhs, instr.note))
+            continue
+        # The buffer is the ufunc's last positional argument: `out=` costs each call a keyword parse.
+        call = instr.template.format(*(program.argument(arg) for arg in instr.args))
+        if instr.target in output_row:
+            rhs = f"{instr.ufunc}({call}, {program.own['outputs']}[{output_row[instr.target]}])"
         else:
             row = free.pop() if free else count
             count = max(count, row + 1)
             buffer_of[instr.target] = row
-            rhs = f"{instr.ufunc}({call}, out={program.own['b']}{row})"
+            rhs = f"{instr.ufunc}({call}, {program.own['b']}{row})"
         lines.append(Line(program.labels[instr.target], rhs, instr.note))
     return lines, count
