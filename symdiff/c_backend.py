@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import array
 import ctypes
+import functools
 import hashlib
+import itertools
 import os
+import platform
 import re
 import shutil
 import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from .adjoint import Adjoint, Step
@@ -29,13 +31,23 @@ from .names import Names, assign_names
 from .render import _docstring, _environment, _Printer, _refs
 from .tape import INPUT, Tape
 
-# The batch loops carry `#pragma omp parallel for simd`: with -fopenmp they use every core and SIMD
-# across points; where the compiler has no OpenMP runtime, -fopenmp-simd keeps the SIMD; without
-# either the pragma is ignored. The first set of flags that compiles is used.
-CFLAGS = ("-O2", "-shared", "-fPIC")
+# The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
+# -fopenmp they use every core and SIMD across points; where the compiler has no OpenMP runtime,
+# -fopenmp-simd keeps the SIMD; without either the pragmas are ignored. The first set of flags that
+# compiles is used. -ffp-contract=off keeps a*b + c unfused, so results are the same bits with any
+# target flags and in SIMD lanes as on the scalar path (GCC contracts by default in GNU C mode).
+CFLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off")
+# The loader builds for the machine it runs on (the library never leaves the cache, whose digest
+# names the CPU), so it may use its vector units: AVX-512 halves the sweep's time against SSE2.
+# The .c itself stays portable; a compiler without -march=native falls back to its default target.
+TARGET_FLAGS = (("-march=native",), ())
 OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd",), ())
 # Below this many points a batch runs on one thread (starting threads costs more than it saves).
 PARALLEL_FROM = 4096
+# Threads take whole tiles of this many points; inside a tile the SIMD loop has restrict pointers
+# and a plain counted loop, which GCC schedules far better than the body of `parallel for simd`
+# (1.7x at -O2 on rosenbrock-100 with the data in cache), and each row is read and written in runs.
+TILE = 256
 
 # Identifiers a C99 file that includes math.h may not reuse for a variable: keywords, and every
 # name math.h declares (a local `sin` would hide the function).
@@ -63,12 +75,16 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Loop:
-    """A batch function: one loop over points whose body is the whole sweep (SIMD across points)."""
+    """A batch function: tiles of points shared among threads, and in each tile one loop over its
+    points whose body is the whole sweep (SIMD across points)."""
 
     signature: str
     doc: str
     count: str  # the parameters holding the number of points and the point index
     index: str
+    start: str  # the first point of a tile, and one past its last
+    end: str
+    tile: str  # points per tile
     parallel_from: str  # batches at least this large run on several threads (with OpenMP)
     loads: tuple[str, ...]  # "const double x1 = x[1 * n + k];"
     lines: tuple[Line, ...]
@@ -104,7 +120,7 @@ def c_module(
     tape = adjoint.tape
     names = c_names(tape, adjoint.wrt)
     printer = _Printer(tape, names, "c")
-    x, grad, value, n, k = _own_names(names)
+    x, grad, value, n, k, start, end = _own_names(names)
     inputs, outputs = len(tape.inputs), len(adjoint.wrt)
 
     def at(array: str, row: int) -> str:  # element `row` of point k in a batch laid out row by row
@@ -132,6 +148,9 @@ def c_module(
             f"f at {n} points: {value}[{k}] = f(point {k}); {where}.",
             n,
             k,
+            start,
+            end,
+            str(TILE),
             str(PARALLEL_FROM),
             value_loads,
             value_lines,
@@ -142,6 +161,9 @@ def c_module(
             f"The gradient ({wrt}) at {n} points into {grad}[j * {n} + {k}]; {where}.",
             n,
             k,
+            start,
+            end,
+            str(TILE),
             str(PARALLEL_FROM),
             grad_loads,
             grad_lines + reverse,
@@ -158,6 +180,9 @@ def c_module(
                 f"{both_doc}, from one forward sweep.",
                 n,
                 k,
+                start,
+                end,
+                str(TILE),
                 str(PARALLEL_FROM),
                 both_loads,
                 both_lines + reverse,
@@ -242,7 +267,7 @@ def _own_names(names: Names) -> tuple[str, ...]:
     """The parameters of the generated functions, renamed if an input has the name."""
     taken = set(names.params.values())
     chosen = []
-    for base in ("x", "grad", "value", "n", "k"):
+    for base in ("x", "grad", "value", "n", "k", "start", "end"):
         name = base
         while name in taken:
             name += "_"
@@ -299,7 +324,8 @@ def cache_dir() -> Path:
 def build_library(source: str) -> Path:
     """Compile `source` into a shared library (cached by a digest of source, compiler and flags)."""
     compiler = find_compiler()
-    digest = hashlib.sha256("\0".join([source, compiler, *CFLAGS, repr(OPENMP_FLAGS)]).encode()).hexdigest()[:24]
+    flags = [CFLAGS, TARGET_FLAGS, OPENMP_FLAGS, _machine()]
+    digest = hashlib.sha256("\0".join([source, compiler, repr(flags)]).encode()).hexdigest()[:24]
     folder = cache_dir()
     library = folder / f"symdiff_{digest}.so"
     if library.exists():
@@ -310,8 +336,8 @@ def build_library(source: str) -> Path:
             c_file = Path(work) / f"symdiff_{digest}.c"
             c_file.write_text(source, encoding="utf-8")
             built = Path(work) / library.name
-            for extra in OPENMP_FLAGS:
-                command = [compiler, *CFLAGS, *extra, "-o", str(built), str(c_file), "-lm"]
+            for target, openmp in itertools.product(TARGET_FLAGS, OPENMP_FLAGS):
+                command = [compiler, *CFLAGS, *target, *openmp, "-o", str(built), str(c_file), "-lm"]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode == 0:
                     break
@@ -321,6 +347,17 @@ def build_library(source: str) -> Path:
     except OSError as error:
         raise CompilerError(f"cannot build the C library in {folder}: {error}") from None
     return library
+
+
+@functools.cache
+def _machine() -> str:
+    """What -march=native depends on: the CPU's model and feature flags (Linux), else its family."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            wanted = [line for line in info if line.startswith(("model name", "flags", "Features"))][:2]
+    except OSError:
+        wanted = []
+    return platform.machine() + platform.processor() + "".join(wanted)
 
 
 class CGradient(CompiledGradient):
@@ -334,7 +371,7 @@ class CGradient(CompiledGradient):
         self.header = header
         self._library = _bind_library(ctypes.CDLL(str(build_library(source))))  # compiled now: errors here
 
-    @cached_property
+    @functools.cached_property
     def _functions(self) -> dict:
         library = self._library
         pack = struct.Struct(f"{len(self.inputs)}d").pack
@@ -383,7 +420,7 @@ class CGradient(CompiledGradient):
         except TypeError:  # a read-only buffer
             return self._library.symdiff_f(_address(array.array("d", x)))
 
-    @cached_property
+    @functools.cached_property
     def _zero_gradient(self) -> bytes:
         return bytes(8 * len(self.wrt))
 
