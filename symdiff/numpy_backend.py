@@ -485,6 +485,22 @@ def _allocate(program: _Program, order: list[int], outputs: list) -> tuple[list[
         if isinstance(value, int):
             output_row.setdefault(value, number)
             last_use[value] = len(order)
+    readers: dict[int, int] = {}
+    for position in order:
+        for arg in set(instrs[position].args):
+            readers[arg] = readers.get(arg, 0) + 1
+    # A value read only by the next instruction, which writes an output row, is written there first:
+    # the ufunc then works in place (cos(x1) into row 0, then + x2 over it), with no buffer between.
+    for step in range(len(order) - 1, 0, -1):
+        value, reader = instrs[order[step - 1]], instrs[order[step]]
+        if (
+            reader.target in output_row
+            and value.target not in output_row
+            and value.ufunc is not None
+            and value.target in reader.args
+            and readers[value.target] == 1
+        ):
+            output_row[value.target] = output_row[reader.target]
     buffer_of: dict[int, int] = {}
     free: list[int] = []
     count = temporaries = 0

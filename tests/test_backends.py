@@ -202,6 +202,47 @@ def test_numpy_value_and_grad_of_a_long_program_runs_f_then_grad():
     assert all(_close(float(a), b, 1e-13) for a, b in zip(partials, expected))
 
 
+PARITY = "cos(x - y)*x*y + cos(y - x)*y + sin(y - x)*x - sin(x - y) + 3*(x - y)*(y - x) + exp(-(x - y))"
+
+
+@needs_numpy
+def test_numpy_one_call_serves_f_of_a_and_f_of_minus_a():
+    # cos is even, sin odd and y - x = -(x - y): each of the three is computed once per block.
+    gradient = symdiff.compile_grad(PARITY, backend="numpy")
+    grad_block = gradient.source.split("def _grad_block")[1].split("def _value_and_grad_block")[0]
+    assert grad_block.count("numpy.cos(") == 1 and grad_block.count("numpy.sin(") == 1
+    assert grad_block.count("numpy.subtract(x, y") + grad_block.count("numpy.subtract(y, x") == 1
+
+
+@needs_numpy
+@pytest.mark.parametrize("size", [1, 5, 40_000, 100_003])
+def test_numpy_agrees_with_python_on_many_blocks(size):
+    # Several blocks (and a ragged last one), values written in place into the output rows.
+    gradient, reference = symdiff.compile_grad(PARITY, backend="numpy"), symdiff.compile_grad(PARITY)
+    rng = numpy.random.default_rng(size)
+    x, y = rng.uniform(-2, 2, size), rng.uniform(-2, 2, size)
+    value, partials = gradient.value_and_grad(x, y)
+    for i in sorted({0, size // 2, size - 1}):
+        expected_value, expected = reference.value_and_grad(float(x[i]), float(y[i]))
+        assert _close(float(value[i]), expected_value, 1e-12)
+        assert all(_close(float(a[i]), b, 1e-12) for a, b in zip(partials, expected))
+
+
+@needs_numpy
+def test_numpy_converts_other_dtypes_and_shapes_to_float64():
+    gradient = symdiff.compile_grad("x*y + 2*sin(x)", backend="numpy")
+    x = numpy.arange(6, dtype=numpy.int32).reshape(2, 3)
+    y = numpy.linspace(0, 1, 3, dtype=numpy.float32)
+    dx, dy = gradient(x, y)
+    assert dx.dtype == dy.dtype == numpy.float64 and dx.shape == dy.shape == (2, 3)
+    numpy.testing.assert_allclose(dx, y.astype(float) + 2 * numpy.cos(x), rtol=1e-15)
+    numpy.testing.assert_allclose(dy, x, rtol=0)
+    same = numpy.linspace(0, 1, 12).reshape(3, 4)  # the same-shape float64 path, in two dimensions
+    dx, dy = gradient(same, same[::-1])
+    numpy.testing.assert_allclose(dx, same[::-1] + 2 * numpy.cos(same), rtol=1e-15)
+    assert dx.shape == (3, 4) and (dy == same).all()
+
+
 @needs_numpy
 def test_numpy_module_runs_unchanged_on_dask_arrays():
     da = pytest.importorskip("dask.array")
@@ -212,6 +253,11 @@ def test_numpy_module_runs_unchanged_on_dask_arrays():
     expected = gradient(numpy.linspace(0, 1, 10), 2.0, numpy.linspace(0, 1, 10))
     for lazy, eager in zip((dx, dy, dz, dw), expected):
         numpy.testing.assert_allclose(lazy.compute(), eager, rtol=1e-15)
+    parity = symdiff.compile_grad(PARITY, backend="numpy")  # constants are 0-d arrays there too
+    lazy, eager = parity(x, x * 0.5), parity(numpy.linspace(0, 1, 10), numpy.linspace(0, 0.5, 10))
+    for a, b in zip(lazy, eager):
+        assert isinstance(a, da.Array)
+        numpy.testing.assert_allclose(a.compute(), b, rtol=1e-14)
 
 
 def _sources():
