@@ -200,6 +200,8 @@ def _check_definitions(program: Program) -> None:
                 span=definition.span,
             )
         defined[definition.name] = definition
+    if not later:  # no definitions: every name is an input, nothing to check
+        return
     for output in program.outputs:
         _check_uses(output, defined, later)
 
@@ -262,7 +264,9 @@ def _function_row(name: Token) -> primitives.Primitive:
     raise UnknownNameError(f"unknown function '{name.value}'{hint}", span=_span(name))
 
 
+@cache
 def _operator_row(symbol: str, arity: int) -> primitives.Primitive:
+    """The row an operator symbol denotes (cached: the parser asks once per operator in the text)."""
     symbol = _OPERATOR_SYMBOLS.get(symbol, symbol)
     if symbol == "not":
         symbol = "not "

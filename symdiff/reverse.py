@@ -7,6 +7,7 @@ entry's row and written over forward values. Constant operands get no derivative
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 from . import primitives
@@ -25,9 +26,8 @@ def reverse(tape: Tape, wrt: tuple[str, ...] | None = None, output: int = 0) -> 
     seed = (tape.outputs or (tape.output,))[output]
     seeded = seed.index if isinstance(seed, Ref) else None
     # Every adjoint starts at 0 but the output's, which is seeded with d out / d out = 1.
-    steps = [
-        Step(index, "=", Const(1.0 if index == seeded else 0.0), None) for index in range(len(tape.instrs))
-    ]
+    zero, one = Const(0.0), Const(1.0)
+    steps = [Step(index, "=", one if index == seeded else zero, None) for index in range(len(tape.instrs))]
     for p in range(len(tape.instrs) - 1, -1, -1):
         instr = tape.instrs[p]
         if instr.op == INPUT:
@@ -56,24 +56,43 @@ def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ..
     text = row.partials[position]
     if text is None:
         raise AssertionError(f"{row.name} has no partial for {row.params[position]}, which must be constant")
-    bound = dict(zip(row.params, args)) | {"out": out}
-    values: list[Term] = []
-    for node in _postorder_partial(text):
-        match node:
-            case Num(value=value):
-                values.append(Const(value))
-            case Var(name=name):
-                values.append(bound[name])
-            case Apply(op=op, args=node_args):
-                operands = tuple(values[len(values) - len(node_args) :])
-                del values[len(values) - len(node_args) :]
-                values.append(Op(op, operands))
-    return values[0]
+    return _builder(text, row.params)(args, out)
 
 
 @cache
-def _postorder_partial(text: str) -> tuple:
-    return tuple(postorder(primitives.parse_partial(text)))
+def _builder(text: str, params: tuple[str, ...]) -> Callable[[tuple, Ref], Term]:
+    """A function building the partial `text` from operands and `out`: the formula is walked once,
+    here, and every use afterwards only assembles terms (reverse calls this once per operand)."""
+    built: list[Callable[[tuple, Ref], Term]] = []
+    for node in postorder(primitives.parse_partial(text)):
+        match node:
+            case Num(value=value):
+                built.append(_constant(Const(value)))
+            case Var(name="out"):
+                built.append(_output)
+            case Var(name=name):
+                built.append(_operand(params.index(name)))
+            case Apply(op=op, args=node_args):
+                operands = tuple(built[len(built) - len(node_args) :])
+                del built[len(built) - len(node_args) :]
+                built.append(_application(op, operands))
+    return built[0]
+
+
+def _constant(value: Const) -> Callable[[tuple, Ref], Term]:
+    return lambda args, out: value
+
+
+def _operand(position: int) -> Callable[[tuple, Ref], Term]:
+    return lambda args, out: args[position]
+
+
+def _output(args: tuple, out: Ref) -> Term:
+    return out
+
+
+def _application(op: str, operands: tuple) -> Callable[[tuple, Ref], Term]:
+    return lambda args, out: Op(op, tuple(operand(args, out) for operand in operands))
 
 
 def check_wrt(wrt) -> tuple[str, ...]:

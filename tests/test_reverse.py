@@ -105,12 +105,28 @@ def test_first_contribution_assigns_and_negatives_subtract():
 
 
 def test_simplification_never_changes_numbers():
-    for text in ["x1*x2 + sin(x1)", "log(x1) + x1*x2 - sin(x2)", "x*y + (x + y)*z", "exp(x*y)/(1 + x^2)",
+    for text in ["x1*x2 + sin(x1)", "log(x1) + x1*x2 - sin(x2)", "3*(-x) * -(2*x) - 100*(x - y^2)^2", "x*y + (x + y)*z", "exp(x*y)/(1 + x^2)",
                  "atan2(y, x)^2 - sqrt(x*x + y*y)", "x^y + y^x", "tanh(x - y)*abs(x)"]:
         tape, raw, adjoint = programs(text)
         point = {name: 0.3 + 0.4 * i for i, name in enumerate(tape.inputs)}
         for a, b in zip(run(raw, point), run(adjoint, point)):
             assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_minus_times_minus_is_plus_when_negated_adjoints_are_used_in_place():
+    # w3_bar = -w4_bar is substituted where it is read, so (-w2) * (-sin(w2)) must fold to +w2*sin(w2).
+    tape, raw, adjoint = programs("sin(x) * -(cos(sin(x)))")
+    [slope] = run(adjoint, {"x": 1.0})
+    s = math.sin(1.0)
+    assert math.isclose(slope, math.cos(1.0) * (s * math.sin(s) - math.cos(s)), rel_tol=1e-15)
+    assert run(raw, {"x": 1.0}) == [slope]
+
+
+def test_constant_factors_multiply_into_one():
+    # 100 * (x - 1)^2: the adjoint of (x - 1) is 100 * (2 * w) before folding, 200 * w after.
+    _, _, adjoint = programs("100*(x - 1)^2")
+    [step] = [step for step in adjoint.steps if step.target == 1]
+    assert step.term == Op("mul", (Const(200.0), Ref(1)))
 
 
 def test_product_gradient_is_linear_in_size():
