@@ -24,12 +24,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adjoint import Adjoint, Step
+from .adjoint import Adjoint, Bar, Op, Step, Term
 from .backends import CompiledGradient, header_text
 from .errors import ArgumentError, CompilerError
 from .names import Names, assign_names
-from .render import _docstring, _environment, _Printer, _refs
-from .tape import INPUT, Tape
+from .render import _docstring, _environment, _Printer
+from .tape import INPUT, Ref, Tape
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
 # -fopenmp they use every core and SIMD across points; where the compiler has no OpenMP runtime,
@@ -42,6 +42,10 @@ CFLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off")
 # The .c itself stays portable; a compiler without -march=native falls back to its default target.
 TARGET_FLAGS = (("-march=native",), ())
 OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd",), ())
+# For a program with loops too long for SIMD (SIMD_LINES): -O1, and GCC's register allocator in one
+# region with the priority algorithm. It measured 3-4x less compiler time on product-300 and
+# rosenbrock-1000 for the same per-call time (straight-line code gains little from -O2 there).
+LARGE_FLAGS = ("-O1", "-fira-region=one", "-fira-algorithm=priority")
 # Below this many points a batch runs on one thread (starting threads costs more than it saves).
 PARALLEL_FROM = 4096
 # Threads take whole tiles of this many points; inside a tile the SIMD loop has restrict pointers
@@ -86,9 +90,8 @@ class Loop:
     end: str
     tile: str  # points per tile
     parallel_from: str  # batches at least this large run on several threads (with OpenMP)
-    loads: tuple[str, ...]  # "const double x1 = x[1 * n + k];"
-    lines: tuple[Line, ...]
-    stores: tuple[str, ...]  # "grad[0 * n + k] = x1_bar;"
+    simd: tuple[str, ...]  # the pragma asking for SIMD across a tile's points, or none (a long body)
+    lines: tuple[Line, ...]  # loads ("const double x1 = x[1 * n + k]"), the sweep, stores ("grad[k] = x1_bar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,10 @@ class Module:
 # value_and_grad_batch shares one sweep up to this many lines; beyond, it runs f's loop then grad's:
 # the compiler's time grows faster than linearly with the span that forward values stay alive.
 SHARED_SWEEP_LINES = 3000
+# A loop body longer than this is left scalar: a vectorised loop is two copies of the body (SIMD and
+# remainder) with every value spilled, and GCC's register allocation dominates the build time. Such
+# programs are costly per point anyway, and one point (the per-call path) runs scalar code either way.
+SIMD_LINES = 2000
 
 
 def c_module(
@@ -126,22 +133,21 @@ def c_module(
     def at(array: str, row: int) -> str:  # element `row` of point k in a batch laid out row by row
         return f"{array}[{k}]" if row == 0 else f"{array}[{row} * {n} + {k}]"
 
-    loads = {
-        index: f"const double {names.value(index)} = {at(x, tape.inputs.index(instr.name))};"
-        for index, instr in enumerate(tape.instrs)
+    definitions = {  # every tape entry as a line: inputs load their row of x
+        index: Line(f"const double {names.value(index)}", "=", at(x, tape.inputs.index(instr.name)), "")
         if instr.op == INPUT
+        else Line(f"const double {names.value(index)}", "=", printer.definition(index), "")
+        for index, instr in enumerate(tape.instrs)
     }
-    value_roots = _refs([tape.output])
-    gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
-    reverse = _reverse_lines(adjoint.steps, printer)
-    value_store = (f"{value}[{k}] = {printer.atom(tape.output)};",)
-    grad_stores = tuple(f"{at(grad, i)} = {printer.atom(term)};" for i, term in enumerate(adjoint.gradient))
+    value_store = [(Line(f"{value}[{k}]", "=", printer.atom(tape.output), ""), tape.output)]
+    grad_stores = [(Line(at(grad, i), "=", printer.atom(term), ""), term) for i, term in enumerate(adjoint.gradient)]
+    sweep = _Sweep(tape, definitions, adjoint.steps, _reverse_lines(adjoint.steps, printer))
     points = f"long {n}, const double *restrict {x}"
     where = f"input i of point {k} is {x}[i * {n} + {k}]"
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "nothing"
-    value_loads, value_lines = _forward(tape, value_roots, printer, loads)
-    grad_loads, grad_lines = _forward(tape, gradient_roots, printer, loads)
-    both_loads, both_lines = _forward(tape, value_roots | gradient_roots, printer, loads)
+    value_lines = sweep.lines(value_store, reverse=False)
+    grad_lines = sweep.lines(grad_stores)
+    both_lines = sweep.lines(grad_stores + value_store)
     loops = [
         Loop(
             f"void {prefix}_f_batch({points}, double *restrict {value})",
@@ -152,9 +158,8 @@ def c_module(
             end,
             str(TILE),
             str(PARALLEL_FROM),
-            value_loads,
+            _simd(value_lines),
             value_lines,
-            value_store,
         ),
         Loop(
             f"void {prefix}_grad_batch({points}, double *restrict {grad})",
@@ -165,15 +170,14 @@ def c_module(
             end,
             str(TILE),
             str(PARALLEL_FROM),
-            grad_loads,
-            grad_lines + reverse,
-            grad_stores,
+            _simd(grad_lines),
+            grad_lines,
         ),
     ]
     both = f"void {prefix}_value_and_grad_batch({points}, double *restrict {value}, double *restrict {grad})"
     both_doc = f"Value and gradient at {n} points: {value}[{k}], {grad}[j * {n} + {k}]"
     wrappers = []
-    if len(both_lines) + len(reverse) <= shared_sweep_lines:
+    if len(both_lines) <= shared_sweep_lines:
         loops.append(
             Loop(
                 both,
@@ -184,9 +188,8 @@ def c_module(
                 end,
                 str(TILE),
                 str(PARALLEL_FROM),
-                both_loads,
-                both_lines + reverse,
-                value_store + grad_stores,
+                _simd(both_lines),
+                both_lines,
             )
         )
     else:
@@ -234,7 +237,10 @@ def render_c(
 ) -> tuple[str, str]:
     """The .c and .h texts; `prefix` names the functions (prefix_grad, prefix_grad_batch, ...), and
     the .c includes `header` (the .h's file name) when given."""
-    module = c_module(adjoint, prefix, header, shared_sweep_lines)
+    return render_module(c_module(adjoint, prefix, header, shared_sweep_lines))
+
+
+def render_module(module: Module) -> tuple[str, str]:
     fields = {
         "comment": module.comment,
         "guard": module.guard,
@@ -275,16 +281,97 @@ def _own_names(names: Names) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _forward(tape: Tape, roots: set[int], printer: _Printer, loads: dict[int, str]) -> tuple:
-    needed = tape.closure(roots)
-    entries = [index for index in sorted(needed)]
-    load_lines = tuple(loads[index] for index in entries if index in loads)
-    lines = tuple(
-        Line(f"const double {printer.names.value(index)}", "=", printer.definition(index), "")
-        for index in entries
-        if tape.instrs[index].op != INPUT
-    )
-    return load_lines, lines
+def _simd(lines: tuple[Line, ...]) -> tuple[str, ...]:
+    return ("#pragma omp simd",) if len(lines) <= SIMD_LINES else ()
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """Orders a loop body on demand: each store in turn, preceded by whatever it needs that is not
+    computed yet, each forward value defined and each adjoint completed just before its first use.
+
+    Values then live from definition to last use, not across the whole sweep: in rosenbrock-1000 a
+    handful are live at a time instead of thousands, which is what GCC's register allocation time
+    (most of the build) and the spills grow with. An adjoint's own steps keep their order, so the
+    sums are the same in the same order, the same bits. If a step reads an adjoint before all of
+    that adjoint's steps (no reverse sweep does), the steps keep the reverse sweep's order."""
+
+    tape: Tape
+    definitions: dict[int, Line]  # tape entry -> its line (inputs load their row of x)
+    steps: tuple[Step, ...]
+    step_lines: tuple[Line, ...]
+
+    def lines(self, stores: list[tuple[Line, Term]], reverse: bool = True) -> tuple[Line, ...]:
+        out: list[Line] = []
+        done: set[tuple[str, int]] = set()
+        anchors = [(line, _reads(term)) for line, term in stores]
+        if reverse and not self._completes_before_reading:
+            anchors = [(line, _reads(step.term)) for line, step in zip(self.step_lines, self.steps)] + anchors
+        elif reverse:  # steps no store needs still run (after the stores), as in the reverse sweep
+            anchors += [(None, [("bar", target)]) for target in dict.fromkeys(s.target for s in self.steps)]
+        for anchor, reads in anchors:
+            for node in reads:
+                self._emit(node, done, out)
+            if anchor is not None:
+                out.append(anchor)
+        return tuple(out)
+
+    def _emit(self, root: tuple[str, int], done: set, out: list[Line]) -> None:
+        """Post-order: a node's lines after those of everything it reads."""
+        stack = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if node in done:
+                continue
+            if ready:
+                done.add(node)
+                out.extend(self._node_lines(node))
+                continue
+            stack.append((node, True))
+            stack.extend((read, False) for read in reversed(self._node_reads(node)) if read not in done)
+
+    def _node_reads(self, node: tuple[str, int]) -> list[tuple[str, int]]:
+        kind, index = node
+        if kind == "ref":
+            return [("ref", a.index) for a in self.tape.instrs[index].args if isinstance(a, Ref)]
+        return [read for i in self._steps_of.get(index, ()) for read in _reads(self.steps[i].term)]
+
+    def _node_lines(self, node: tuple[str, int]) -> list[Line]:
+        kind, index = node
+        return (
+            [self.definitions[index]] if kind == "ref" else [self.step_lines[i] for i in self._steps_of.get(index, ())]
+        )
+
+    @functools.cached_property
+    def _steps_of(self) -> dict[int, list[int]]:
+        steps: dict[int, list[int]] = {}
+        for number, step in enumerate(self.steps):
+            steps.setdefault(step.target, []).append(number)
+        return steps
+
+    @functools.cached_property
+    def _completes_before_reading(self) -> bool:
+        last = {target: numbers[-1] for target, numbers in self._steps_of.items()}
+        return all(
+            last.get(index, -1) < number
+            for number, step in enumerate(self.steps)
+            for kind, index in _reads(step.term)
+            if kind == "bar"
+        )
+
+
+def _reads(term: Term) -> list[tuple[str, int]]:
+    """The forward values ("ref", i) and adjoints ("bar", i) a term reads, in order of appearance."""
+    found, stack = {}, [term]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Ref):
+            found[("ref", item.index)] = None
+        elif isinstance(item, Bar):
+            found[("bar", item.index)] = None
+        elif isinstance(item, Op):
+            stack.extend(reversed(item.args))
+    return list(found)
 
 
 def _reverse_lines(steps: tuple[Step, ...], printer: _Printer) -> tuple[Line, ...]:
@@ -321,10 +408,12 @@ def cache_dir() -> Path:
     return Path(base) / "c"
 
 
-def build_library(source: str) -> Path:
-    """Compile `source` into a shared library (cached by a digest of source, compiler and flags)."""
+def build_library(source: str, large: bool = False) -> Path:
+    """Compile `source` into a shared library (cached by a digest of source, compiler and flags);
+    `large` asks for the cheaper LARGE_FLAGS, where the compiler takes them."""
     compiler = find_compiler()
-    flags = [CFLAGS, TARGET_FLAGS, OPENMP_FLAGS, _machine()]
+    levels = (LARGE_FLAGS, ()) if large else ((),)
+    flags = [CFLAGS, levels, TARGET_FLAGS, OPENMP_FLAGS, _machine()]
     digest = hashlib.sha256("\0".join([source, compiler, repr(flags)]).encode()).hexdigest()[:24]
     folder = cache_dir()
     library = folder / f"symdiff_{digest}.so"
@@ -336,8 +425,8 @@ def build_library(source: str) -> Path:
             c_file = Path(work) / f"symdiff_{digest}.c"
             c_file.write_text(source, encoding="utf-8")
             built = Path(work) / library.name
-            for target, openmp in itertools.product(TARGET_FLAGS, OPENMP_FLAGS):
-                command = [compiler, *CFLAGS, *target, *openmp, "-o", str(built), str(c_file), "-lm"]
+            for level, target, openmp in itertools.product(levels, TARGET_FLAGS, OPENMP_FLAGS):
+                command = [compiler, *CFLAGS, *level, *target, *openmp, "-o", str(built), str(c_file), "-lm"]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode == 0:
                     break
@@ -366,10 +455,12 @@ class CGradient(CompiledGradient):
     backend = "c"
 
     def __init__(self, programs, adjoint: Adjoint):
-        source, header = render_c(adjoint)
+        module = c_module(adjoint)
+        source, header = render_module(module)
         super().__init__(programs, source)
         self.header = header
-        self._library = _bind_library(ctypes.CDLL(str(build_library(source))))  # compiled now: errors here
+        large = any(not loop.simd for loop in module.loops)
+        self._library = _bind_library(ctypes.CDLL(str(build_library(source, large))))  # compiled now: errors here
 
     @functools.cached_property
     def _functions(self) -> dict:
