@@ -71,6 +71,45 @@ def test_a_batch_writes_every_point_of_a_partial_last_tile(gradient, n):
 
 def test_the_loops_tile_points_and_keep_simd_inside():
     source = c_backend.render_c(build("x*y + sin(x)*start + end").adjoint)[0]
-    assert f"#pragma omp parallel for schedule(static) if (n >= {c_backend.PARALLEL_FROM})" in source
+    assert f"#pragma omp parallel for schedule(guided) if (n >= {c_backend.PARALLEL_FROM})" in source
     assert f"for (long start_ = 0; start_ < n; start_ += {c_backend.TILE}) {{" in source  # `start` is an input
     assert "#pragma omp simd\n        for (long k = start_; k < end_; ++k) {" in source
+
+
+def test_each_gradient_entry_is_computed_and_stored_before_the_next_is_started():
+    source = c_backend.render_c(build("100*(y - x^2)^2 + (1 - x)^2 + 100*(z - y^2)^2 + (1 - y)^2").adjoint)[0]
+    grad = source[source.index("void symdiff_grad_batch") :]
+    assert grad.index("grad[k] = x_bar;") < grad.index("const double z = ") < grad.index("grad[2 * n + k] = z_bar;")
+
+
+def test_steps_keep_the_reverse_order_if_an_adjoint_is_read_before_it_is_complete():
+    from symdiff.adjoint import Step
+    from symdiff.tape import Const
+
+    adjoint = build("sin(x*y) + x").adjoint
+    number, read = next(
+        (number, index)
+        for number, step in enumerate(adjoint.steps)
+        for kind, index in c_backend._reads(step.term)
+        if kind == "bar"
+    )
+    late = Step(read, "+=", Const(1.0), None)  # updates an adjoint after a step has read it
+    steps = (*adjoint.steps, late)
+    odd = type(adjoint)(adjoint.tape, adjoint.wrt, steps, adjoint.gradient)
+    names = c_backend.c_names(adjoint.tape, adjoint.wrt)
+    grad = next(loop for loop in c_backend.c_module(odd).loops if "_grad_batch" in loop.signature)
+    step_lines = [line for line in grad.lines if not line.target.startswith("const ") and "[" not in line.target]
+    assert [line.target.removeprefix("double ") for line in step_lines] == [names.adjoint(s.target) for s in steps]
+
+
+@needs_compiler
+@needs_numpy
+def test_long_programs_build_scalar_loops_with_cheap_flags_and_the_same_bits(monkeypatch):
+    text = "exp(sin(x)*y) / (1 + x^2) + atan2(y, x) + z*x^3"
+    fast = symdiff.compile_grad(text, backend="c")
+    monkeypatch.setattr(c_backend, "SIMD_LINES", 3)
+    cheap = symdiff.compile_grad(text, backend="c")
+    assert "#pragma omp simd" not in cheap.source and "#pragma omp simd" in fast.source
+    points = numpy.random.default_rng(9).uniform(0.2, 2.0, (3, c_backend.TILE + 5))
+    assert (cheap.batch(points) == fast.batch(points)).all()
+    assert cheap(0.5, 1.5, 2.5) == fast(0.5, 1.5, 2.5)
