@@ -57,9 +57,11 @@ class Primitive:
     internal: bool = False  # only symdiff produces it (through `refine`); never parsed
     integer_params: tuple[int, ...] = ()  # params that are always integral constants (printed as ints)
     refine: Callable[[tuple], str | None] | None = None  # a more specific row for these operands
-    # grad() computes this row's value even when no partial reads it, so that a point outside the
-    # domain raises in grad() as it does in f(): log's partial 1/x alone is defined at x = -1.
-    guard_domain: bool = False
+    # A Python condition over the params that holds where the row is defined ("{x} > 0.0" for log).
+    # grad() checks it even when no partial reads the row's value, and evaluates the row where it
+    # fails, so that a point outside the domain raises in grad() as it does in f(): log's partial
+    # 1/x alone is defined at x = -1. (A comparison costs far less than the call it guards.)
+    guard_domain: str = ""
     # Rows whose value is a truth value (comparisons, and/or/not): never differentiated, and only
     # usable as conditions. `boolean_params` are the params that must be truth values.
     boolean: bool = False
@@ -186,7 +188,7 @@ _ROWS = (
     _row("cosh", "x", ("sinh(x)",), math.cosh, sympy.cosh, ((-3, 3),)),
     _row("tanh", "x", ("1 - out^2",), math.tanh, sympy.tanh, ((-3, 3),)),
     _row("exp", "x", ("out",), math.exp, sympy.exp, ((-3, 3),)),
-    _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),), guard_domain=True),
+    _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),), guard_domain="{x} > 0.0"),
     _row("sqrt", "x", ("0.5 / out",), math.sqrt, sympy.sqrt, ((0.1, 5),)),
     # |x| has a kink at 0; by convention abs'(0) = sign(0) = 0, and sign' = 0 everywhere.
     _row("abs", "x", ("sign(x)",), abs, _Abs, ((0.2, 3),), python="math.fabs({x})",

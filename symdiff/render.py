@@ -154,7 +154,7 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
 
     def reverse_block() -> Block:
-        lines = nest([(step.path, _reverse_line(step, printer)) for step in adjoint.steps], printer)
+        lines = nest(_reverse_lines(adjoint.steps, printer), printer)
         return Block(f"reverse sweep{seed}", lines)
 
     builders = {
@@ -197,12 +197,18 @@ def _forward(tape: Tape, roots: set[int], printer: _Printer, guards: frozenset[i
         if index not in needed or instr.op == INPUT:
             continue
         if index in used or index not in guards:  # an operand of a guard is read by the guard
-            line = Line(printer.names.value(index), "=", printer.definition(index), "")
+            lines.append((tape.path(index), Line(printer.names.value(index), "=", printer.definition(index), "")))
         else:
-            note = "  # evaluated so that a point outside the domain raises here too"
-            line = Line(f"_{printer.names.value(index)}", "=", printer.definition(index), note)
-        lines.append((tape.path(index), line))
+            lines.extend((tape.path(index), line) for line in _guard(instr, index, printer))
     return Block("forward sweep", nest(lines, printer))
+
+
+def _guard(instr: Instr, index: int, printer: _Printer) -> tuple[Line, Line]:
+    """`if not x > 0.0: math.log(x)`: outside the row's domain, evaluate it to raise as f() does."""
+    row = primitives.lookup(instr.op)
+    condition = row.guard_domain.format(**dict(zip(row.params, (printer.atom(arg) for arg in instr.args))))
+    note = f"  # {printer.source_definition(index)} is undefined here: raise as f() does"
+    return Line(f"if not {condition}:", "", "", note), Line(printer.definition(index), "", "", "", "    ")
 
 
 def _closure_with_conditions(tape: Tape, roots: set[int]) -> set[int]:
@@ -211,6 +217,44 @@ def _closure_with_conditions(tape: Tape, roots: set[int]) -> set[int]:
     while missing := {condition for i in needed for condition, _ in tape.path(i)} - needed:
         needed = tape.closure(needed | missing)
     return needed
+
+
+# An adjoint's first contributions are summed in one statement, x_bar = a + b - c, as the textbook
+# writes the chain rule; the rest (rare) continue with +=, so no line grows without bound.
+TERMS_PER_LINE = 4
+
+
+def _reverse_lines(steps: tuple[Step, ...], printer: _Printer) -> list[tuple[tuple, Line]]:
+    """(path, line) per statement of the reverse sweep: a run of steps that assigns an adjoint and
+    then adds to it in the same branch becomes one line, evaluated in the same order."""
+    items, start = [], 0
+    while start < len(steps):
+        first, end = steps[start], start + 1
+        if first.mode == "=" and first.origin is not None:
+            while (
+                end < len(steps)
+                and end - start < TERMS_PER_LINE
+                and steps[end].target == first.target
+                and steps[end].path == first.path
+                and steps[end].mode != "="
+            ):
+                end += 1
+        run = steps[start:end]
+        items.append((first.path, _reverse_line(run[0], printer) if len(run) == 1 else _sum_line(run, printer)))
+        start = end
+    return items
+
+
+def _sum_line(run: tuple[Step, ...], printer: _Printer) -> Line:
+    terms = [(step.mode, step.term) for step in run]
+    total = terms[0][1]
+    if isinstance(total, Op) and total.op == "neg" and terms[1][0] == "+=":
+        # -u + t is exactly t - u in IEEE arithmetic, and one negation fewer.
+        total, terms = Op("sub", (terms[1][1], total.args[0])), terms[1:]
+    for mode, term in terms[1:]:
+        total = Op("add" if mode == "+=" else "sub", (total, term))
+    origins = "; ".join(printer.source_definition(step.origin) for step in run)
+    return Line(printer.names.adjoint(run[0].target), "=", printer.term(total), f"  # {origins}")
 
 
 def _reverse_line(step: Step, printer: _Printer) -> Line:
@@ -233,7 +277,7 @@ def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]
                 test = printer.names.value(condition) if value else f"not {printer.names.value(condition)}"
                 lines.append(Line(f"if {test}:", "", "", "", "    " * depth))
             current = path
-        lines.append(Line(line.target, line.op, line.rhs, line.note, "    " * len(path)))
+        lines.append(Line(line.target, line.op, line.rhs, line.note, "    " * len(path) + line.indent))
     return tuple(lines)
 
 

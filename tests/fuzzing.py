@@ -221,6 +221,10 @@ def _check_function(function: ast.FunctionDef) -> None:
 
 def _check_statements(statements, local_names: set[str]) -> None:
     for statement in statements:
+        if _is_domain_guard(statement):  # `if not x > 0.0: math.log(x)`: raise outside the domain
+            _check_expression(statement.test, local_names)
+            _check_expression(statement.body[0].value, local_names)
+            continue
         if isinstance(statement, ast.If):  # a branch of where(): `if w3:` / `if not w3:` on a local value
             test = statement.test.operand if isinstance(statement.test, ast.UnaryOp) else statement.test
             if not (isinstance(test, ast.Name) and test.id in local_names) or statement.orelse:
@@ -245,6 +249,15 @@ def _check_statements(statements, local_names: set[str]) -> None:
             _check_expression(statement.value, local_names)
         else:
             raise UnsafeCode(f"statement {type(statement).__name__}")
+
+
+def _is_domain_guard(statement) -> bool:
+    test = statement.test if isinstance(statement, ast.If) else None
+    return (
+        isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and isinstance(test.operand, ast.Compare)
+        and not statement.orelse and len(statement.body) == 1 and isinstance(statement.body[0], ast.Expr)
+        and isinstance(statement.body[0].value, ast.Call)
+    )
 
 
 def _check_expression(node, local_names: set[str]) -> None:

@@ -22,12 +22,11 @@ def f(x1, x2):
 def grad(x1, x2):
     """Gradient (d/dx1, d/dx2); computes only the forward values the reverse sweep reads."""
     # forward sweep
-    _w2 = math.log(x1)  # evaluated so that a point outside the domain raises here too
+    if not x1 > 0.0:  # w2 = log(x1) is undefined here: raise as f() does
+        math.log(x1)
     # reverse sweep (seed w7_bar = 1)
-    x1_bar = x2  # w4 = x1 * x2
-    x1_bar += 1.0 / x1  # w2 = log(x1)
-    x2_bar = -math.cos(x2)  # w6 = sin(x2)
-    x2_bar += x1  # w4 = x1 * x2
+    x1_bar = x2 + 1.0 / x1  # w4 = x1 * x2; w2 = log(x1)
+    x2_bar = x1 - math.cos(x2)  # w6 = sin(x2); w4 = x1 * x2
     return (x1_bar, x2_bar)
 
 
@@ -40,8 +39,6 @@ def value_and_grad(x1, x2):
     w6 = math.sin(x2)
     w7 = w5 - w6
     # reverse sweep (seed w7_bar = 1)
-    x1_bar = x2  # w4 = x1 * x2
-    x1_bar += 1.0 / x1  # w2 = log(x1)
-    x2_bar = -math.cos(x2)  # w6 = sin(x2)
-    x2_bar += x1  # w4 = x1 * x2
+    x1_bar = x2 + 1.0 / x1  # w4 = x1 * x2; w2 = log(x1)
+    x2_bar = x1 - math.cos(x2)  # w6 = sin(x2); w4 = x1 * x2
     return w7, (x1_bar, x2_bar)

@@ -20,8 +20,7 @@ def f(x1, x2):
 def grad(x1, x2):
     """Gradient (d/dx1, d/dx2); computes only the forward values the reverse sweep reads."""
     # reverse sweep (seed w5_bar = 1)
-    x1_bar = math.cos(x1)  # w4 = sin(x1)
-    x1_bar += x2  # w3 = x1 * x2
+    x1_bar = math.cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2
     x2_bar = x1  # w3 = x1 * x2
     return (x1_bar, x2_bar)
 
@@ -33,7 +32,6 @@ def value_and_grad(x1, x2):
     w4 = math.sin(x1)
     w5 = w3 + w4
     # reverse sweep (seed w5_bar = 1)
-    x1_bar = math.cos(x1)  # w4 = sin(x1)
-    x1_bar += x2  # w3 = x1 * x2
+    x1_bar = math.cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2
     x2_bar = x1  # w3 = x1 * x2
     return w5, (x1_bar, x2_bar)

@@ -21,10 +21,8 @@ def grad(x, y, z):
     # forward sweep
     w4 = x + y
     # reverse sweep (seed w7_bar = 1)
-    x_bar = z  # w4 = x + y
-    x_bar += y  # w3 = x * y
-    y_bar = z  # w4 = x + y
-    y_bar += x  # w3 = x * y
+    x_bar = z + y  # w4 = x + y; w3 = x * y
+    y_bar = z + x  # w4 = x + y; w3 = x * y
     z_bar = w4  # w6 = w4 * z
     return (x_bar, y_bar, z_bar)
 
@@ -37,9 +35,7 @@ def value_and_grad(x, y, z):
     w6 = w4 * z
     w7 = w3 + w6
     # reverse sweep (seed w7_bar = 1)
-    x_bar = z  # w4 = x + y
-    x_bar += y  # w3 = x * y
-    y_bar = z  # w4 = x + y
-    y_bar += x  # w3 = x * y
+    x_bar = z + y  # w4 = x + y; w3 = x * y
+    y_bar = z + x  # w4 = x + y; w3 = x * y
     z_bar = w4  # w6 = w4 * z
     return w7, (x_bar, y_bar, z_bar)
