@@ -94,7 +94,13 @@ class Loop:
     tile: str  # points per tile
     parallel_from: str  # batches at least this large run on several threads (with OpenMP)
     simd: tuple[str, ...]  # the pragma asking for SIMD across a tile's points, or none (a long body)
-    lines: tuple[Line, ...]  # loads ("const double x1 = x[1 * n + k]"), the sweep, stores ("grad[k] = x1_bar")
+    scratch: tuple[str, ...]  # "double carry[3][256];": values one part of the body hands to a later one
+    parts: tuple[tuple[Line, ...], ...]  # one loop over the tile's points each, in order: loads
+    # ("const double x1 = x[1 * n + k]"), the sweep, stores ("grad[k] = x1_bar")
+
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        return tuple(line for part in self.parts for line in part)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,13 @@ SHARED_SWEEP_LINES = 3000
 # remainder) with every value spilled, and GCC's register allocation dominates the build time. Such
 # programs are costly per point anyway, and one point (the per-call path) runs scalar code either way.
 SIMD_LINES = 2000
+# A SIMD body is cut into one loop over the tile per this many gradient rows, so that each loop
+# streams a few rows of x and grad instead of all of them at once: with 200 rows in flight the
+# prefetchers lose track (rosenbrock-10 moved a byte twice as fast as rosenbrock-100). Values a later
+# part needs go through a small array per tile (at most CARRY_SLOTS of them, else no cut).
+ROWS_PER_LOOP = 8
+CARRY_SLOTS = 32
+IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
 def c_module(
@@ -130,7 +143,7 @@ def c_module(
     tape = adjoint.tape
     names = c_names(tape, adjoint.wrt)
     printer = _Printer(tape, names, "c")
-    x, grad, value, n, k, start, end = _own_names(names)
+    x, grad, value, n, k, start, end, carry = _own_names(names)
     inputs, outputs = len(tape.inputs), len(adjoint.wrt)
 
     def at(array: str, row: int) -> str:  # element `row` of point k in a batch laid out row by row
@@ -162,7 +175,7 @@ def c_module(
             str(TILE),
             str(PARALLEL_FROM),
             _simd(value_lines),
-            value_lines,
+            *_cut(value_lines, x, k, start, carry, bool(_simd(value_lines))),
         ),
         Loop(
             f"void {prefix}_grad_batch({points}, double *restrict {grad})",
@@ -174,7 +187,7 @@ def c_module(
             str(TILE),
             str(PARALLEL_FROM),
             _simd(grad_lines),
-            grad_lines,
+            *_cut(grad_lines, x, k, start, carry, bool(_simd(grad_lines))),
         ),
     ]
     both = f"void {prefix}_value_and_grad_batch({points}, double *restrict {value}, double *restrict {grad})"
@@ -192,7 +205,7 @@ def c_module(
                 str(TILE),
                 str(PARALLEL_FROM),
                 _simd(both_lines),
-                both_lines,
+                *_cut(both_lines, x, k, start, carry, bool(_simd(both_lines))),
             )
         )
     else:
@@ -276,12 +289,57 @@ def _own_names(names: Names) -> tuple[str, ...]:
     """The parameters of the generated functions, renamed if an input has the name."""
     taken = set(names.params.values())
     chosen = []
-    for base in ("x", "grad", "value", "n", "k", "start", "end"):
+    for base in ("x", "grad", "value", "n", "k", "start", "end", "carry"):
         name = base
         while name in taken:
             name += "_"
         chosen.append(name)
     return tuple(chosen)
+
+
+def _cut(lines: tuple[Line, ...], x: str, k: str, start: str, carry: str, simd: bool) -> tuple:
+    """(scratch, parts): the body cut after every ROWS_PER_LOOP stores. A part re-loads the inputs it
+    needs and reads other earlier values from `carry`; a body whose later part would update an
+    earlier part's adjoint (only in the reverse sweep's own order), or that needs too many carried
+    values, stays one loop."""
+    parts: list[list[Line]] = [[]]
+    for line in lines:
+        parts[-1].append(line)
+        if "[" in line.target and sum("[" in other.target for other in parts[-1]) == ROWS_PER_LOOP:
+            parts.append([])
+    parts = [part for part in parts if part]
+    if not simd or len(parts) < 2:
+        return (), (tuple(lines),)
+    defined = {  # the part declaring each value, and its line
+        line.target.split()[-1]: (number, line)
+        for number, part in enumerate(parts)
+        for line in part
+        if line.target.startswith(("const double ", "double "))
+    }
+    slots: dict[str, int] = {}
+    heads: list[list[Line]] = [[] for _ in parts]
+    tails: list[list[Line]] = [[] for _ in parts]
+    for number, part in enumerate(parts):
+        taken: set[str] = set()
+        for line in part:
+            if line.op != "=" and defined[line.target.split()[-1]][0] != number:
+                return (), (tuple(lines),)
+            for name in IDENTIFIER.findall(line.rhs):
+                origin, definition = defined.get(name, (number, None))
+                if origin >= number or name in taken:
+                    continue
+                taken.add(name)
+                if definition.rhs.startswith(f"{x}["):  # an input: load it again
+                    heads[number].append(definition)
+                    continue
+                if name not in slots:
+                    slots[name] = len(slots)
+                    tails[origin].append(Line(f"{carry}[{slots[name]}][{k} - {start}]", "=", name, ""))
+                heads[number].append(Line(f"const double {name}", "=", f"{carry}[{slots[name]}][{k} - {start}]", ""))
+    if len(slots) > CARRY_SLOTS:
+        return (), (tuple(lines),)
+    scratch = (f"double {carry}[{len(slots)}][{TILE}];",) if slots else ()
+    return scratch, tuple(tuple(head + part + tail) for head, part, tail in zip(heads, parts, tails))
 
 
 def _simd(lines: tuple[Line, ...]) -> tuple[str, ...]:

@@ -113,3 +113,19 @@ def test_long_programs_build_scalar_loops_with_cheap_flags_and_the_same_bits(mon
     points = numpy.random.default_rng(9).uniform(0.2, 2.0, (3, c_backend.TILE + 5))
     assert (cheap.batch(points) == fast.batch(points)).all()
     assert cheap(0.5, 1.5, 2.5) == fast(0.5, 1.5, 2.5)
+
+
+@needs_compiler
+@needs_numpy
+@pytest.mark.parametrize("n", (1, c_backend.TILE + 1, c_backend.PARALLEL_FROM + 3))
+def test_a_body_cut_into_loops_gives_the_bits_of_single_points(n):
+    text = " + ".join(f"100*(x{i + 1} - x{i}^2)^2 + sin(x{i})*x{i + 2}" for i in range(1, 21))
+    gradient = symdiff.compile_grad(text, backend="c")
+    grad_loop = gradient.source[gradient.source.index("void symdiff_grad_batch") :].split("\n}\n")[0]
+    assert grad_loop.count("#pragma omp simd") == 3 and "carry[" in grad_loop  # 22 rows, 8 a loop
+    points = numpy.random.default_rng(n).uniform(0.2, 2.0, (22, n))
+    values, grads = gradient.batch(points, value=True, grad=True)
+    assert (gradient.batch(points) == grads).all()
+    for k in sorted({0, n // 2, n - 1}):
+        assert tuple(grads[:, k]) == gradient(*points[:, k])
+        assert values[k] == gradient.value(*points[:, k])
