@@ -151,8 +151,21 @@ class Gradient(_Point):
         """The generated grad() itself, for hot loops: positional floats in g.inputs order, no checks."""
         return self._function("grad")
 
+    _grad = None  # the generated grad(), compiled on the first call
+
     def __call__(self, *args, **kwargs) -> tuple[float, ...]:
-        return self._function("grad")(*self._point(args, kwargs))
+        grad = self._grad or self._compile_grad()
+        if not kwargs and len(args) == len(self.inputs):
+            for value in args:
+                if type(value) is not float:
+                    break
+            else:  # the common case, already floats: nothing to bind or convert
+                return grad(*args)
+        return grad(*self._point(args, kwargs))
+
+    def _compile_grad(self):
+        self._grad = self._function("grad")
+        return self._grad
 
     def value(self, *args, **kwargs) -> float:
         return self._function("f")(*self._point(args, kwargs))
