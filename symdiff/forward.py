@@ -54,11 +54,26 @@ def adjoint_assigns(adjoint: Adjoint) -> list[Assign]:
     ]
 
 
+class _Computed:
+    """The tape as a tangent line sees it: folding may reuse only forward values already computed.
+    Forward mode interleaves tangents with the forward sweep, so a later entry does not exist yet
+    (the partial -y/(x^2 + y^2) must not read a `-y` the tape computes further on)."""
+
+    def __init__(self, tape: Tape, computed: set[int]):
+        self.tape, self.computed = tape, computed
+
+    def find(self, op: str, args: tuple) -> int | None:
+        index = self.tape.find(op, args)
+        return index if index is not None and index in self.computed else None
+
+
 class TangentSweep:
     """The tangent of every value along one seed: inputs' tangents are `seeds` (index -> term)."""
 
     def __init__(self, tape: Tape, seeds: dict[int, Term], seed: int = 0):
-        self.tape, self.seed = tape, seed
+        self.seed = seed
+        self.computed = {index for index, instr in enumerate(tape.instrs) if instr.op == INPUT}
+        self.tape = _Computed(tape, self.computed)
         self.current: dict[Ref | Bar, Term] = {Ref(index): term for index, term in seeds.items()}
         self.home: dict[Ref | Bar, tuple] = {}  # the branch where each value was first assigned
 
@@ -89,6 +104,8 @@ class TangentSweep:
     def step(self, assign: Assign) -> list[Assign]:
         """The tangent lines for one line of the program (none when its tangent is an atom)."""
         target = assign.target
+        if isinstance(target, Ref):  # its forward line comes just before its tangent's
+            self.computed.add(target.index)
         dot = Dot(target, self.seed)
         change = self.of(assign.term)
         if assign.mode == "=":

@@ -64,6 +64,17 @@ def test_dot_product_identity_between_modes(case):
     check_generated_module(j.source)
 
 
+def test_forward_mode_reuses_only_values_already_computed():
+    # atan2(x, w)'s partial -x/(w^2 + x^2) folds to read the tape's -x, computed only later (found by
+    # the dot-product property): forward mode must spell the negation out instead.
+    text = "atan2(x, cos(t)) * -x"
+    j = symdiff.compile_jvp(text)
+    value, slope = j([1.0, 0.5], [0.25, 2.0])
+    g = symdiff.compile_grad(text)
+    assert math.isclose(slope, sum(a * b for a, b in zip(g(1.0, 0.5), [0.25, 2.0])), rel_tol=1e-12)
+    check_generated_module(j.source)
+
+
 JACOBIAN_CASES = [
     ["x*y", "sin(x) + y^2", "exp(x*y)"],  # 3 outputs, 2 inputs: forward mode by default
     ["x*y*z + w", "log(1 + x^2) - z*w"],  # 2 outputs, 4 inputs: reverse mode by default
