@@ -50,7 +50,7 @@ def stages(text: str) -> list[tuple[str, float]]:
     lap("render")
     compile(source, "<profile>", "exec")
     lap("compile (CPython)")
-    gradient = Gradient(Programs(tape, raw, adjoint))
+    gradient = Gradient(Programs(tape, adjoint))
     gradient(*[0.5] * len(tape.inputs))
     lap("Gradient + first call")
     return timings

@@ -18,8 +18,8 @@ from .limits import DEFAULT_LIMITS, Limits
 from .lower import lower
 from .parse import parse_program, single_output
 from .render import render
-from .reverse import check_wrt, reverse
-from .simplify import simplify
+from .reverse import check_wrt, reverse, sweep
+from .simplify import simplify_sweep
 from .tape import INPUT, Tape
 from .verify import DEFAULT_TIMEOUT, Report, verify_programs
 
@@ -29,8 +29,12 @@ class Programs:
     """Everything the pipeline derives from one expression."""
 
     tape: Tape
-    raw: Adjoint  # the textbook sweep, unsimplified
     adjoint: Adjoint  # the simplified program that is rendered
+
+    @cached_property
+    def raw(self) -> Adjoint:
+        """The textbook sweep, unsimplified: made only when asked for (verify, simplified=False)."""
+        return reverse(self.tape, self.adjoint.wrt, self.adjoint.output)
 
 
 def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
@@ -41,8 +45,8 @@ def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
 
 def _build(expr, wrt, limits: Limits) -> Programs:
     tape = build_tape(expr, limits, several_outputs=False)
-    raw = reverse(tape, None if wrt is None else check_wrt(wrt))
-    return Programs(tape, raw, simplify(raw))
+    wrt = tape.inputs if wrt is None else check_wrt(wrt)
+    return Programs(tape, simplify_sweep(tape, wrt, sweep(tape)))
 
 
 def build_tape(expr, limits: Limits = DEFAULT_LIMITS, several_outputs: bool = True) -> Tape:

@@ -7,7 +7,7 @@ entry's row and written over forward values. Constant operands get no derivative
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 
 from . import primitives
@@ -28,6 +28,14 @@ def reverse(tape: Tape, wrt: tuple[str, ...] | None = None, output: int = 0) -> 
     # Every adjoint starts at 0 but the output's, which is seeded with d out / d out = 1.
     zero, one = Const(0.0), Const(1.0)
     steps = [Step(index, "=", one if index == seeded else zero, None) for index in range(len(tape.instrs))]
+    steps.extend(sweep(tape, output))
+    gradient = tuple(_input_adjoint(tape, name, output) for name in wrt)
+    return Adjoint(tape, wrt, tuple(steps), gradient, output)
+
+
+def sweep(tape: Tape, output: int = 0) -> Iterator[Step]:
+    """The accumulation steps w_i_bar += w_p_bar * dw_p/dw_i, last entry first, made as they are
+    consumed (simplify reads them once, so a large program never holds the raw sweep whole)."""
     for p in range(len(tape.instrs) - 1, -1, -1):
         instr = tape.instrs[p]
         if instr.op == INPUT:
@@ -37,9 +45,7 @@ def reverse(tape: Tape, wrt: tuple[str, ...] | None = None, output: int = 0) -> 
             if isinstance(operand, Ref) and row.partials[position] is not None:  # conditions have none
                 partial = local_partial(row, position, instr.args, Ref(p))
                 path = _branch(tape, p, row, position)
-                steps.append(Step(operand.index, "+=", Op(CHAIN, (Bar(p, output), partial)), p, path))
-    gradient = tuple(_input_adjoint(tape, name, output) for name in wrt)
-    return Adjoint(tape, wrt, tuple(steps), gradient, output)
+                yield Step(operand.index, "+=", Op(CHAIN, (Bar(p, output), partial)), p, path)
 
 
 def _branch(tape: Tape, p: int, row: primitives.Primitive, position: int) -> tuple:

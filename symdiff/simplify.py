@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom
@@ -23,8 +24,13 @@ ZERO, ONE = Const(0.0), Const(1.0)
 
 
 def simplify(raw: Adjoint) -> Adjoint:
-    tape = raw.tape
-    wanted = {i for name in raw.wrt if (i := tape.input_index(name)) is not None}
+    return simplify_sweep(raw.tape, raw.wrt, raw.steps, raw.output)
+
+
+def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], output: int = 0) -> Adjoint:
+    """simplify, reading the raw sweep's steps once, in order, from any iterable (reverse.sweep
+    makes them on demand, so compile_grad never builds the raw program)."""
+    wanted = {i for name in wrt if (i := tape.input_index(name)) is not None}
     relevant = tape.depends_on(wanted)
     contributions: dict[int, list[tuple[Term, int | None, tuple]]] = defaultdict(list)
     settled: dict[int, Term] = {}
@@ -38,7 +44,7 @@ def simplify(raw: Adjoint) -> Adjoint:
             # Some contributions come from inside a branch: start from 0 where the adjoint lives.
             steps.append(Step(index, "=", ZERO, None, home))
             steps.extend(_accumulate(index, term, origin, path) for term, origin, path in parts)
-            value = Bar(index, raw.output)
+            value = Bar(index, output)
         elif all(isinstance(term, Const) for term, _, _ in parts):
             value = Const(math.fsum(term.value for term, _, _ in parts))
         elif len(parts) == 1 and _in_place(parts[0][0]) and not materialise:
@@ -46,14 +52,14 @@ def simplify(raw: Adjoint) -> Adjoint:
         else:
             for number, (term, origin, path) in enumerate(parts):
                 steps.append(Step(index, "=", term, origin, path) if number == 0 else _accumulate(index, term, origin, path))
-            value = Bar(index, raw.output)
+            value = Bar(index, output)
         settled[index] = value
         return value
 
-    seed = (tape.outputs or (tape.output,))[raw.output]
+    seed = (tape.outputs or (tape.output,))[output]
     if isinstance(seed, Ref) and seed.index in relevant:
         contributions[seed.index].append((ONE, None, ()))
-    for origin, group in _groups(raw.steps):
+    for origin, group in _groups(sweep):
         useful = [step for step in group if step.target in relevant]
         if origin not in relevant or not useful:
             continue
@@ -70,13 +76,13 @@ def simplify(raw: Adjoint) -> Adjoint:
             if term != ZERO:
                 contributions[step.target].append((term, origin, step.path))
     gradient = []
-    for name in raw.wrt:
+    for name in wrt:
         index = tape.input_index(name)
         if index is None:
             gradient.append(ZERO)
         else:
             gradient.append(settled[index] if index in settled else settle(index, materialise=True))
-    return Adjoint(tape, raw.wrt, tuple(steps), tuple(gradient), raw.output)
+    return Adjoint(tape, wrt, tuple(steps), tuple(gradient), output)
 
 
 def _accumulate(index: int, term: Term, origin: int | None, path: tuple) -> Step:
