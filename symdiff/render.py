@@ -129,10 +129,6 @@ class _Printer:
         return self._leaf(node)
 
 
-def _as_term(instr: Instr) -> Op:
-    return Op(instr.op, instr.args)
-
-
 FUNCTIONS = ("f", "grad", "value_and_grad")
 
 
@@ -176,10 +172,9 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
             f"{value}, {gradient}",
         ),
     }
-    forward_terms = [_as_term(instr) for instr in tape.instrs if instr.op != INPUT]
-    used = _ops_used([step.term for step in adjoint.steps] + forward_terms)
-    imports = ("math",) if any("math." in getattr(primitives.lookup(op), dialect) for op in used) else ()
     chosen = tuple(builders[name]() for name in FUNCTIONS if name in functions)
+    # Import math only if a printed line calls it (a search of the text: no walk over the terms).
+    imports = ("math",) if any("math." in line.text for line in _lines(chosen)) else ()
     return Module(_docstring(tape.source, tape, names, adjoint.wrt), imports, chosen)
 
 
@@ -281,14 +276,11 @@ def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]
     return tuple(lines)
 
 
-def _ops_used(terms) -> set[str]:
-    found, stack = set(), list(terms)
-    while stack:
-        term = stack.pop()
-        if isinstance(term, Op):
-            found.add(term.op)
-            stack.extend(term.args)
-    return found
+def _lines(functions: tuple[Function, ...]):
+    for function in functions:
+        yield Line(function.result, "", "", "")
+        for block in function.blocks:
+            yield from block.lines
 
 
 def _refs(terms) -> set[int]:
