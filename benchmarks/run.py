@@ -241,11 +241,30 @@ def tables(document: dict, tools: list[str]) -> str:
             cells = [_cell(index.get((tool, case)), key, scale) for tool in tools]
             lines.append(f"| {case} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += checked_table(index, cases)
     lines += ops_table(index, cases, tools)
     lines += large_batch_table(document.get("large_batch", []))
     lines += targets(index)
     lines += notes(index, tools)
     return "\n".join(lines) + "\n"
+
+
+def checked_table(index, cases) -> list[str]:
+    """symdiff-python's public g(*point), which binds and checks its arguments, beside the generated
+    grad() that the per-call table times (and SymPy's lambdify, which checks nothing)."""
+    rows = [(case, index.get(("symdiff-python", case), {}), index.get(("sympy", case), {})) for case in cases]
+    rows = [(case, mine, sympy) for case, mine, sympy in rows if "checked_call_us" in mine]
+    if not rows:
+        return []
+    lines = [
+        "## Per call (µs), symdiff-python: generated grad() vs the checked g(*point)",
+        "",
+        "| case | grad() | g(*point) | sympy lambdify |",
+        "|---|---|---|---|",
+    ]
+    for case, mine, sympy in rows:
+        lines.append(f"| {case} | {_cell(mine, 'call_us')} | {_cell(mine, 'checked_call_us')} | {_cell(sympy, 'call_us')} |")
+    return lines + [""]
 
 
 def ops_table(index, cases, tools) -> list[str]:
@@ -353,7 +372,7 @@ def targets(index) -> list[str]:
         if tool == "symdiff-python" and "call_us" in r and "call_us" in index.get(("sympy", case), {})
     ]
     lines.append(
-        f"| Python per call no slower than SymPy lambdify(cse=True) | {len(compared) - len(slower)} of "
+        f"| Python per call (generated grad) no slower than SymPy lambdify(cse=True) | {len(compared) - len(slower)} of "
         f"{len(compared)} cases{'; slower on ' + ', '.join(slower) if slower else ''} |"
     )
     ratios = [

@@ -27,6 +27,7 @@ class Built:
     ops: Callable | None = None  # -> dict with "gradient", "function" (and any detail)
     note: str = ""
     value: Callable | None = None  # the function alone at one point, where the tool makes it cheap
+    checked: Callable | None = None  # the public call that binds and checks its arguments, if not `call`
 
 
 def load(tool: str):
@@ -84,8 +85,13 @@ def build_symdiff_python(case: Case) -> Built:
     import symdiff
 
     gradient = symdiff.compile_grad(case.text)
+    grad = gradient.grad_function  # the generated grad(), as lambdify's function is SymPy's
     return Built(
-        call=lambda point: gradient(*point), ops=lambda: _symdiff_ops(gradient), value=lambda p: gradient.value(*p)
+        call=lambda point: grad(*point),
+        ops=lambda: _symdiff_ops(gradient),
+        value=lambda p: gradient.value(*p),
+        checked=lambda point: gradient(*point),
+        note="per call through g.grad_function (the generated grad); the checked g(*point) has its own table",
     )
 
 
