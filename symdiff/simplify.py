@@ -118,12 +118,7 @@ def fold_term(term: Term, tape: Tape, settled: dict[int, Term]) -> Term:
 def fold(op: str, args: tuple[Term, ...], tape: Tape) -> Term:
     """op(args) with constants folded, arithmetic identities applied and forward values reused."""
     row, args = refined(primitives.lookup(op), args)
-    constant = True
-    for arg in args:
-        if type(arg) is not Const:
-            constant = False
-            break
-    if constant:
+    if all(type(arg) is Const for arg in args):
         value = _evaluate(row, args)
         if value is not None:
             return value
