@@ -114,7 +114,7 @@ def numpy_module(adjoint: Adjoint) -> Module:
     if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
         both = body.composite(both, f, grad)
     docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
-    constants = tuple(Line(name, number_text(value), "") for value, name in body.constants.items())
+    constants = tuple(Line(name, text, "") for text, name in body.constants.items())
     return Module(docstring, own, constants, (f, grad, both))
 
 
@@ -214,7 +214,7 @@ class _Program:
     A call the program already makes, up to operand order or a sign, is made once (value numbering
     after the tape's own sharing, which does not see x1 - x2 = -(x2 - x1))."""
 
-    def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[float, str]):
+    def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[str, str]):
         self.names, self.own, self.constants = names, own, constants
         self.printer = _Printer(tape, names, "python")
         self.instrs: list[_Instr] = []
@@ -269,15 +269,16 @@ class _Program:
         bases = tuple(self.materialised(a) for a in operands)
         if ufunc in _COMMUTATIVE:
             bases = tuple(sorted(bases, key=_order))
-        if ufunc is not None and (ufunc, template, bases) in self.known:
-            return _Arg(self.known[ufunc, template, bases])
-        if ufunc == "numpy.subtract" and (ufunc, template, bases[::-1]) in self.known:
-            return _Arg(self.known[ufunc, template, bases[::-1]], True)
+        key = (ufunc, template, _exact(bases))
+        if ufunc is not None and key in self.known:
+            return _Arg(self.known[key])
+        if ufunc == "numpy.subtract" and (ufunc, template, _exact(bases[::-1])) in self.known:
+            return _Arg(self.known[ufunc, template, _exact(bases[::-1])], True)
         self.labels.append(label)  # a temporary (None) is numbered when it is printed
         target = len(self.labels) - 1
         self.instrs.append(_Instr(target, ufunc, template, bases, note))
         if ufunc is not None:
-            self.known[ufunc, template, bases] = target
+            self.known[key] = target
         return _Arg(target)
 
     def materialised(self, arg: _Arg, label: str | None = None) -> int | str | float:
@@ -296,9 +297,15 @@ class _Program:
         costs each call a conversion, about as long as the call itself on a small block)."""
         if not isinstance(base, float):
             return self.text(base)
-        if base not in self.constants:
-            self.constants[base] = f"{self.own['k']}{len(self.constants) + 1}"
-        return self.constants[base]
+        text = number_text(base)  # by its text: 0.0 and -0.0 are equal as keys, not as constants
+        if text not in self.constants:
+            self.constants[text] = f"{self.own['k']}{len(self.constants) + 1}"
+        return self.constants[text]
+
+
+def _exact(bases: tuple) -> tuple:
+    """Operands as a lookup key that tells -0.0 from 0.0 (x * -0.0 is not x * 0.0)."""
+    return tuple(number_text(base) if isinstance(base, float) else base for base in bases)
 
 
 def _order(base: int | str | float) -> tuple:
@@ -344,7 +351,7 @@ class _Body:
 
     def __init__(self, adjoint: Adjoint, names: Names, own: dict[str, str], params: list[str]):
         self.adjoint, self.names, self.own, self.params = adjoint, names, own, params
-        self.constants: dict[float, str] = {}  # shared by the functions, numbered as first printed
+        self.constants: dict[str, str] = {}  # literal -> name, shared by the functions, numbered as first printed
 
     def function(self, name, doc, roots, with_reverse, results, shaped) -> Function:
         tape, names, own = self.adjoint.tape, self.names, self.own

@@ -392,3 +392,9 @@ def test_cli_writes_numpy_and_c(tmp_path):
     assert "double textbook_value_and_grad(" in header and "#ifndef TEXTBOOK_H" in header
     # Writing again replaces both files: they carry symdiff's marker.
     assert main(["grad", "--lang", "c", "x1*x2 + cos(x1)", "-o", str(tmp_path / "textbook.c")]) == 0
+
+
+def test_numpy_constants_keep_the_sign_of_zero():
+    # 0.0 == -0.0, so a dict keyed by the float would print one module constant for both.
+    source = symdiff.compile_grad("x * -0.0 + exp(x) * 0.0 + x", backend="numpy").source
+    assert "numpy.array(-0.0)" in source and "numpy.array(0.0)" in source
