@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import sympy
-from support import WORKED
+from support import WORKED, needs_compiler
 
 import symdiff
 from symdiff import primitives
@@ -28,22 +28,9 @@ except ImportError:  # the test extra does not need NumPy: its tests skip, the C
 
 needs_numpy = pytest.mark.skipif(numpy is None, reason="NumPy is not installed")
 
-HAVE_COMPILER = any(shutil.which(c) for c in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")))
-needs_compiler = pytest.mark.skipif(
-    not HAVE_COMPILER and os.environ.get("CI") != "true", reason="no C compiler (CI=true makes this a failure)"
-)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    """Compiled C goes to a fresh cache, not the user's."""
-    old = os.environ.get("SYMDIFF_CACHE")
-    os.environ["SYMDIFF_CACHE"] = str(tmp_path_factory.mktemp("symdiff-cache"))
-    yield
-    if old is None:
-        del os.environ["SYMDIFF_CACHE"]
-    else:
-        os.environ["SYMDIFF_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("private_c_cache")
 
 
 def _row_cases():

@@ -3,10 +3,8 @@ side of the threading threshold) give the same bits as single points; big progra
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+from support import needs_compiler
 
 import symdiff
 from symdiff import c_backend
@@ -17,23 +15,10 @@ try:
 except ImportError:  # the test extra does not need NumPy
     numpy = None
 
-HAVE_COMPILER = any(shutil.which(c) for c in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")))
-needs_compiler = pytest.mark.skipif(
-    not HAVE_COMPILER and os.environ.get("CI") != "true", reason="no C compiler (CI=true makes this a failure)"
-)
 needs_numpy = pytest.mark.skipif(numpy is None, reason="NumPy is not installed")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    """Compiled C goes to a fresh cache, not the user's."""
-    old = os.environ.get("SYMDIFF_CACHE")
-    os.environ["SYMDIFF_CACHE"] = str(tmp_path_factory.mktemp("symdiff-cache"))
-    yield
-    if old is None:
-        del os.environ["SYMDIFF_CACHE"]
-    else:
-        os.environ["SYMDIFF_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("private_c_cache")
 
 
 @pytest.fixture(scope="module")
