@@ -33,10 +33,7 @@ _PREFIX_UFUNCS = {"-": "negative"}
 _CALL = re.compile(r"numpy\.(\w+)\((.*)\)")
 _OWN = ("outputs", "buffers", "values", "b", "t", "k", "_run", "_f_block", "_grad_block", "_value_and_grad_block")
 
-# Symmetries that let f(-x) reuse f(x): exact in IEEE arithmetic, as libm computes them. With
-# a - b = -(b - a), they make cos(x1 - x2) and cos(x2 - x1) one ufunc call instead of two.
-_EVEN = frozenset({"numpy.cos", "numpy.cosh", "numpy.abs"})
-_ODD = frozenset({"numpy.sin", "numpy.tan", "numpy.sinh", "numpy.tanh", "numpy.arcsin", "numpy.arctan"})
+# With a - b = -(b - a) and the rows' parity, cos(x1 - x2) and cos(x2 - x1) are one ufunc call.
 _COMMUTATIVE = frozenset({"numpy.add", "numpy.multiply"})
 
 
@@ -255,8 +252,8 @@ class _Program:
             name, swap, negated = _SIGNS[ufunc][signs]
             ufunc = f"numpy.{name}"
             operands = [_Arg(a.base) for a in (reversed(operands) if swap else operands)]
-        elif (ufunc in _EVEN or ufunc in _ODD) and operands[0].negated:
-            negated = ufunc in _ODD
+        elif ufunc is not None and row.parity and operands[0].negated:  # f(-x) from f(x)
+            negated = row.parity == "odd"
             operands = [_Arg(operands[0].base)]
         if negated and label is not None:
             # The buffer holds minus the named value: say so (names ending _bar are symdiff's).

@@ -69,6 +69,9 @@ class Primitive:
     # A branch row (where): per param, None, or the condition value under which the param is used.
     # Its derivative terms flow only into the branch taken, and code for the other is never run.
     branches: tuple[bool | None, ...] = ()
+    # "even" (f(-x) = f(x)) or "odd" (f(-x) = -f(x)), exactly so as libm computes them: a backend may
+    # then compute f(-x) from f(x) (the NumPy backend makes cos(x1 - x2) and cos(x2 - x1) one call).
+    parity: str = ""
 
     @property
     def arity(self) -> int:
@@ -176,23 +179,23 @@ _ROWS = (
          "**", "**", c="pow({x}, {n})", notation=_infix("^", POWER, (ATOM, UNARY)), user_callable=False,
          internal=True, integer_params=(1,)),
     # Elementary functions.
-    _row("sin", "x", ("cos(x)",), math.sin, sympy.sin, ((-3, 3),)),
-    _row("cos", "x", ("-sin(x)",), math.cos, sympy.cos, ((-3, 3),)),
-    _row("tan", "x", ("1 + out^2",), math.tan, sympy.tan, ((-1.2, 1.2),)),
+    _row("sin", "x", ("cos(x)",), math.sin, sympy.sin, ((-3, 3),), parity="odd"),
+    _row("cos", "x", ("-sin(x)",), math.cos, sympy.cos, ((-3, 3),), parity="even"),
+    _row("tan", "x", ("1 + out^2",), math.tan, sympy.tan, ((-1.2, 1.2),), parity="odd"),
     _row("asin", "x", ("1 / sqrt(1 - x^2)",), math.asin, sympy.asin, ((-0.9, 0.9),),
-         numpy="numpy.arcsin({x})"),
+         numpy="numpy.arcsin({x})", parity="odd"),
     _row("acos", "x", ("-1 / sqrt(1 - x^2)",), math.acos, sympy.acos, ((-0.9, 0.9),),
          numpy="numpy.arccos({x})"),
-    _row("atan", "x", ("1 / (1 + x^2)",), math.atan, sympy.atan, ((-3, 3),), numpy="numpy.arctan({x})"),
-    _row("sinh", "x", ("cosh(x)",), math.sinh, sympy.sinh, ((-3, 3),)),
-    _row("cosh", "x", ("sinh(x)",), math.cosh, sympy.cosh, ((-3, 3),)),
-    _row("tanh", "x", ("1 - out^2",), math.tanh, sympy.tanh, ((-3, 3),)),
+    _row("atan", "x", ("1 / (1 + x^2)",), math.atan, sympy.atan, ((-3, 3),), numpy="numpy.arctan({x})", parity="odd"),
+    _row("sinh", "x", ("cosh(x)",), math.sinh, sympy.sinh, ((-3, 3),), parity="odd"),
+    _row("cosh", "x", ("sinh(x)",), math.cosh, sympy.cosh, ((-3, 3),), parity="even"),
+    _row("tanh", "x", ("1 - out^2",), math.tanh, sympy.tanh, ((-3, 3),), parity="odd"),
     _row("exp", "x", ("out",), math.exp, sympy.exp, ((-3, 3),)),
     _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),), guard_domain="{x} > 0.0"),
     _row("sqrt", "x", ("0.5 / out",), math.sqrt, sympy.sqrt, ((0.1, 5),)),
     # |x| has a kink at 0; by convention abs'(0) = sign(0) = 0, and sign' = 0 everywhere.
     _row("abs", "x", ("sign(x)",), abs, _Abs, ((0.2, 3),), python="math.fabs({x})",
-         numpy="numpy.abs({x})", c="fabs({x})"),
+         numpy="numpy.abs({x})", c="fabs({x})", parity="even"),
     _row("sign", "x", ("0",), _sign, _Sign, ((0.2, 3),), python="(math.copysign(1.0, {x}) if {x} else 0.0)",
          c="({x} == 0.0 ? 0.0 : copysign(1.0, {x}))"),
     _row("atan2", "y x", ("x / (x^2 + y^2)", "-y / (x^2 + y^2)"), math.atan2, sympy.atan2,

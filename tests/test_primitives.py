@@ -81,3 +81,14 @@ def test_partials_reuse_the_rows_own_result():
     assert primitives.lookup("exp").partials == ("out",)
     assert "out" in primitives.lookup("sqrt").partials[0]
     assert "out" in primitives.lookup("tanh").partials[0]
+
+
+@pytest.mark.parametrize("row", [row for row in primitives.TABLE.values() if row.parity], ids=lambda row: row.name)
+def test_parity_holds_exactly_where_the_row_says(row):
+    """A backend computes f(-x) from f(x) on the row's word: it must hold bit for bit."""
+    assert row.parity in ("even", "odd")
+    sign = 1.0 if row.parity == "even" else -1.0
+    rng = random.Random(row.name)
+    low, high = row.domain[0]
+    for x in [rng.uniform(low, high) for _ in range(200)] + [0.0, 0.5, 1.0]:
+        assert row.evaluate(-x) == sign * row.evaluate(x), (row.name, x)
