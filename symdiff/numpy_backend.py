@@ -18,7 +18,7 @@ from .backends import header_text
 from .errors import SymdiffError
 from .names import Names, assign_names
 from .printing import number_text
-from .render import _docstring, _environment, _Printer
+from .render import _docstring, _environment, _Printer, _refs
 from .tape import INPUT, Const, Ref, Tape
 
 # Points per block: the largest power of two whose live buffers fit in about 2 MiB (this machine's
@@ -133,16 +133,6 @@ def _block_size(buffers: int) -> int:
     while size > MIN_BLOCK and (buffers + 2) * size * 8 > CACHE_BYTES:
         size //= 2
     return size
-
-
-def _refs(terms) -> set[int]:
-    found, stack = set(), list(terms)
-    while stack:
-        term = stack.pop()
-        if isinstance(term, Ref):
-            found.add(term.index)
-        stack.extend(getattr(term, "args", ()))
-    return found
 
 
 # --- three-address code -------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
     }
     chosen = tuple(builders[name]() for name in FUNCTIONS if name in functions)
     # Import math only if a printed line calls it (a search of the text: no walk over the terms).
-    imports = ("math",) if any("math." in line.text for line in _lines(chosen)) else ()
+    imports = ("math",) if any("math." in text for text in _printed(chosen)) else ()
     return Module(_docstring(tape.source, tape, names, adjoint.wrt), imports, chosen)
 
 
@@ -276,11 +276,12 @@ def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]
     return tuple(lines)
 
 
-def _lines(functions: tuple[Function, ...]):
+def _printed(functions: tuple[Function, ...]):
+    """The code text of every statement and return value of `functions`."""
     for function in functions:
-        yield Line(function.result, "", "", "")
+        yield function.result
         for block in function.blocks:
-            yield from block.lines
+            yield from (line.text for line in block.lines)
 
 
 def _refs(terms) -> set[int]:
