@@ -69,7 +69,7 @@ def build_tape(expr, limits: Limits = DEFAULT_LIMITS, several_outputs: bool = Tr
 def gradient_source(expr: str, wrt=None, *, simplified: bool = True, limits: Limits = DEFAULT_LIMITS) -> str:
     """The standalone Python module (imports only math) for value and gradient of `expr`."""
     programs = build(expr, wrt, limits)
-    return render(programs.adjoint if simplified else programs.raw)
+    return render_module(programs.adjoint if simplified else programs.raw)
 
 
 def verify(expr: str, wrt=None, *, timeout: float = DEFAULT_TIMEOUT, limits: Limits = DEFAULT_LIMITS) -> Report:
@@ -142,12 +142,12 @@ class Gradient(_Point):
 
     @cached_property
     def source(self) -> str:
-        return render(self._program)
+        return render_module(self._program)
 
     def _function(self, name: str):
         function = self._compiled.get(name)
         if function is None:
-            function = self._compiled[name] = _compile_function(render(self._program, functions=(name,)), name)
+            function = self._compiled[name] = _compile_function(render_module(self._program, (name,)), name)
         return function
 
     @property
@@ -282,6 +282,12 @@ class Hessian(_Module):
         values = self._point(tuple(point), {})
         directions = self._point(tuple(direction), {})
         return self._function("hvp")(*values, *directions)
+
+
+def render_module(program: Adjoint, functions: tuple[str, ...] | None = None) -> str:
+    """render(), with the cycle collector paused: a large program's text is millions of objects."""
+    with paused_gc():
+        return render(program, functions=functions)
 
 
 def _compile_function(source: str, name: str):

@@ -11,10 +11,9 @@ import re
 import sys
 from pathlib import Path
 
-from .api import build, compile_grad
+from .api import build, compile_grad, render_module
 from .errors import SymdiffError
 from .files import write_atomic
-from .render import render
 from .verify import DEFAULT_TIMEOUT, verify_programs
 from .version import __version__
 
@@ -103,7 +102,7 @@ def _grad(args, expr: str) -> int:
 
         source = render_numpy(adjoint)
     else:
-        source = render(adjoint)
+        source = render_module(adjoint)
     if args.output:
         write_atomic(args.output, source, args.force)
     else:
