@@ -6,6 +6,7 @@ import ast
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -201,18 +202,72 @@ def test_numpy_one_call_serves_f_of_a_and_f_of_minus_a():
     assert grad_block.count("numpy.subtract(x, y") + grad_block.count("numpy.subtract(y, x") == 1
 
 
+def _block(gradient, function="value_and_grad") -> int:
+    """Points per block of one generated function, as its source states."""
+    return int(re.search(rf"def {function}\(.*?block=(\d+)\)", gradient.source, re.S).group(1))
+
+
 @needs_numpy
-@pytest.mark.parametrize("size", [1, 5, 40_000, 100_003])
-def test_numpy_agrees_with_python_on_many_blocks(size):
-    # Several blocks (and a ragged last one), values written in place into the output rows.
+@pytest.mark.parametrize("blocks", [(0, 1), (0, 5), (1, -1), (1, 0), (2, 3)])
+def test_numpy_agrees_with_python_on_many_blocks(blocks):
+    # Sizes around the block size (one short, exact, two blocks and a ragged third), values written
+    # in place into the output rows; checked on both sides of every block boundary.
     gradient, reference = symdiff.compile_grad(PARITY, backend="numpy"), symdiff.compile_grad(PARITY)
+    block = _block(gradient)
+    size = blocks[0] * block + blocks[1]
     rng = numpy.random.default_rng(size)
     x, y = rng.uniform(-2, 2, size), rng.uniform(-2, 2, size)
     value, partials = gradient.value_and_grad(x, y)
-    for i in sorted({0, size // 2, size - 1}):
+    edges = {i for start in range(0, size, block) for i in (start - 1, start, start + 1)}
+    for i in sorted({j for j in edges | {size // 2, size - 1} if 0 <= j < size}):
         expected_value, expected = reference.value_and_grad(float(x[i]), float(y[i]))
         assert _close(float(value[i]), expected_value, 1e-12)
         assert all(_close(float(a[i]), b, 1e-12) for a, b in zip(partials, expected))
+
+
+@needs_numpy
+def test_numpy_blocks_do_not_change_the_values():
+    # The same points in one call (several blocks) and one point at a time agree to the last bit
+    # for arithmetic, and to 1e-15 for the transcendental ufuncs (NumPy's SIMD and scalar loops).
+    gradient = symdiff.compile_grad(PARITY, backend="numpy")
+    size = 2 * _block(gradient, "grad") + 7
+    rng = numpy.random.default_rng(5)
+    x, y = rng.uniform(-2, 2, size), rng.uniform(-2, 2, size)
+    together = gradient(x, y)
+    for i in (0, size // 2 - 1, size // 2, size - 1):
+        alone = gradient(x[i : i + 1], y[i : i + 1])
+        for a, b in zip(together, alone):
+            assert _close(float(a[i]), float(b[0]), 1e-15)
+    arithmetic = symdiff.compile_grad("x*y*(x - y) + 3*x*x - y/x", backend="numpy")
+    together = arithmetic(x, y)
+    for i in (0, size - 1):
+        assert [float(a[i]) for a in together] == [float(b[0]) for b in arithmetic(x[i : i + 1], y[i : i + 1])]
+
+
+@needs_numpy
+def test_numpy_empty_strided_and_fortran_inputs():
+    gradient = symdiff.compile_grad(PARITY, backend="numpy")
+    reference = symdiff.compile_grad(PARITY)
+    for shape in ((0,), (3, 0), (0, 4)):
+        dx, dy = gradient(numpy.zeros(shape), numpy.zeros(shape))
+        assert dx.shape == dy.shape == shape and dx.dtype == numpy.float64
+    assert [a.shape for a in gradient(numpy.zeros((0, 1)), numpy.zeros(3))] == [(0, 3), (0, 3)]
+    rng = numpy.random.default_rng(2)
+    base = rng.uniform(-2, 2, (2 * _block(gradient, "grad") + 5, 2))
+    layouts = (
+        (base[::2, 0], base[::2, 1]),  # strided views: the fast path, no copy
+        (numpy.asfortranarray(base[:12].reshape(3, 4, 2)[..., 0]), base[:12].reshape(3, 4, 2)[..., 1]),
+        (base[:, 0].astype(numpy.float32), base[:, 1]),  # another dtype: converted
+        (base[:5, :1], base[:7, 1]),  # broadcasting (5, 1) with (7,)
+    )
+    for x, y in layouts:
+        dx, dy = gradient(x, y)
+        shape = numpy.broadcast_shapes(x.shape, y.shape)
+        assert dx.shape == dy.shape == shape and dx.dtype == dy.dtype == numpy.float64
+        xs, ys = numpy.broadcast_arrays(numpy.asarray(x, float), numpy.asarray(y, float))
+        for index in {(0,) * len(shape), tuple(n - 1 for n in shape), tuple(n // 2 for n in shape)}:
+            expected = reference(float(xs[index]), float(ys[index]))
+            assert _close(float(dx[index]), expected[0], 1e-12) and _close(float(dy[index]), expected[1], 1e-12)
 
 
 @needs_numpy
