@@ -1,7 +1,7 @@
 """Python names for everything a generated module mentions.
 
 User names are kept where Python allows; a keyword (`lambda`), or a name that would clash with a
-generated one (`w1`, `x_bar`, `math`, `grad`), gets trailing underscores until it is free: `lambda_`.
+generated one (`w1`, `x_bar`, `grad`, `fabs` from math), gets trailing underscores until it is free: `lambda_`.
 Intermediates are w1, w2, ... (numbered by tape index, as in the textbook); adjoints add `_bar`.
 """
 
@@ -11,12 +11,13 @@ import keyword
 import re
 from dataclasses import dataclass
 
+from .primitives import PYTHON_IMPORTS
 from .tape import INPUT, Tape
 
 _GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)\d*")
 RESERVED = frozenset(keyword.kwlist) | {
     "__debug__", "math", "numpy", "f", "grad", "value_and_grad", "jvp", "jacobian", "hessian",
-}
+} | PYTHON_IMPORTS
 
 
 def usable(name: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -48,7 +49,7 @@ class Primitive:
     partials: tuple[str | None, ...]  # d out / d param, over params and `out`; None: always constant
     evaluate: Callable[..., float]  # real evaluation, for constant folding; raises outside the domain
     sympy: Callable[..., sympy.Expr]
-    python: str  # generated Python: a call template ("math.sin({x})") or an operator symbol ("+")
+    python: str  # generated Python: a call template ("sin({x})", from math) or an operator symbol ("+")
     numpy: str  # generated NumPy: the same for NumPy
     c: str  # generated C99 (math.h only): the same for C
     domain: tuple[tuple[float, float], ...]  # a box where tests may sample every param
@@ -137,7 +138,8 @@ def _integral_exponent(args: tuple) -> str | None:
 
 
 def _row(name, params, partials, evaluate, to_sympy, domain, python=None, numpy=None, c=None, **more):
-    """A row; a call's spelling defaults to math.NAME(params), numpy.NAME(params) and NAME(params) in C."""
+    """A row; a call's spelling defaults to NAME(params) in Python (imported from math) and C, and
+    numpy.NAME(params) in NumPy."""
     names = tuple(params.split())
     arguments = ", ".join("{" + param + "}" for param in names)
     return Primitive(
@@ -146,7 +148,7 @@ def _row(name, params, partials, evaluate, to_sympy, domain, python=None, numpy=
         partials=tuple(partials),
         evaluate=evaluate,
         sympy=to_sympy,
-        python=python or f"math.{name}({arguments})",
+        python=python or f"{name}({arguments})",
         numpy=numpy or f"numpy.{name}({arguments})",
         c=c or f"{name}({arguments})",
         domain=domain,
@@ -173,7 +175,7 @@ _ROWS = (
          notation=Notation("prefix", "-", UNARY, (UNARY,)), user_callable=False),
     # Power is right-associative and its exponent may be a unary minus: 2^-x.
     _row("pow", "x y", ("y * x^(y - 1)", "out * log(x)"), math.pow, operator.pow,
-         ((0.2, 3), (-2, 2)), "math.pow({x}, {y})", "numpy.power({x}, {y})",
+         ((0.2, 3), (-2, 2)), "pow({x}, {y})", "numpy.power({x}, {y})",
          c="pow({x}, {y})", notation=_infix("^", POWER, (ATOM, UNARY)), refine=_integral_exponent),
     _row("powi", "x n", ("n * x^(n - 1)", None), _powi, operator.pow, ((-3, 3), (-3, 3)),
          "**", "**", c="pow({x}, {n})", notation=_infix("^", POWER, (ATOM, UNARY)), user_callable=False,
@@ -194,9 +196,9 @@ _ROWS = (
     _row("log", "x", ("1 / x",), math.log, sympy.log, ((0.1, 5),), guard_domain="{x} > 0.0"),
     _row("sqrt", "x", ("0.5 / out",), math.sqrt, sympy.sqrt, ((0.1, 5),)),
     # |x| has a kink at 0; by convention abs'(0) = sign(0) = 0, and sign' = 0 everywhere.
-    _row("abs", "x", ("sign(x)",), abs, _Abs, ((0.2, 3),), python="math.fabs({x})",
+    _row("abs", "x", ("sign(x)",), abs, _Abs, ((0.2, 3),), python="fabs({x})",
          numpy="numpy.abs({x})", c="fabs({x})", parity="even"),
-    _row("sign", "x", ("0",), _sign, _Sign, ((0.2, 3),), python="(math.copysign(1.0, {x}) if {x} else 0.0)",
+    _row("sign", "x", ("0",), _sign, _Sign, ((0.2, 3),), python="(copysign(1.0, {x}) if {x} else 0.0)",
          c="({x} == 0.0 ? 0.0 : copysign(1.0, {x}))"),
     _row("atan2", "y x", ("x / (x^2 + y^2)", "-y / (x^2 + y^2)"), math.atan2, sympy.atan2,
          ((-2, 2), (0.2, 2)), numpy="numpy.arctan2({y}, {x})"),
@@ -259,6 +261,12 @@ def parse_partial(text: str) -> Expr:
 
 
 
+
+# Every name a Python spelling calls: generated modules import them from math (`from math import
+# cos, sin`, a global lookup cheaper than math.cos), so they are never free for a variable.
+PYTHON_IMPORTS: frozenset[str] = frozenset(
+    name for row in TABLE.values() for name in re.findall(r"([A-Za-z_]\w*)\(", row.python)
+)
 
 # Constants the grammar knows by name.
 CONSTANTS: Mapping[str, float] = MappingProxyType({"pi": math.pi, "e": math.e})

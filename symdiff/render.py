@@ -1,4 +1,4 @@
-"""render: Adjoint -> the source of a standalone module (imports only math; never symdiff).
+"""render: Adjoint -> the source of a standalone module (imports only from math; never symdiff).
 
 All decisions (names, which forward entries each function needs, `=` or `+=`, comments) are made
 here and handed to a logic-free Jinja template as records of strings.
@@ -6,6 +6,7 @@ here and handed to a logic-free Jinja template as records of strings.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -52,7 +53,7 @@ class Function:
 @dataclass(frozen=True, slots=True)
 class Module:
     docstring: str
-    imports: tuple[str, ...]
+    imports: tuple[str, ...]  # import statements
     functions: tuple[Function, ...]
 
 
@@ -173,9 +174,7 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
         ),
     }
     chosen = tuple(builders[name]() for name in FUNCTIONS if name in functions)
-    # Import math only if a printed line calls it (a search of the text: no walk over the terms).
-    imports = ("math",) if any("math." in text for text in _printed(chosen)) else ()
-    return Module(_docstring(tape.source, tape, names, adjoint.wrt), imports, chosen)
+    return Module(_docstring(tape.source, tape, names, adjoint.wrt), math_imports(chosen), chosen)
 
 
 def _blocks(*candidates: Block) -> tuple[Block, ...]:
@@ -199,7 +198,7 @@ def _forward(tape: Tape, roots: set[int], printer: _Printer, guards: frozenset[i
 
 
 def _guard(instr: Instr, index: int, printer: _Printer) -> tuple[Line, Line]:
-    """`if not x > 0.0: math.log(x)`: outside the row's domain, evaluate it to raise as f() does."""
+    """`if not x > 0.0: log(x)`: outside the row's domain, evaluate it to raise as f() does."""
     row = primitives.lookup(instr.op)
     condition = row.guard_domain.format(**dict(zip(row.params, (printer.atom(arg) for arg in instr.args))))
     note = f"  # {printer.source_definition(index)} is undefined here: raise as f() does"
@@ -274,6 +273,22 @@ def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]
             current = path
         lines.append(Line(line.target, line.op, line.rhs, line.note, "    " * len(path) + line.indent))
     return tuple(lines)
+
+
+# Calls of math's functions, matched only where a word starts (\b): a megabyte-long name costs
+# one linear scan, not one per character.
+_MATH_CALL = re.compile(r"\b(" + "|".join(sorted(primitives.PYTHON_IMPORTS)) + r")\(")
+
+
+def math_imports(functions: tuple[Function, ...]) -> tuple[str, ...]:
+    """`from math import cos, sin`: the functions the printed lines call (a search of the text, no
+    walk over the terms), or nothing."""
+    called: set[str] = set()
+    for text in _printed(functions):
+        if "(" in text:
+            called.update(_MATH_CALL.findall(text))
+    used = sorted(called)
+    return (f"from math import {', '.join(used)}",) if used else ()
 
 
 def _printed(functions: tuple[Function, ...]):

@@ -174,7 +174,7 @@ hostile_text = st.one_of(
 
 # ---------------------------------------------------------------- the whitelist
 MATH_FUNCTIONS = frozenset(
-    name for row in primitives.TABLE.values() for name in re.findall(r"math\.(\w+)", row.python)
+    name for row in primitives.TABLE.values() for name in re.findall(r"(\w+)\(", row.python)
 )
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 _COMPARISONS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
@@ -185,45 +185,52 @@ class UnsafeCode(AssertionError):
 
 
 def check_generated_module(source: str) -> None:
-    """Prove a generated module contains only: one `import math`, function definitions, assignments
-    and augmented assignments to local names, arithmetic, calls to math.<a function of the table>,
-    constants, tuples, returns and docstrings. Raises UnsafeCode otherwise."""
+    """Prove a generated module contains only: one `from math import` of functions of the table,
+    function definitions, assignments and augmented assignments to local names, arithmetic, calls to
+    the imported functions, constants, tuples, returns and docstrings. Raises UnsafeCode otherwise."""
     tree = ast.parse(source)
     body = list(tree.body)
     if body and _is_docstring(body[0]):
         body.pop(0)
-    imports = [node for node in body if isinstance(node, ast.Import)]
-    if len(imports) > 1 or any([a.name for a in node.names] != ["math"] or a.asname for node in imports for a in node.names):
-        raise UnsafeCode("imports other than one `import math`")
+    imports = [node for node in body if isinstance(node, ast.Import | ast.ImportFrom)]
+    if len(imports) > 1 or any(
+        not isinstance(node, ast.ImportFrom) or node.module != "math" or node.level
+        or any(a.name not in MATH_FUNCTIONS or a.asname for a in node.names)
+        for node in imports
+    ):
+        raise UnsafeCode("imports other than one `from math import` of the table's functions")
+    imported = {a.name for node in imports for a in node.names}
     for node in body:
-        if isinstance(node, ast.Import):
+        if node in imports:
             continue
         if not isinstance(node, ast.FunctionDef):
             raise UnsafeCode(f"module-level {type(node).__name__}")
-        _check_function(node)
+        _check_function(node, imported)
 
 
 def _is_docstring(node) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
-def _check_function(function: ast.FunctionDef) -> None:
+def _check_function(function: ast.FunctionDef, imported: set[str]) -> None:
     arguments = function.args
     if function.decorator_list or function.returns or arguments.vararg or arguments.kwarg or arguments.kwonlyargs \
             or arguments.defaults or arguments.posonlyargs:
         raise UnsafeCode(f"{function.name}: unexpected signature features")
     local_names = {arg.arg for arg in arguments.args}
+    if local_names & imported:
+        raise UnsafeCode(f"a parameter hides an imported function: {sorted(local_names & imported)}")
     statements = list(function.body)
     if statements and _is_docstring(statements[0]):
         statements.pop(0)
-    _check_statements(statements, local_names)
+    _check_statements(statements, local_names, imported)
 
 
-def _check_statements(statements, local_names: set[str]) -> None:
+def _check_statements(statements, local_names: set[str], imported: set[str]) -> None:
     for statement in statements:
-        if _is_domain_guard(statement):  # `if not x > 0.0: math.log(x)`: raise outside the domain
-            _check_expression(statement.test, local_names)
-            _check_expression(statement.body[0].value, local_names)
+        if _is_domain_guard(statement):  # `if not x > 0.0: log(x)`: raise outside the domain
+            _check_expression(statement.test, local_names, imported)
+            _check_expression(statement.body[0].value, local_names, imported)
             continue
         if isinstance(statement, ast.If):  # a branch of where(): `if w3:` / `if not w3:` on a local value
             test = statement.test.operand if isinstance(statement.test, ast.UnaryOp) else statement.test
@@ -231,12 +238,12 @@ def _check_statements(statements, local_names: set[str]) -> None:
                 raise UnsafeCode("an if statement on something other than a local truth value")
             if isinstance(statement.test, ast.UnaryOp) and not isinstance(statement.test.op, ast.Not):
                 raise UnsafeCode("if on an arithmetic expression")
-            _check_statements(statement.body, local_names)
+            _check_statements(statement.body, local_names, imported)
             continue
         if isinstance(statement, ast.Assign):
             (target,) = statement.targets
-            _check_expression(statement.value, local_names)
-            if not isinstance(target, ast.Name):
+            _check_expression(statement.value, local_names, imported)
+            if not isinstance(target, ast.Name) or target.id in imported:
                 raise UnsafeCode("assignment to something other than a local name")
             local_names.add(target.id)
         elif isinstance(statement, ast.AugAssign):
@@ -244,9 +251,9 @@ def _check_statements(statements, local_names: set[str]) -> None:
                 raise UnsafeCode("augmented assignment to an unknown name")
             if not isinstance(statement.op, ast.Add | ast.Sub):
                 raise UnsafeCode("augmented assignment other than += and -=")
-            _check_expression(statement.value, local_names)
+            _check_expression(statement.value, local_names, imported)
         elif isinstance(statement, ast.Return):
-            _check_expression(statement.value, local_names)
+            _check_expression(statement.value, local_names, imported)
         else:
             raise UnsafeCode(f"statement {type(statement).__name__}")
 
@@ -260,18 +267,15 @@ def _is_domain_guard(statement) -> bool:
     )
 
 
-def _check_expression(node, local_names: set[str]) -> None:
+def _check_expression(node, local_names: set[str], imported: set[str]) -> None:
+    called = {id(child.func) for child in ast.walk(node) if isinstance(child, ast.Call)}
     for child in ast.walk(node):
         if isinstance(child, ast.Call):
             function = child.func
-            if not (isinstance(function, ast.Attribute) and isinstance(function.value, ast.Name)
-                    and function.value.id == "math" and function.attr in MATH_FUNCTIONS) or child.keywords:
+            if not (isinstance(function, ast.Name) and function.id in imported) or child.keywords:
                 raise UnsafeCode(f"call to {ast.unparse(function)}")
-        elif isinstance(child, ast.Attribute):
-            if not (isinstance(child.value, ast.Name) and child.value.id == "math" and child.attr in MATH_FUNCTIONS):
-                raise UnsafeCode(f"attribute {ast.unparse(child)}")
         elif isinstance(child, ast.Name):
-            if child.id != "math" and child.id not in local_names:
+            if child.id not in local_names and not (child.id in imported and id(child) in called):
                 raise UnsafeCode(f"name {child.id} from outside the function")
             if not isinstance(child.ctx, ast.Load):
                 raise UnsafeCode("store inside an expression")

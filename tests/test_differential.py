@@ -7,8 +7,9 @@ SYMDIFF_FUZZ=long draws 50,000 fresh ones.
 
 import math
 
+import pytest
 import sympy
-from fuzzing import VARIABLES, check_generated_module, examples, expressions
+from fuzzing import VARIABLES, UnsafeCode, check_generated_module, examples, expressions
 from hypothesis import given, settings
 from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
 
@@ -75,3 +76,26 @@ def test_value_and_gradient_agree_with_sympy(case):
 def test_verify_proves_small_expressions(case):
     report = symdiff.verify(case.text, timeout=2.0)
     assert report.ok, str(report)
+
+
+WHITELIST_REJECTS = {
+    "import os": "import os\n",
+    "a second import": "from math import sin\nfrom math import cos\n",
+    "an alias": "from math import sin as s\n",
+    "a name math lacks": "from math import system\n",
+    "a call nobody imported": "from math import sin\n\ndef f(x):\n    return cos(x)\n",
+    "a function read as a value": "from math import sin\n\ndef f(x):\n    return sin\n",
+    "a parameter hiding an import": "from math import sin\n\ndef f(sin):\n    return sin(sin)\n",
+    "an attribute": "def f(x):\n    return x.real\n",
+    "module-level code": "x = 1\n",
+}
+
+
+@pytest.mark.parametrize("why", sorted(WHITELIST_REJECTS))
+def test_whitelist_rejects_what_symdiff_never_writes(why):
+    with pytest.raises(UnsafeCode):
+        check_generated_module(WHITELIST_REJECTS[why])
+
+
+def test_whitelist_accepts_a_generated_module():
+    check_generated_module(symdiff.gradient_source("log(x1) + abs(x1)^2.5 * sign(x2) + atan2(x2, x1)"))

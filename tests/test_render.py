@@ -37,8 +37,8 @@ def test_textbook_module_reads_like_the_textbook():
     assert "Do not edit" in source
     assert "Inputs, in order: x1, x2." in source
     body = source.split("def value_and_grad")[1]
-    assert "w3 = x1 * x2" in body and "w4 = math.sin(x1)" in body and "w5 = w3 + w4" in body
-    assert "x1_bar = math.cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2" in body
+    assert "w3 = x1 * x2" in body and "w4 = sin(x1)" in body and "w5 = w3 + w4" in body
+    assert "x1_bar = cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2" in body
 
 
 def _run_module(source, call):
@@ -62,7 +62,8 @@ def test_generated_functions_compute_the_worked_examples(expr, point, value, gra
 def test_only_math_is_imported(expr):
     tree = ast.parse(symdiff.gradient_source(expr))
     imports = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
-    assert all(isinstance(node, ast.Import) and [a.name for a in node.names] == ["math"] for node in imports)
+    assert len(imports) <= 1
+    assert all(isinstance(node, ast.ImportFrom) and node.module == "math" for node in imports)
     assert "symdiff" not in "".join(ast.unparse(node) for node in imports)
 
 
@@ -108,4 +109,4 @@ def test_grad_skips_forward_values_it_does_not_need():
     code = [line.split("#")[0] for line in grad_body.splitlines()]
     assigned = [line.split("=")[0].strip() for line in code if " = " in line]
     assert assigned == ["x1_bar", "x2_bar"]
-    assert "math.sin" not in grad_body
+    assert not any("sin(" in line for line in code)

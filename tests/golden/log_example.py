@@ -5,16 +5,16 @@ Inputs, in order: x1, x2.
 Gradient with respect to: x1, x2.
 """
 
-import math
+from math import cos, log, sin
 
 
 def f(x1, x2):
     """Value of the expression."""
     # forward sweep
-    w2 = math.log(x1)
+    w2 = log(x1)
     w4 = x1 * x2
     w5 = w2 + w4
-    w6 = math.sin(x2)
+    w6 = sin(x2)
     w7 = w5 - w6
     return w7
 
@@ -23,22 +23,22 @@ def grad(x1, x2):
     """Gradient (d/dx1, d/dx2); computes only the forward values the reverse sweep reads."""
     # forward sweep
     if not x1 > 0.0:  # w2 = log(x1) is undefined here: raise as f() does
-        math.log(x1)
+        log(x1)
     # reverse sweep (seed w7_bar = 1)
     x1_bar = x2 + 1.0 / x1  # w4 = x1 * x2; w2 = log(x1)
-    x2_bar = x1 - math.cos(x2)  # w6 = sin(x2); w4 = x1 * x2
+    x2_bar = x1 - cos(x2)  # w6 = sin(x2); w4 = x1 * x2
     return (x1_bar, x2_bar)
 
 
 def value_and_grad(x1, x2):
     """Value and gradient from one forward sweep."""
     # forward sweep
-    w2 = math.log(x1)
+    w2 = log(x1)
     w4 = x1 * x2
     w5 = w2 + w4
-    w6 = math.sin(x2)
+    w6 = sin(x2)
     w7 = w5 - w6
     # reverse sweep (seed w7_bar = 1)
     x1_bar = x2 + 1.0 / x1  # w4 = x1 * x2; w2 = log(x1)
-    x2_bar = x1 - math.cos(x2)  # w6 = sin(x2); w4 = x1 * x2
+    x2_bar = x1 - cos(x2)  # w6 = sin(x2); w4 = x1 * x2
     return w7, (x1_bar, x2_bar)

@@ -5,14 +5,14 @@ Inputs, in order: x1, x2.
 Gradient with respect to: x1, x2.
 """
 
-import math
+from math import cos, sin
 
 
 def f(x1, x2):
     """Value of the expression."""
     # forward sweep
     w3 = x1 * x2
-    w4 = math.sin(x1)
+    w4 = sin(x1)
     w5 = w3 + w4
     return w5
 
@@ -20,7 +20,7 @@ def f(x1, x2):
 def grad(x1, x2):
     """Gradient (d/dx1, d/dx2); computes only the forward values the reverse sweep reads."""
     # reverse sweep (seed w5_bar = 1)
-    x1_bar = math.cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2
+    x1_bar = cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2
     x2_bar = x1  # w3 = x1 * x2
     return (x1_bar, x2_bar)
 
@@ -29,9 +29,9 @@ def value_and_grad(x1, x2):
     """Value and gradient from one forward sweep."""
     # forward sweep
     w3 = x1 * x2
-    w4 = math.sin(x1)
+    w4 = sin(x1)
     w5 = w3 + w4
     # reverse sweep (seed w5_bar = 1)
-    x1_bar = math.cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2
+    x1_bar = cos(x1) + x2  # w4 = sin(x1); w3 = x1 * x2
     x2_bar = x1  # w3 = x1 * x2
     return w5, (x1_bar, x2_bar)
