@@ -42,10 +42,13 @@ CFLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off")
 # The .c itself stays portable; a compiler without -march=native falls back to its default target.
 TARGET_FLAGS = (("-march=native",), ())
 OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd",), ())
-# For a program with loops too long for SIMD (SIMD_LINES): -O1, and GCC's register allocator in one
-# region with the priority algorithm. On product-300's bodies left scalar that took 3.4 s of compiler
-# time against 7.8 s at -O2 (12.3 s with SIMD), for the same per-call time within noise.
-LARGE_FLAGS = ("-O1", "-fira-region=one", "-fira-algorithm=priority")
+# A library without SIMD loops holds straight-line point code, where GCC's dead store elimination
+# grows with the square of a function's stores to memory, which the carried values of a cut body are
+# (1.0 s of product-1000's 2.1 s at -O1; 1.1 s of 5 s for a chain of 10,000 sines). Beyond SIMD_LINES
+# lines, -O1 as well: about half the time of -O2 (rosenbrock-1000: 0.6 against 0.9 s, rosenbrock-10000:
+# 6 against 9 s), and one point of such a program is a fraction of a call's overhead from Python.
+POINT_FLAGS = ("-fno-dse", "-fno-tree-dse")
+LARGE_FLAGS = ("-O1", *POINT_FLAGS)
 # Below this many points a batch runs on one thread (starting threads costs more than it saves).
 PARALLEL_FROM = 4096
 # Threads take whole tiles of this many points; inside a tile the SIMD loop has restrict pointers
@@ -81,10 +84,39 @@ class Line:
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """A static function holding one piece of a long point body."""
+
+    signature: str
+    doc: str
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One point of a batch, in straight-line code: input i is x[i * n], gradient entry j goes to
+    grad[j * n] (n = 1: one point's arrays). A long body is cut into static parts that hand values
+    on through a small array, `carry`."""
+
+    name: str
+    signature: str
+    doc: str
+    scratch: tuple[str, ...]  # "double carry[12];" when the body is cut
+    lines: tuple[Line, ...]  # the body, when it is not cut
+    parts: tuple[Part, ...]  # else its pieces, in order
+    calls: tuple[str, ...]  # and the calls of the pieces ("symdiff_grad_at_part1(n, x, grad, carry);")
+
+    @property
+    def length(self) -> int:
+        return len(self.lines) + sum(len(part.lines) for part in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
 class Loop:
     """A batch function: tiles of points shared among threads, and in each tile one loop over its
     points whose body is the whole sweep (SIMD across points)."""
 
+    name: str
     signature: str
     doc: str
     count: str  # the parameters holding the number of points and the point index
@@ -93,7 +125,6 @@ class Loop:
     end: str
     tile: str  # points per tile
     parallel_from: str  # batches at least this large run on several threads (with OpenMP)
-    simd: tuple[str, ...]  # the pragma asking for SIMD across a tile's points, or none (a long body)
     scratch: tuple[str, ...]  # "double carry[3][256];": values one part of the body hands to a later one
     parts: tuple[tuple[Line, ...], ...]  # one loop over the tile's points each, in order: loads
     # ("const double x1 = x[1 * n + k]"), the sweep, stores ("grad[k] = x1_bar")
@@ -105,11 +136,13 @@ class Loop:
 
 @dataclass(frozen=True, slots=True)
 class Wrapper:
-    """A function whose body is a few statements calling the loops."""
+    """A function whose body is a few statements calling other functions (`needs`, by name)."""
 
+    name: str
     signature: str
     doc: str
     body: tuple[str, ...]
+    needs: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +150,17 @@ class Module:
     comment: tuple[str, ...]  # the header comment, line by line
     guard: str  # the header's include guard
     includes: tuple[str, ...]  # "<math.h>", and the .c's own header when it has one
-    loops: tuple[Loop, ...]
-    wrappers: tuple[Wrapper, ...]  # single points (and value_and_grad over a batch, for big programs)
+    points: tuple[Point, ...]  # the sweeps at one point (f_at, grad_at, value_and_grad_at)
+    loops: tuple[Loop, ...]  # the SIMD batches of short programs
+    wrappers: tuple[Wrapper, ...]  # single points, and batches of long programs (a loop of points)
 
 
-# value_and_grad_batch shares one sweep up to this many lines; beyond, it runs f's loop then grad's:
-# the compiler's time grows faster than linearly with the span that forward values stay alive.
+# value_and_grad shares one sweep up to this many lines; beyond, it runs f then grad: the compiler's
+# time grows faster than linearly with the span that forward values stay alive.
 SHARED_SWEEP_LINES = 3000
-# A loop body longer than this is left scalar: a vectorised loop is two copies of the body (SIMD and
-# remainder) with every value spilled, and GCC's register allocation dominates the build time. Such
-# programs are costly per point anyway, and one point (the per-call path) runs scalar code either way.
+# A batch whose body is longer than this loops over points calling the point function: a vectorised
+# loop is two copies of the body (SIMD and remainder) with every value spilled, and GCC's register
+# allocation dominates the build time. Such programs are costly per point anyway.
 SIMD_LINES = 2000
 # A SIMD body is cut into one loop over the tile per this many gradient rows, so that each loop
 # streams a few rows of x and grad instead of all of them at once: with 200 rows in flight the
@@ -134,6 +168,14 @@ SIMD_LINES = 2000
 # part needs go through a small array per tile (at most CARRY_SLOTS of them, else no cut).
 ROWS_PER_LOOP = 8
 CARRY_SLOTS = 32
+# A point body is cut into static functions of about this many lines: GCC's time grows faster than
+# the length of a function (rosenbrock-10000's gradient at -O1: 12 s in one function, 6 s in parts of
+# 300 lines; product-1000's: 1.9 s against 0.8 s; a chain of 100,000 sines does not build in one).
+# Shorter parts suit chains of calls (50 lines: 3.2 s for 10,000 sines, 300: 5.1 s) and longer ones
+# arithmetic (rosenbrock-10000: 10.5 s at 50, 8.4 s at 150). The values a later part reads go through
+# `carry` on the stack, at most POINT_CARRY_SLOTS of them (1 MB), else the body stays whole.
+PART_LINES = 300
+POINT_CARRY_SLOTS = 1 << 17
 IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
@@ -145,95 +187,130 @@ def c_module(
     printer = _Printer(tape, names, "c")
     x, grad, value, n, k, start, end, carry = _own_names(names)
     inputs, outputs = len(tape.inputs), len(adjoint.wrt)
+    rows = {name: row for row, name in enumerate(tape.inputs)}
+    steps = _reverse_lines(adjoint.steps, printer)
+    forward = {
+        index: Line(f"const double {names.value(index)}", "=", printer.definition(index), "")
+        for index, instr in enumerate(tape.instrs)
+        if instr.op != INPUT
+    }
 
-    def at(array: str, row: int) -> str:  # element `row` of point k in a batch laid out row by row
+    def bodies(at, value_at: str, shared: bool) -> tuple[tuple[Line, ...], ...]:
+        """f's, grad's and (when `shared`, and short) value_and_grad's lines, with the arrays laid
+        out by `at(array, row)` (inputs load their row of x)."""
+        loads = {
+            index: Line(f"const double {names.value(index)}", "=", at(x, rows[instr.name]), "")
+            for index, instr in enumerate(tape.instrs)
+            if instr.op == INPUT
+        }
+        sweep = _Sweep(tape, forward | loads, adjoint.steps, steps)
+        value_store = [(Line(value_at, "=", printer.atom(tape.output), ""), tape.output)]
+        grad_stores = [
+            (Line(at(grad, i), "=", printer.atom(term), ""), term) for i, term in enumerate(adjoint.gradient)
+        ]
+        f_lines, grad_lines = sweep.lines(value_store, reverse=False), sweep.lines(grad_stores)
+        both = sweep.lines(grad_stores + value_store) if shared and len(grad_lines) <= shared_sweep_lines else ()
+        return f_lines, grad_lines, both if len(both) <= shared_sweep_lines else ()
+
+    # One point, strided: input i at x[i * n] (the batch of a long program calls it at x + k).
+    point_lines = bodies(lambda array, row: f"{array}[{row} * {n}]" if row else f"{array}[0]", f"{value}[0]", True)
+    shared = bool(point_lines[2])
+
+    def batch_at(array: str, row: int) -> str:  # element `row` of point k in a batch laid out row by row
         return f"{array}[{k}]" if row == 0 else f"{array}[{row} * {n} + {k}]"
 
-    definitions = {  # every tape entry as a line: inputs load their row of x
-        index: Line(f"const double {names.value(index)}", "=", at(x, tape.inputs.index(instr.name)), "")
-        if instr.op == INPUT
-        else Line(f"const double {names.value(index)}", "=", printer.definition(index), "")
-        for index, instr in enumerate(tape.instrs)
-    }
-    value_store = [(Line(f"{value}[{k}]", "=", printer.atom(tape.output), ""), tape.output)]
-    grad_stores = [(Line(at(grad, i), "=", printer.atom(term), ""), term) for i, term in enumerate(adjoint.gradient)]
-    sweep = _Sweep(tape, definitions, adjoint.steps, _reverse_lines(adjoint.steps, printer))
-    points = f"long {n}, const double *restrict {x}"
-    where = f"input i of point {k} is {x}[i * {n} + {k}]"
+    simd = max(map(len, point_lines[:2])) <= SIMD_LINES
+    batch_lines = bodies(batch_at, f"{value}[{k}]", shared) if simd else ((), (), ())
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "nothing"
-    value_lines = sweep.lines(value_store, reverse=False)
-    grad_lines = sweep.lines(grad_stores)
-    both_lines = sweep.lines(grad_stores + value_store)
-    loops = [
-        Loop(
-            f"void {prefix}_f_batch({points}, double *restrict {value})",
+    at, where = f"input i is {x}[i * {n}]", f"input i of point {k} is {x}[i * {n} + {k}]"
+    both = f"Value and gradient at {n} points: {value}[{k}], {grad}[j * {n} + {k}]"
+    kinds = [  # name, outputs, doc of the point function, doc of the batch
+        (
+            "f",
+            (value,),
+            f"f at one point ({at}) into {value}[0].",
             f"f at {n} points: {value}[{k}] = f(point {k}); {where}.",
-            n,
-            k,
-            start,
-            end,
-            str(TILE),
-            str(PARALLEL_FROM),
-            _simd(value_lines),
-            *_cut(value_lines, x, k, start, carry, bool(_simd(value_lines))),
         ),
-        Loop(
-            f"void {prefix}_grad_batch({points}, double *restrict {grad})",
+        (
+            "grad",
+            (grad,),
+            f"The gradient ({wrt}) at one point ({at}), entry j into {grad}[j * {n}].",
             f"The gradient ({wrt}) at {n} points into {grad}[j * {n} + {k}]; {where}.",
-            n,
-            k,
-            start,
-            end,
-            str(TILE),
-            str(PARALLEL_FROM),
-            _simd(grad_lines),
-            *_cut(grad_lines, x, k, start, carry, bool(_simd(grad_lines))),
         ),
-    ]
-    both = f"void {prefix}_value_and_grad_batch({points}, double *restrict {value}, double *restrict {grad})"
-    both_doc = f"Value and gradient at {n} points: {value}[{k}], {grad}[j * {n} + {k}]"
-    wrappers = []
-    if len(both_lines) <= shared_sweep_lines:
-        loops.append(
-            Loop(
-                both,
-                f"{both_doc}, from one forward sweep.",
-                n,
-                k,
-                start,
-                end,
-                str(TILE),
-                str(PARALLEL_FROM),
-                _simd(both_lines),
-                *_cut(both_lines, x, k, start, carry, bool(_simd(both_lines))),
+        (
+            "value_and_grad",
+            (value, grad),
+            f"Value into {value}[0] and gradient into {grad}[j * {n}] at one point ({at}), from one sweep.",
+            f"{both}, from one forward sweep.",
+        ),
+    ][: 3 if shared else 2]
+    points, loops, batch_wrappers = [], [], []
+    for (kind, outs, point_doc, batch_doc), lines, batch_body in zip(kinds, point_lines, batch_lines):
+        stores = tuple(f"double *restrict {out}" for out in outs)
+        points.append(
+            _point(
+                f"{prefix}_{kind}_at", (f"long {n}", f"const double *restrict {x}", *stores), point_doc, lines, x, carry
             )
         )
-    else:
-        wrappers.append(
+        name = f"{prefix}_{kind}_batch"
+        signature = f"void {name}({', '.join((f'long {n}', f'const double *restrict {x}', *stores))})"
+        if batch_body and len(lines) <= SIMD_LINES:
+            scratch, parts = _cut(batch_body, x, k, start, carry)
+            loops.append(
+                Loop(name, signature, batch_doc, n, k, start, end, str(TILE), str(PARALLEL_FROM), scratch, parts)
+            )
+            continue
+        call = f"{prefix}_{kind}_at({', '.join((n, f'{x} + {k}', *(f'{out} + {k}' for out in outs)))});"
+        body = (
+            f"#pragma omp parallel for schedule(guided) if ({n} >= {PARALLEL_FROM})",
+            f"for (long {k} = 0; {k} < {n}; ++{k}) {{",
+            f"    {call}",
+            "}",
+        )
+        batch_wrappers.append(
+            Wrapper(name, signature, f"{batch_doc} One point at a time.", body, (f"{prefix}_{kind}_at",))
+        )
+    if not shared:
+        batch_wrappers.append(
             Wrapper(
-                both,
-                f"{both_doc} (f's loop, then grad's).",
+                f"{prefix}_value_and_grad_batch",
+                f"void {prefix}_value_and_grad_batch(long {n}, const double *restrict {x}, double *restrict {value}, double *restrict {grad})",
+                f"{both} (f's loop, then grad's).",
                 (f"{prefix}_f_batch({n}, {x}, {value});", f"{prefix}_grad_batch({n}, {x}, {grad});"),
+                (f"{prefix}_f_batch", f"{prefix}_grad_batch"),
             )
         )
+
     single = f"const double *restrict {x}"
-    wrappers += [
+    both_body = (
+        (f"{prefix}_value_and_grad_at(1, {x}, &{value}, {grad});",)
+        if shared
+        else (f"{prefix}_f_at(1, {x}, &{value});", f"{prefix}_grad_at(1, {x}, {grad});")
+    )
+    wrappers = [
         Wrapper(
+            f"{prefix}_f",
             f"double {prefix}_f({single})",
             f"f at one point: {x}[0..{inputs - 1}] are the inputs in order.",
-            (f"double {value};", f"{prefix}_f_batch(1, {x}, &{value});", f"return {value};"),
+            (f"double {value};", f"{prefix}_f_at(1, {x}, &{value});", f"return {value};"),
+            (f"{prefix}_f_at",),
         ),
         Wrapper(
+            f"{prefix}_grad",
             f"void {prefix}_grad({single}, double *restrict {grad})",
             f"The gradient at one point, into {grad}[0..{outputs - 1}] ({wrt}).",
-            (f"{prefix}_grad_batch(1, {x}, {grad});",),
+            (f"{prefix}_grad_at(1, {x}, {grad});",),
+            (f"{prefix}_grad_at",),
         ),
         Wrapper(
+            f"{prefix}_value_and_grad",
             f"double {prefix}_value_and_grad({single}, double *restrict {grad})",
-            "Value (returned) and gradient at one point.",
-            (f"double {value};", f"{prefix}_value_and_grad_batch(1, {x}, &{value}, {grad});", f"return {value};"),
+            "Value (returned) and gradient at one point" + ("." if shared else " (f, then the gradient)."),
+            (f"double {value};", *both_body, f"return {value};"),
+            (f"{prefix}_value_and_grad_at",) if shared else (f"{prefix}_f_at", f"{prefix}_grad_at"),
         ),
     ]
+    wrappers += batch_wrappers
     text = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "C99 backend (math.h only)")
     text = text.replace("*/", "* /")
     layout = (
@@ -245,7 +322,7 @@ def c_module(
     comment = (*text.split("\n"), "", *layout)
     guard = re.sub(r"\W", "_", prefix).upper() + "_H"
     includes = ("<math.h>",) + ((f'"{header}"',) if header else ())
-    return Module(comment, guard, includes, tuple(loops), tuple(wrappers))
+    return Module(comment, guard, includes, tuple(points), tuple(loops), tuple(wrappers))
 
 
 def render_c(
@@ -261,11 +338,36 @@ def render_module(module: Module) -> tuple[str, str]:
         "comment": module.comment,
         "guard": module.guard,
         "includes": module.includes,
+        "points": module.points,
         "loops": module.loops,
         "wrappers": module.wrappers,
     }
     environment = _environment()
     return environment.get_template("c.c.j2").render(**fields), environment.get_template("c.h.j2").render(**fields)
+
+
+def library_module(module: Module, entry: str) -> Module:
+    """What the function `entry` needs of `module`: itself, what it calls, and every other wrapper of
+    those (a few statements each), so that one library built from it serves them all."""
+    wrappers = {wrapper.name: wrapper for wrapper in module.wrappers}
+    wanted: set[str] = set()
+    stack = [entry]
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            wanted.add(name)
+            stack.extend(wrappers[name].needs if name in wrappers else ())
+    for wrapper in module.wrappers:  # in order: a wrapper comes after the wrappers it calls
+        if set(wrapper.needs) <= wanted:
+            wanted.add(wrapper.name)
+    return Module(
+        module.comment,
+        module.guard,
+        module.includes,
+        tuple(point for point in module.points if point.name in wanted),
+        tuple(loop for loop in module.loops if loop.name in wanted),
+        tuple(wrapper for wrapper in module.wrappers if wrapper.name in wanted),
+    )
 
 
 def c_names(tape: Tape, wrt: tuple[str, ...]) -> Names:
@@ -297,7 +399,90 @@ def _own_names(names: Names) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _cut(lines: tuple[Line, ...], x: str, k: str, start: str, carry: str, simd: bool) -> tuple:
+def _point(name: str, params: tuple[str, ...], doc: str, lines: tuple[Line, ...], x: str, carry: str) -> Point:
+    signature = f"void {name}({', '.join(params)})"
+    slots, pieces = _pieces(lines, x, carry)
+    if len(pieces) == 1:
+        return Point(name, signature, doc, (), lines, (), ())
+    arguments = ", ".join([*(param.split()[-1] for param in params), carry])
+    own = ", ".join([*params, f"double *restrict {carry}"])
+    parts = tuple(
+        Part(f"static void {name}_part{number}({own})", f"{name}, part {number} of {len(pieces)}.", piece)
+        for number, piece in enumerate(pieces, 1)
+    )
+    calls = tuple(f"{name}_part{number}({arguments});" for number in range(1, len(pieces) + 1))
+    doc += f" In {len(pieces)} parts (GCC's time grows faster than a function's length)."
+    return Point(name, signature, doc, (f"double {carry}[{max(slots, 1)}];",), (), parts, calls)
+
+
+def _pieces(lines: tuple[Line, ...], x: str, carry: str) -> tuple[int, tuple[tuple[Line, ...], ...]]:
+    """(carried values, pieces): a point body cut before a new value every PART_LINES lines or so. A
+    piece loads the inputs it reads from x again, and other earlier values from carry[slot], each
+    just before its first use; the piece that computes such a value stores it after its last
+    update. The body stays whole if it is short, if a piece would update an earlier piece's value
+    (only in the reverse sweep's own order), or if it would carry more than POINT_CARRY_SLOTS values."""
+    cut: list[list[Line]] = [[]]
+    for line in lines:
+        if len(cut[-1]) >= PART_LINES and line.op == "=":
+            cut.append([])
+        cut[-1].append(line)
+    if len(cut) < 2:
+        return 0, (lines,)
+    home = {  # the piece declaring each value, and its line
+        line.target.rsplit(" ", 1)[1]: (number, line)
+        for number, piece in enumerate(cut)
+        for line in piece
+        if line.target.startswith(("const double ", "double "))
+    }
+    slots: dict[str, int] = {}
+    pieces: list[list[Line]] = []
+    for number, piece in enumerate(cut):
+        out: list[Line] = []
+        loaded: set[str] = set()
+        for line in piece:
+            if line.op != "=" and home[line.target][0] != number:
+                return 0, (lines,)
+            for name in IDENTIFIER.findall(line.rhs):
+                origin, definition = home.get(name, (number, line))
+                if origin >= number or name in loaded:
+                    continue
+                loaded.add(name)
+                if _loads(definition, x):  # an input: load it again
+                    out.append(definition)
+                else:
+                    out.append(Line(f"const double {name}", "=", f"{carry}[{slots.setdefault(name, len(slots))}]", ""))
+            out.append(line)
+        read = {name for line in out for name in IDENTIFIER.findall(line.rhs)}
+        # An input loaded just before the cut serves the next piece, which loads it itself.
+        pieces.append([line for line in out if line.target.rsplit(" ", 1)[-1] in read or not _loads(line, x)])
+    if len(slots) > POINT_CARRY_SLOTS:
+        return 0, (lines,)
+    return len(slots), tuple(_store_carried(piece, number, home, slots, carry) for number, piece in enumerate(pieces))
+
+
+def _loads(line: Line, x: str) -> bool:
+    """Whether `line` loads an input from x."""
+    return line.rhs.startswith(f"{x}[")
+
+
+def _store_carried(piece: list[Line], number: int, home: dict, slots: dict[str, int], carry: str) -> tuple[Line, ...]:
+    """`piece` with each value a later piece reads stored into carry after the value's last update."""
+    last = {}
+    for position, line in enumerate(piece):
+        name = line.target.rsplit(" ", 1)[-1]
+        if name in slots and home[name][0] == number:
+            last[name] = position
+    after: dict[int, list[Line]] = {}
+    for name, position in last.items():
+        after.setdefault(position, []).append(Line(f"{carry}[{slots[name]}]", "=", name, ""))
+    out: list[Line] = []
+    for position, line in enumerate(piece):
+        out.append(line)
+        out.extend(after.get(position, ()))
+    return tuple(out)
+
+
+def _cut(lines: tuple[Line, ...], x: str, k: str, start: str, carry: str) -> tuple:
     """(scratch, parts): the body cut after every ROWS_PER_LOOP stores. A part re-loads the inputs it
     needs and reads other earlier values from `carry`; a body whose later part would update an
     earlier part's adjoint (only in the reverse sweep's own order), or that needs too many carried
@@ -308,7 +493,7 @@ def _cut(lines: tuple[Line, ...], x: str, k: str, start: str, carry: str, simd: 
         if "[" in line.target and sum("[" in other.target for other in parts[-1]) == ROWS_PER_LOOP:
             parts.append([])
     parts = [part for part in parts if part]
-    if not simd or len(parts) < 2:
+    if len(parts) < 2:
         return (), (tuple(lines),)
     defined = {  # the part declaring each value, and its line
         line.target.split()[-1]: (number, line)
@@ -340,10 +525,6 @@ def _cut(lines: tuple[Line, ...], x: str, k: str, start: str, carry: str, simd: 
         return (), (tuple(lines),)
     scratch = (f"double {carry}[{len(slots)}][{TILE}];",) if slots else ()
     return scratch, tuple(tuple(head + part + tail) for head, part, tail in zip(heads, parts, tails))
-
-
-def _simd(lines: tuple[Line, ...]) -> tuple[str, ...]:
-    return ("#pragma omp simd",) if len(lines) <= SIMD_LINES else ()
 
 
 @dataclass(frozen=True)
@@ -473,11 +654,11 @@ def cache_dir() -> Path:
     return Path(base) / "c"
 
 
-def build_library(source: str, large: bool = False) -> Path:
+def build_library(source: str, level: tuple[str, ...] = ()) -> Path:
     """Compile `source` into a shared library (cached by a digest of source, compiler and flags);
-    `large` asks for the cheaper LARGE_FLAGS, where the compiler takes them."""
+    `level` adds flags to CFLAGS (POINT_FLAGS, LARGE_FLAGS), used where the compiler takes them."""
     compiler = find_compiler()
-    levels = (LARGE_FLAGS, ()) if large else ((),)
+    levels = (level, ()) if level else ((),)
     flags = [CFLAGS, levels, TARGET_FLAGS, OPENMP_FLAGS, _machine()]
     digest = hashlib.sha256("\0".join([source, compiler, repr(flags)]).encode()).hexdigest()[:24]
     folder = cache_dir()
@@ -490,8 +671,8 @@ def build_library(source: str, large: bool = False) -> Path:
             c_file = Path(work) / f"symdiff_{digest}.c"
             c_file.write_text(source, encoding="utf-8")
             built = Path(work) / library.name
-            for level, target, openmp in itertools.product(levels, TARGET_FLAGS, OPENMP_FLAGS):
-                command = [compiler, *CFLAGS, *level, *target, *openmp, "-o", str(built), str(c_file), "-lm"]
+            for extra, target, openmp in itertools.product(levels, TARGET_FLAGS, OPENMP_FLAGS):
+                command = [compiler, *CFLAGS, *extra, *target, *openmp, "-o", str(built), str(c_file), "-lm"]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode == 0:
                     break
@@ -520,32 +701,44 @@ class CGradient(CompiledGradient):
     backend = "c"
 
     def __init__(self, programs, adjoint: Adjoint):
-        module = c_module(adjoint)
-        source, header = render_module(module)
+        self._module = c_module(adjoint)
+        source, header = render_module(self._module)
         super().__init__(programs, source)
         self.header = header
-        large = any(not loop.simd for loop in module.loops)
-        self._library = _bind_library(ctypes.CDLL(str(build_library(source, large))))  # compiled now: errors here
+        find_compiler()  # no compiler: a clear error now, not at the first call
+        self._compiled: dict[str, ctypes._CFuncPtr] = {}
+
+    def _c(self, entry: str):
+        """The C function symdiff_`entry`, compiled on first use with only what it needs (as the
+        Python backend compiles only what is called): a first gradient does not wait for the batch
+        loops, whose SIMD bodies cost the compiler most."""
+        function = self._compiled.get(entry)
+        if function is None:
+            module = library_module(self._module, f"symdiff_{entry}")
+            library = ctypes.CDLL(str(build_library(render_module(module)[0], _level(module))))
+            for name in (*(loop.name for loop in module.loops), *(wrapper.name for wrapper in module.wrappers)):
+                self._compiled[name.removeprefix("symdiff_")] = _bind(library, name)
+            function = self._compiled[entry]
+        return function
 
     @functools.cached_property
     def _functions(self) -> dict:
-        library = self._library
         pack = struct.Struct(f"{len(self.inputs)}d").pack
         result = struct.Struct(f"{len(self.wrt)}d")
         size, unpack = result.size, result.unpack_from
-        f, grad, both = library.symdiff_f, library.symdiff_grad, library.symdiff_value_and_grad
+        c = self._c
 
         def call_f(*point):
-            return f(_pack(pack, point))
+            return c("f")(_pack(pack, point))
 
         def call_grad(*point):
             out = ctypes.create_string_buffer(size)
-            grad(_pack(pack, point), out)
+            c("grad")(_pack(pack, point), out)
             return unpack(out)
 
         def call_both(*point):
             out = ctypes.create_string_buffer(size)
-            value = both(_pack(pack, point), out)
+            value = c("value_and_grad")(_pack(pack, point), out)
             return value, unpack(out)
 
         return {"f": call_f, "grad": call_grad, "value_and_grad": call_both}
@@ -564,7 +757,7 @@ class CGradient(CompiledGradient):
             x, result = array.array("d", x), array.array("d", self._zero_gradient)
         if len(x) != len(self.inputs) or len(result) != len(self.wrt):
             raise ArgumentError(f"grad_array: expected {len(self.inputs)} inputs and room for {len(self.wrt)} partials")
-        self._library.symdiff_grad(_address(x), _address(result))
+        self._c("grad")(_address(x), _address(result))
         return result
 
     def value_array(self, x) -> float:
@@ -572,9 +765,9 @@ class CGradient(CompiledGradient):
         if len(x) != len(self.inputs):
             raise ArgumentError(f"value_array: expected {len(self.inputs)} inputs, got {len(x)}")
         try:
-            return self._library.symdiff_f(_address(x))
+            return self._c("f")(_address(x))
         except TypeError:  # a read-only buffer
-            return self._library.symdiff_f(_address(array.array("d", x)))
+            return self._c("f")(_address(array.array("d", x)))
 
     @functools.cached_property
     def _zero_gradient(self) -> bytes:
@@ -638,29 +831,37 @@ class CGradient(CompiledGradient):
         return _select(values, grads, value, grad)
 
     def _run_batch(self, n: int, points: int, values: int, grads: int, value: bool, grad: bool) -> None:
-        library = self._library
         if value and grad:
-            library.symdiff_value_and_grad_batch(n, points, values, grads)
+            self._c("value_and_grad_batch")(n, points, values, grads)
         elif value:
-            library.symdiff_f_batch(n, points, values)
+            self._c("f_batch")(n, points, values)
         else:
-            library.symdiff_grad_batch(n, points, grads)
+            self._c("grad_batch")(n, points, grads)
 
 
-def _bind_library(library: ctypes.CDLL) -> ctypes.CDLL:
-    """Declare the C signatures (pointers as void*: bytes, ctypes buffers and addresses all pass)."""
-    pointer, count = ctypes.c_void_p, ctypes.c_long
-    for name, argtypes, restype in (
-        ("symdiff_f", (pointer,), ctypes.c_double),
-        ("symdiff_grad", (pointer, pointer), None),
-        ("symdiff_value_and_grad", (pointer, pointer), ctypes.c_double),
-        ("symdiff_f_batch", (count, pointer, pointer), None),
-        ("symdiff_grad_batch", (count, pointer, pointer), None),
-        ("symdiff_value_and_grad_batch", (count, pointer, pointer, pointer), None),
-    ):
-        function = getattr(library, name)
-        function.argtypes, function.restype = argtypes, restype
-    return library
+def _level(module: Module) -> tuple[str, ...]:
+    """The flags for a library of `module`: -O2 for SIMD loops, cheaper ones for point code."""
+    if module.loops:
+        return ()
+    return LARGE_FLAGS if any(point.length > SIMD_LINES for point in module.points) else POINT_FLAGS
+
+
+# The C signatures of the entry points (pointers as void*: bytes, ctypes buffers and addresses all pass).
+_POINTER, _COUNT = ctypes.c_void_p, ctypes.c_long
+SIGNATURES = {
+    "symdiff_f": ((_POINTER,), ctypes.c_double),
+    "symdiff_grad": ((_POINTER, _POINTER), None),
+    "symdiff_value_and_grad": ((_POINTER, _POINTER), ctypes.c_double),
+    "symdiff_f_batch": ((_COUNT, _POINTER, _POINTER), None),
+    "symdiff_grad_batch": ((_COUNT, _POINTER, _POINTER), None),
+    "symdiff_value_and_grad_batch": ((_COUNT, _POINTER, _POINTER, _POINTER), None),
+}
+
+
+def _bind(library: ctypes.CDLL, name: str):
+    function = getattr(library, name)
+    function.argtypes, function.restype = SIGNATURES[name]
+    return function
 
 
 def _select(values, grads, value: bool, grad: bool):

@@ -1,7 +1,10 @@
 """The C backend's batch loops: tiles of points (a partial last tile, one point, batches on either
-side of the threading threshold) give the same bits as single points; big programs build cheaply."""
+side of the threading threshold) give the same bits as single points; big programs build cheaply:
+point bodies cut into parts give the bits of whole ones, and only what is called is compiled."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 from support import needs_compiler
@@ -89,15 +92,140 @@ def test_steps_keep_the_reverse_order_if_an_adjoint_is_read_before_it_is_complet
 
 @needs_compiler
 @needs_numpy
-def test_long_programs_build_scalar_loops_with_cheap_flags_and_the_same_bits(monkeypatch):
+def test_long_programs_batch_through_the_point_function_with_cheap_flags_and_the_same_bits(monkeypatch):
     text = "exp(sin(x)*y) / (1 + x^2) + atan2(y, x) + z*x^3"
     fast = symdiff.compile_grad(text, backend="c")
     monkeypatch.setattr(c_backend, "SIMD_LINES", 3)
     cheap = symdiff.compile_grad(text, backend="c")
     assert "#pragma omp simd" not in cheap.source and "#pragma omp simd" in fast.source
-    points = numpy.random.default_rng(9).uniform(0.2, 2.0, (3, c_backend.TILE + 5))
-    assert (cheap.batch(points) == fast.batch(points)).all()
+    assert "symdiff_grad_at(n, x_ + k, grad + k);" in cheap.source  # z and x are inputs
+    assert c_backend._level(c_backend.library_module(cheap._module, "symdiff_grad")) == c_backend.LARGE_FLAGS
+    points = numpy.random.default_rng(9).uniform(0.2, 2.0, (3, c_backend.PARALLEL_FROM + 5))
+    values, grads = cheap.batch(points, value=True, grad=True)
+    assert (grads == fast.batch(points)).all() and (values == fast.batch(points, value=True, grad=False)).all()
     assert cheap(0.5, 1.5, 2.5) == fast(0.5, 1.5, 2.5)
+    assert cheap.value_and_grad(0.5, 1.5, 2.5) == fast.value_and_grad(0.5, 1.5, 2.5)
+
+
+# Long enough to cut at a few lines a part; sin(x_i) is read far from where it is computed.
+CUT = " + ".join(f"100*(x{i + 1} - x{i}^2)^2 + sin(x{i})*x{i + 2}" for i in range(1, 9)) + " + sin(x1)*cos(x9)"
+
+
+@needs_compiler
+@needs_numpy
+@pytest.mark.parametrize("part_lines", (1, 7, 40))
+def test_a_point_body_cut_into_parts_gives_the_bits_of_the_whole_one_and_the_python_numbers(monkeypatch, part_lines):
+    whole = symdiff.compile_grad(CUT, backend="c")
+    monkeypatch.setattr(c_backend, "PART_LINES", part_lines)
+    monkeypatch.setattr(c_backend, "SIMD_LINES", 3)  # the batch calls the cut point function too
+    cut = symdiff.compile_grad(CUT, backend="c")
+    grad_at = next(point for point in cut._module.points if point.name == "symdiff_grad_at")
+    assert len(grad_at.parts) > 1 and "carry[" in cut.source and "static void symdiff_grad_at_part2(" in cut.source
+    assert not any(point.parts for point in whole._module.points)
+    reference = symdiff.compile_grad(CUT)
+    points = numpy.random.default_rng(part_lines).uniform(0.2, 2.0, (len(reference.inputs), 37))
+    values, grads = cut.batch(points, value=True, grad=True)
+    assert (grads == whole.batch(points)).all() and (values == whole.batch(points, value=True, grad=False)).all()
+    for k in (0, 17, 36):
+        point = points[:, k]
+        assert cut(*point) == whole(*point) == tuple(grads[:, k])
+        assert cut.value(*point) == whole.value(*point) == values[k]
+        assert cut.value_and_grad(*point) == whole.value_and_grad(*point)
+        assert cut(*point) == pytest.approx(reference(*point), rel=1e-13)
+
+
+def test_a_cut_stores_each_carried_value_after_its_last_update_and_loads_it_before_its_first_use(monkeypatch):
+    monkeypatch.setattr(c_backend, "PART_LINES", 5)
+    module = c_backend.c_module(build(CUT).adjoint)
+    for point in module.points:
+        assert len(point.parts) > 2
+        values = {line.target.split()[-1] for part in point.parts for line in part.lines if " " in line.target}
+        stored: dict[str, int] = {}
+        for number, part in enumerate(point.parts):
+            declared: set[str] = set()
+            for position, line in enumerate(part.lines):
+                read = set(c_backend.IDENTIFIER.findall(line.rhs)) & values
+                assert read <= declared, (point.name, number, line)  # each part defines what it reads first
+                if line.target.startswith("carry["):
+                    stored[line.target] = number
+                    assert all(other.target.split()[-1] != line.rhs for other in part.lines[position + 1 :])
+                elif line.rhs.startswith("carry["):
+                    assert stored[line.rhs] < number  # a value of an earlier part
+                if line.target.startswith(("const double ", "double ")):
+                    declared.add(line.target.split()[-1])
+
+
+def test_a_body_stays_whole_if_a_part_would_update_an_earlier_parts_adjoint(monkeypatch):
+    from symdiff.adjoint import Step
+    from symdiff.tape import Const
+
+    monkeypatch.setattr(c_backend, "PART_LINES", 2)
+    adjoint = build("sin(x*y) + x").adjoint
+    number, read = next(
+        (number, index)
+        for number, step in enumerate(adjoint.steps)
+        for kind, index in c_backend._reads(step.term)
+        if kind == "bar"
+    )
+    odd = type(adjoint)(
+        adjoint.tape, adjoint.wrt, (*adjoint.steps, Step(read, "+=", Const(1.0), None)), adjoint.gradient
+    )
+    grad_at = next(point for point in c_backend.c_module(odd).points if point.name == "symdiff_grad_at")
+    assert not grad_at.parts and grad_at.lines
+    cut = next(point for point in c_backend.c_module(adjoint).points if point.name == "symdiff_grad_at")
+    assert cut.parts  # the same program in the usual order is cut
+
+
+def test_a_body_stays_whole_if_it_would_carry_too_many_values(monkeypatch):
+    monkeypatch.setattr(c_backend, "PART_LINES", 2)
+    monkeypatch.setattr(c_backend, "POINT_CARRY_SLOTS", 1)
+    assert not any(point.parts for point in c_backend.c_module(build(CUT).adjoint).points)
+
+
+@needs_compiler
+def test_a_cut_source_is_standalone_c99(monkeypatch, tmp_path):
+    monkeypatch.setattr(c_backend, "PART_LINES", 3)
+    monkeypatch.setattr(c_backend, "SIMD_LINES", 3)
+    source, header = c_backend.render_c(build(CUT).adjoint, "cut", "cut.h")
+    (tmp_path / "cut.c").write_text(source)
+    (tmp_path / "cut.h").write_text(header)
+    compiler = c_backend.find_compiler()
+    command = [compiler, "-std=c99", "-pedantic", "-Wall", "-Werror", "-fopenmp-simd", "-c", "cut.c"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@needs_compiler
+@needs_numpy
+def test_only_what_is_called_is_compiled_and_each_library_serves_its_wrappers(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYMDIFF_CACHE", str(tmp_path))
+    libraries = lambda: sorted(path.name for path in tmp_path.rglob("*.so"))  # noqa: E731
+    gradient = symdiff.compile_grad("x*y + sin(x)*z", backend="c")
+    assert libraries() == []
+    assert gradient(1.0, 2.0, 3.0) == pytest.approx((2.0 + 3.0 * numpy.cos(1.0), 1.0, numpy.sin(1.0)), rel=1e-15)
+    assert len(libraries()) == 1
+    gradient.grad_array(numpy.array([1.0, 2.0, 3.0]))
+    assert len(libraries()) == 1  # the same function
+    gradient.batch(numpy.ones((3, 5)))
+    gradient.value(1.0, 2.0, 3.0)
+    assert len(libraries()) == 3
+    again = symdiff.compile_grad("x*y + sin(x)*z", backend="c")
+    again(1.0, 2.0, 3.0)
+    assert len(libraries()) == 3  # cached by source: a second build only loads
+
+
+def test_a_library_module_holds_its_function_what_it_calls_and_their_wrappers(monkeypatch):
+    short = c_backend.c_module(build("x*y").adjoint)
+    batch = c_backend.library_module(short, "symdiff_grad_batch")
+    assert [loop.name for loop in batch.loops] == ["symdiff_grad_batch"] and not batch.points and not batch.wrappers
+    monkeypatch.setattr(c_backend, "SIMD_LINES", 3)
+    module = c_backend.c_module(build(CUT).adjoint, shared_sweep_lines=3)  # value_and_grad: f, then grad
+    grad = c_backend.library_module(module, "symdiff_grad")
+    assert [point.name for point in grad.points] == ["symdiff_grad_at"] and not grad.loops
+    assert [wrapper.name for wrapper in grad.wrappers] == ["symdiff_grad", "symdiff_grad_batch"]
+    both = c_backend.library_module(module, "symdiff_value_and_grad_batch")
+    assert [point.name for point in both.points] == ["symdiff_f_at", "symdiff_grad_at"]
+    assert {wrapper.name for wrapper in both.wrappers} == {wrapper.name for wrapper in module.wrappers}
 
 
 @needs_compiler
