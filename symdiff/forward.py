@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Term, is_atom
 from .reverse import local_partial
-from .simplify import ZERO, fold, fold_term
+from .simplify import ZERO, fold, fold_term, is_zero
 from .tape import INPUT, Const, Ref, Tape
 
 
@@ -95,7 +95,7 @@ class TangentSweep:
             if isinstance(arg, Const) or row.partials[position] is None:
                 continue
             direction = self.of(arg)
-            if direction == ZERO:
+            if is_zero(direction):
                 continue
             partial = fold_term(local_partial(row, position, term.args, term), self.tape, {})
             total = fold("add", (total, fold("mul", (partial, direction), self.tape)), self.tape)
@@ -111,7 +111,7 @@ class TangentSweep:
         if assign.mode == "=":
             self.home[target] = assign.path
             return self._set(target, dot, change, assign.origin, assign.path)
-        if change == ZERO:
+        if is_zero(change):
             return []
         lines = []
         home = self.home.get(target, ())

@@ -38,7 +38,7 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
 
     def settle(index: int, materialise: bool = False) -> Term:
         """The final value of an adjoint: a constant or a value used in place, else a variable."""
-        parts = [part for part in contributions.pop(index, []) if part[0] != ZERO]
+        parts = [part for part in contributions.pop(index, []) if not is_zero(part[0])]
         home = () if materialise else tape.path(index)  # an input's adjoint is returned: it lives outside every branch
         if any(path != home for _, _, path in parts):
             # Some contributions come from inside a branch: start from 0 where the adjoint lives.
@@ -66,14 +66,14 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
         # The raw term is adjoint(origin) * partial; look at the partials before settling the adjoint,
         # so an adjoint whose partials are all zero is never written (it would be an unused variable).
         partials = [(step, fold_term(step.term.args[1], tape, settled)) for step in useful]
-        partials = [(step, partial) for step, partial in partials if partial != ZERO]
+        partials = [(step, partial) for step, partial in partials if not is_zero(partial)]
         if not partials:
             contributions.pop(origin, None)
             continue
         seed = settle(origin)
         for step, partial in partials:
             term = fold("mul", (seed, partial), tape)
-            if term != ZERO:
+            if not is_zero(term):
                 contributions[step.target].append((term, origin, step.path))
     gradient = []
     for name in wrt:
@@ -148,6 +148,11 @@ def _in_place(term: Term) -> bool:
     """An adjoint this cheap is substituted where it is used, not stored: an atom, or minus one (the
     minus then folds into the reader: w_bar += -a * p is w_bar -= a * p)."""
     return is_atom(term) or (type(term) is Op and term.op == "neg" and is_atom(term.args[0]))
+
+
+def is_zero(term: Term) -> bool:
+    """term is 0.0 or -0.0: as a contribution to a sum, either adds nothing."""
+    return type(term) is Const and term.value == 0.0
 
 
 def _is(term: Term, value: float) -> bool:

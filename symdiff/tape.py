@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from math import copysign
 
 from .errors import Span
 
 INPUT = "input"  # the op of an entry that reads one of the function's inputs
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Const:
     value: float
+
+    # 0.0 and -0.0 are different constants (atan2(-0.0, -1) is -pi, atan2(0.0, -1) is pi), so the
+    # tape never shares y * -0.0 with y * 0.0; simplify's "is zero" tests accept either sign.
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Const and self.value == other.value and copysign(1.0, self.value) == copysign(1.0, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.value, copysign(1.0, self.value)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+import symdiff
 from symdiff import DomainError
 from symdiff.lower import lower, natural_order
 from symdiff.parse import parse
@@ -80,3 +81,12 @@ def test_deep_and_wide_expressions_lower_without_recursion():
     tape = tape_of(wide)
     assert len(tape.inputs) == 3_001
     assert_invariants(tape)
+
+
+def test_signed_zeros_are_different_constants():
+    # atan2 tells -0.0 from 0.0 on its cut: sharing y * -0.0 with y * 0.0 would give -2 pi, not 0.
+    tape = tape_of("atan2(y*-0.0, x) + atan2(y*0.0, x)")
+    products = [instr for instr in tape.instrs if instr.op == "mul"]
+    assert [math.copysign(1.0, instr.args[1].value) for instr in products] == [-1.0, 1.0]
+    assert symdiff.compile_grad("atan2(y*-0.0, x) + atan2(y*0.0, x)").value(-1.0, 1.0) == 0.0
+    assert Const(0.0) != Const(-0.0) and len({Const(0.0), Const(-0.0)}) == 2
