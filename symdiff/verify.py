@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 import threading
 from dataclasses import dataclass
 
@@ -159,7 +160,7 @@ def _atom(atom: Const | Ref, forward: list[sympy.Expr]) -> sympy.Expr:
 
 def sympy_number(value: float) -> sympy.Expr:
     """The exact binary value of a float, so that both sides of a comparison see the same number."""
-    return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Rational(value)
+    return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Rational(*float(value).as_integer_ratio())
 
 
 def check_rules(tape: Tape, timeout: float) -> tuple[Check, ...]:
@@ -214,8 +215,50 @@ def compare(
 
 
 def _simplify_within(expr: sympy.Expr, timeout: float) -> sympy.Expr | None:
-    """sympy.simplify with a time budget. Python cannot stop a thread, so one that overruns is left to
-    finish in the background (as a daemon) and its answer is ignored."""
+    """sympy.simplify with a time budget; None when it runs out.
+
+    In the main thread an alarm interrupts the simplification itself, so it unwinds and restores
+    what it changed: SymPy keeps working precision in mpmath's global context, and a simplification
+    left running in a background thread lowers it under everything else (1/pi became 32/101). Other
+    threads, or a process whose own alarm is set, fall back to a thread that is left to finish."""
+    if _alarm_is_free():
+        return _simplify_until_alarm(expr, timeout)
+    return _simplify_in_thread(expr, timeout)
+
+
+class _Overrun(BaseException):
+    """The alarm, inside sympy.simplify; not an Exception, so no `except Exception` in SymPy stops it."""
+
+
+def _alarm_is_free() -> bool:
+    return (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+
+
+def _simplify_until_alarm(expr: sympy.Expr, timeout: float) -> sympy.Expr | None:
+    def overrun(signum, frame):
+        raise _Overrun
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            result = sympy.simplify(expr)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0.0)
+    except _Overrun:  # also one that fires just as simplify returns: counted as out of time
+        result = None
+    except Exception:  # a SymPy internal failure only means "not proven"
+        result = expr
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return result
+
+
+def _simplify_in_thread(expr: sympy.Expr, timeout: float) -> sympy.Expr | None:
     result: list[sympy.Expr] = []
 
     def work() -> None:
@@ -249,7 +292,7 @@ class _Sampler:
     def agree(self, expected: sympy.Expr, actual: sympy.Expr) -> tuple[bool | None, int]:
         count = 0
         for point in self._points():
-            exact = {s: sympy.Rational(v) for s, v in point.items()}
+            exact = {s: sympy.Rational(*v.as_integer_ratio()) for s, v in point.items()}
             a, b = _real(expected, exact), _real(actual, exact)
             if a is None or b is None:
                 continue
