@@ -88,3 +88,47 @@ def test_numeric_fallback_when_simplification_hangs(monkeypatch):
     methods = {check.subject: check.method for check in report.gradient}
     assert methods["d/dx"] == "numeric (4 points; simplification timed out)"
     assert methods["d/dy"] == "symbolic"
+
+
+def test_an_overrun_leaves_working_precision_as_it_was(monkeypatch):
+    """SymPy raises mpmath's global precision inside workprec(); an overrun must unwind it, or
+    every later number is computed at the wrong precision (1/pi read as 32/101)."""
+    import importlib
+    import threading
+
+    import mpmath
+
+    verify_module = importlib.import_module("symdiff.verify")
+    release = threading.Event()
+
+    def low_precision_hang(expr):
+        with mpmath.workprec(8):
+            release.wait(60)
+        return expr
+
+    monkeypatch.setattr(verify_module.sympy, "simplify", low_precision_hang)
+    try:
+        report = symdiff.verify("x / pi + x^y", timeout=0.2)
+    finally:
+        release.set()
+    assert mpmath.mp.prec == 53 and report.ok
+
+
+def test_verify_from_another_thread_still_keeps_its_time_budget(monkeypatch):
+    import importlib
+    import threading
+
+    verify_module = importlib.import_module("symdiff.verify")
+    release = threading.Event()
+    monkeypatch.setattr(verify_module.sympy, "simplify", lambda expr: release.wait(60) and expr)
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(symdiff.verify("x^y", timeout=0.2)))
+    try:
+        worker.start()
+        worker.join(30)
+    finally:
+        release.set()
+    assert reports and reports[0].ok
+    assert {check.subject: check.method for check in reports[0].gradient}["d/dx"] == (
+        "numeric (4 points; simplification timed out)"
+    )
