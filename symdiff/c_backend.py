@@ -723,7 +723,7 @@ class CGradient(CompiledGradient):
 
     @functools.cached_property
     def _functions(self) -> dict:
-        pack = struct.Struct(f"{len(self.inputs)}d").pack
+        pack = self._point_struct.pack
         result = struct.Struct(f"{len(self.wrt)}d")
         size, unpack = result.size, result.unpack_from
         c = self._c
@@ -745,19 +745,21 @@ class CGradient(CompiledGradient):
 
     def grad_array(self, x, out=None):
         """The gradient at one point given as an array of `inputs` float64 values (a NumPy array, or
-        any writeable buffer such as array.array("d")): the fast path for optimisers. Returns a NumPy
-        array for NumPy input (written into `out` if given), else an array.array("d")."""
+        any sequence of numbers such as array.array("d") or a list): the fast path for optimisers.
+        Returns a NumPy array for NumPy input (written into `out` if given), else an array.array("d")."""
         if type(x).__module__.split(".")[0] == "numpy":
             import numpy  # the caller passed NumPy arrays, so NumPy is installed
 
             if not (x.dtype == numpy.float64 and x.flags.c_contiguous and x.flags.writeable):
                 x = numpy.array(x, dtype=numpy.float64)
             result = numpy.empty(len(self.wrt)) if out is None else out
-        else:
-            x, result = array.array("d", x), array.array("d", self._zero_gradient)
-        if len(x) != len(self.inputs) or len(result) != len(self.wrt):
+            point = _address(x) if len(x) == len(self.inputs) else None
+        else:  # packed to bytes: three times faster than array.array("d", x) from a list of 1,000
+            result = array.array("d", self._zero_gradient)
+            point = _pack(self._point_struct.pack, x) if len(x) == len(self.inputs) else None
+        if point is None or len(result) != len(self.wrt):
             raise ArgumentError(f"grad_array: expected {len(self.inputs)} inputs and room for {len(self.wrt)} partials")
-        self._c("grad")(_address(x), _address(result))
+        self._c("grad")(point, _address(result))
         return result
 
     def value_array(self, x) -> float:
@@ -768,6 +770,10 @@ class CGradient(CompiledGradient):
             return self._c("f")(_address(x))
         except TypeError:  # a read-only buffer
             return self._c("f")(_address(array.array("d", x)))
+
+    @functools.cached_property
+    def _point_struct(self) -> struct.Struct:
+        return struct.Struct(f"{len(self.inputs)}d")
 
     @functools.cached_property
     def _zero_gradient(self) -> bytes:

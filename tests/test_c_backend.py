@@ -242,3 +242,16 @@ def test_a_body_cut_into_loops_gives_the_bits_of_single_points(n):
     for k in sorted({0, n // 2, n - 1}):
         assert tuple(grads[:, k]) == gradient(*points[:, k])
         assert values[k] == gradient.value(*points[:, k])
+
+
+@needs_compiler
+def test_grad_array_takes_lists_and_arrays_and_refuses_a_wrong_length(gradient):
+    import array
+
+    from symdiff.errors import ArgumentError
+
+    point = [0.5, 1.5, 2.5]
+    assert tuple(gradient.grad_array(point)) == tuple(gradient.grad_array(array.array("d", point))) == gradient(*point)
+    for bad in ([1.0, 2.0], [1.0, 2.0, 3.0, 4.0], ["a", "b", "c"]):
+        with pytest.raises(ArgumentError):
+            gradient.grad_array(bad)
