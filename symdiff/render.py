@@ -245,6 +245,8 @@ def _sum_line(run: tuple[Step, ...], printer: _Printer) -> Line:
     if isinstance(total, Op) and total.op == "neg" and terms[1][0] == "+=":
         # -u + t is exactly t - u in IEEE arithmetic, and one negation fewer.
         total, terms = Op("sub", (terms[1][1], total.args[0])), terms[1:]
+    else:
+        total = _leading(total)
     for mode, term in terms[1:]:
         total = Op("add" if mode == "+=" else "sub", (total, term))
     origins = "; ".join(printer.source_definition(step.origin) for step in run)
@@ -253,7 +255,17 @@ def _sum_line(run: tuple[Step, ...], printer: _Printer) -> Line:
 
 def _reverse_line(step: Step, printer: _Printer) -> Line:
     note = "" if step.origin is None else f"  # {printer.source_definition(step.origin)}"
-    return Line(printer.names.adjoint(step.target), step.mode, printer.atom(step.term), note)
+    term = _leading(step.term) if step.mode == "=" else step.term
+    return Line(printer.names.adjoint(step.target), step.mode, printer.atom(term), note)
+
+
+def _leading(term):
+    """-(c * u) is exactly (-c) * u: a statement's first term takes the minus into its constant."""
+    if isinstance(term, Op) and term.op == "neg":
+        inner = term.args[0]
+        if isinstance(inner, Op) and inner.op == "mul" and isinstance(inner.args[0], Const):
+            return Op("mul", (Const(-inner.args[0].value), inner.args[1]))
+    return term
 
 
 def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]:

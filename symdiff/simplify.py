@@ -2,7 +2,8 @@
 
 - the first contribution to an adjoint assigns (`=`) instead of adding to a zero;
 - `*1`, `+0`, `*0` and double negation vanish, constants fold (x^(2-1) is x);
-- an adjoint that is a single constant or value (or minus one) is used in place, not copied into a variable;
+- an adjoint that is a single constant or value (or minus one), or a small term read only once, is
+  used in place, not copied into a variable;
 - a subterm the forward sweep already computed is reused (cos(x) for sin(x) when the tape has it);
 - only adjoints that lie on a path to a requested input are computed.
 The rewrites below are the arithmetic the chain rule itself uses (multiply, add, negate); derivative
@@ -36,8 +37,9 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
     settled: dict[int, Term] = {}
     steps: list[Step] = []
 
-    def settle(index: int, materialise: bool = False) -> Term:
-        """The final value of an adjoint: a constant or a value used in place, else a variable."""
+    def settle(index: int, materialise: bool = False, uses: int = 0) -> Term:
+        """The final value of an adjoint: a constant or a value used in place, else a variable.
+        `uses`: how many contributions will read it (one per operand with a nonzero partial)."""
         parts = [part for part in contributions.pop(index, []) if not is_zero(part[0])]
         home = () if materialise else tape.path(index)  # an input's adjoint is returned: it lives outside every branch
         if any(path != home for _, _, path in parts):
@@ -47,7 +49,9 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
             value = Bar(index, output)
         elif all(isinstance(term, Const) for term, _, _ in parts):
             value = Const(math.fsum(term.value for term, _, _ in parts))
-        elif len(parts) == 1 and _in_place(parts[0][0]) and not materialise:
+        elif len(parts) == 1 and not materialise and (
+            _in_place(parts[0][0]) or (uses == 1 and _ops_at_most(parts[0][0], IN_PLACE_OPS))
+        ):
             value = parts[0][0]
         else:
             for number, (term, origin, path) in enumerate(parts):
@@ -70,7 +74,7 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
         if not partials:
             contributions.pop(origin, None)
             continue
-        seed = settle(origin)
+        seed = settle(origin, uses=len(partials))
         for step, partial in partials:
             term = fold("mul", (seed, partial), tape)
             if not is_zero(term):
@@ -148,6 +152,24 @@ def _in_place(term: Term) -> bool:
     """An adjoint this cheap is substituted where it is used, not stored: an atom, or minus one (the
     minus then folds into the reader: w_bar += -a * p is w_bar -= a * p)."""
     return is_atom(term) or (type(term) is Op and term.op == "neg" and is_atom(term.args[0]))
+
+
+# An adjoint read exactly once, with a single contribution of at most this many operations, is
+# written into its reader (x1_bar = -2.0 * w7 - ..., not w7_bar = 2.0 * w7 first): a statement
+# fewer, as a person would write it. Small, so that chains (sin(sin(...))) stay one line per step or two.
+IN_PLACE_OPS = 2
+
+
+def _ops_at_most(term: Term, limit: int) -> bool:
+    stack, count = [term], 0
+    while stack:
+        node = stack.pop()
+        if type(node) is Op:
+            count += 1
+            if count > limit:
+                return False
+            stack.extend(node.args)
+    return True
 
 
 def is_zero(term: Term) -> bool:

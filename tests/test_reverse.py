@@ -123,10 +123,10 @@ def test_minus_times_minus_is_plus_when_negated_adjoints_are_used_in_place():
 
 
 def test_constant_factors_multiply_into_one():
-    # 100 * (x - 1)^2: the adjoint of (x - 1) is 100 * (2 * w) before folding, 200 * w after.
+    # 100 * (x - 1)^2: the adjoint of w = x - 1 is 100 * (2 * w) before folding, 200 * w after; read
+    # once (by x), it is used in place: x_bar = 200 * w.
     _, _, adjoint = programs("100*(x - 1)^2")
-    [step] = [step for step in adjoint.steps if step.target == 1]
-    assert step.term == Op("mul", (Const(200.0), Ref(1)))
+    assert [(step.target, step.term) for step in adjoint.steps] == [(0, Op("mul", (Const(200.0), Ref(1))))]
 
 
 def test_product_gradient_is_linear_in_size():
