@@ -42,12 +42,14 @@ CFLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off")
 # The .c itself stays portable; a compiler without -march=native falls back to its default target.
 TARGET_FLAGS = (("-march=native",), ())
 OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd",), ())
-# A library without SIMD loops holds straight-line point code, where GCC's dead store elimination
+# A library without SIMD loops holds straight-line point code. There GCC's dead store elimination
 # grows with the square of a function's stores to memory, which the carried values of a cut body are
-# (1.0 s of product-1000's 2.1 s at -O1; 1.1 s of 5 s for a chain of 10,000 sines). Beyond SIMD_LINES
-# lines, -O1 as well: about half the time of -O2 (rosenbrock-1000: 0.6 against 0.9 s, rosenbrock-10000:
-# 6 against 9 s), and one point of such a program is a fraction of a call's overhead from Python.
-POINT_FLAGS = ("-fno-dse", "-fno-tree-dse")
+# (1.0 s of product-1000's 2.1 s at -O1), and temporary expression replacement makes the RTL of a
+# chain of calls costly (a chain of 10,000 sines: 6.0 s with it, 3.0 s without; -O0 2.6 s); neither
+# changes the time of a call. Beyond SIMD_LINES lines, -O1 as well: about half the time of -O2
+# (rosenbrock-1000: 0.6 against 0.9 s), and one point of such a program is a fraction of a call's
+# overhead from Python.
+POINT_FLAGS = ("-fno-dse", "-fno-tree-dse", "-fno-tree-ter")
 LARGE_FLAGS = ("-O1", *POINT_FLAGS)
 # Below this many points a batch runs on one thread (starting threads costs more than it saves).
 PARALLEL_FROM = 4096
@@ -169,11 +171,11 @@ SIMD_LINES = 2000
 ROWS_PER_LOOP = 8
 CARRY_SLOTS = 32
 # A point body is cut into static functions of about this many lines: GCC's time grows faster than
-# the length of a function (rosenbrock-10000's gradient at -O1: 12 s in one function, 6 s in parts of
-# 300 lines; product-1000's: 1.9 s against 0.8 s; a chain of 100,000 sines does not build in one).
-# Shorter parts suit chains of calls (50 lines: 3.2 s for 10,000 sines, 300: 5.1 s) and longer ones
-# arithmetic (rosenbrock-10000: 10.5 s at 50, 8.4 s at 150). The values a later part reads go through
-# `carry` on the stack, at most POINT_CARRY_SLOTS of them (1 MB), else the body stays whole.
+# the length of a function (rosenbrock-10000's gradient at -O1: 12 s in one function, 5-6 s in parts
+# of 300 lines; product-1000's: 1.9 s against 0.8 s; a chain of 100,000 sines does not build in one).
+# Longer parts cost more again (10,000 sines: 2.6 s at 100 or 300 lines, 4.2 s at 1,000), shorter ones
+# cost arithmetic (rosenbrock-10000: 10.5 s at 50). The values a later part reads go through `carry`
+# on the stack, at most POINT_CARRY_SLOTS of them (1 MB), else the body stays whole.
 PART_LINES = 300
 POINT_CARRY_SLOTS = 1 << 17
 IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
@@ -439,10 +441,13 @@ def _pieces(lines: tuple[Line, ...], x: str, carry: str) -> tuple[int, tuple[tup
     for number, piece in enumerate(cut):
         out: list[Line] = []
         loaded: set[str] = set()
+        read: set[str] = set()
         for line in piece:
             if line.op != "=" and home[line.target][0] != number:
                 return 0, (lines,)
-            for name in IDENTIFIER.findall(line.rhs):
+            names = IDENTIFIER.findall(line.rhs)
+            read.update(names)
+            for name in names:
                 origin, definition = home.get(name, (number, line))
                 if origin >= number or name in loaded:
                     continue
@@ -452,7 +457,6 @@ def _pieces(lines: tuple[Line, ...], x: str, carry: str) -> tuple[int, tuple[tup
                 else:
                     out.append(Line(f"const double {name}", "=", f"{carry}[{slots.setdefault(name, len(slots))}]", ""))
             out.append(line)
-        read = {name for line in out for name in IDENTIFIER.findall(line.rhs)}
         # An input loaded just before the cut serves the next piece, which loads it itself.
         pieces.append([line for line in out if line.target.rsplit(" ", 1)[-1] in read or not _loads(line, x)])
     if len(slots) > POINT_CARRY_SLOTS:
