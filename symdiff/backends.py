@@ -22,9 +22,7 @@ BACKENDS = ("python", "numpy", "c")
 def compile_backend(name: str, programs, simplified: bool = True):
     adjoint = programs.adjoint if simplified else programs.raw
     if name == "numpy":
-        from .numpy_backend import render_numpy
-
-        return NumpyGradient(programs, render_numpy(adjoint))
+        return NumpyGradient(programs, adjoint)
     if name == "c":
         from .c_backend import CGradient
 
@@ -78,19 +76,62 @@ class CompiledGradient:
 
 
 class NumpyGradient(CompiledGradient):
-    """g(*arrays) -> tuple of arrays, elementwise over inputs that broadcast together."""
+    """g(*arrays) -> tuple of arrays, elementwise over inputs that broadcast together.
+
+    As in the Python backend, only the entry points called are rendered and compiled (a first
+    gradient does not wait for f and value_and_grad), and the full module text only when read."""
 
     backend = "numpy"
 
+    def __init__(self, programs, adjoint):
+        self.programs = programs
+        self.expression: str = programs.tape.source
+        self.inputs: tuple[str, ...] = programs.tape.inputs
+        self.wrt: tuple[str, ...] = programs.adjoint.wrt
+        self._adjoint = adjoint
+        self._compiled: dict[str, object] = {}
+
+    @cached_property
+    def source(self) -> str:
+        from .numpy_backend import render_numpy
+
+        return render_numpy(self._adjoint)
+
     @cached_property
     def _functions(self) -> dict:
-        # Compiled on first use; a stable file name (a digest of the text) lets tracebacks show lines.
-        digest = hashlib.sha256(self.source.encode()).hexdigest()[:12]
-        filename = f"<symdiff-numpy-{digest}>"
-        linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True), filename)
-        namespace: dict = {"__name__": f"symdiff_numpy_{digest}"}
-        exec(compile(self.source, filename, "exec"), namespace)
-        return namespace
+        return _LazyFunctions(self._entry)
+
+    def _entry(self, name: str):
+        from .numpy_backend import render_numpy
+
+        function = self._compiled.get(name)
+        if function is None:
+            alone = name in ("f", "grad")
+            text = render_numpy(self._adjoint, (name,)) if alone else self.source
+            function = self._compiled[name] = _exec(text)[name]
+        return function
+
+
+class _LazyFunctions(dict):
+    """name -> the compiled entry point, compiled when first looked up."""
+
+    def __init__(self, compile_one):
+        super().__init__()
+        self._compile_one = compile_one
+
+    def __missing__(self, name: str):
+        self[name] = self._compile_one(name)
+        return self[name]
+
+
+def _exec(source: str) -> dict:
+    """Run generated source; a stable file name (a digest of the text) lets tracebacks show lines."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    filename = f"<symdiff-numpy-{digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict = {"__name__": f"symdiff_numpy_{digest}"}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace
 
 
 def header_text(docstring: str, backend: str) -> str:

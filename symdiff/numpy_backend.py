@@ -31,6 +31,8 @@ from .tape import INPUT, Const, Ref, Tape
 CACHE_BYTES = 8 << 20
 MIN_BLOCK, MAX_BLOCK = 1024, 131072
 
+FUNCTIONS = ("f", "grad", "value_and_grad")  # a module's entry points, in order
+
 # The ufuncs behind Python's operators on arrays (the table spells arithmetic as operators).
 _INFIX_UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "**": "power"}
 _PREFIX_UFUNCS = {"-": "negative"}
@@ -75,8 +77,10 @@ class Module:
     functions: tuple[Function, ...]
 
 
-def render_numpy(adjoint: Adjoint) -> str:
-    module = numpy_module(adjoint)
+def render_numpy(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> str:
+    """The module's text; `functions` ("f" or "grad" alone) limits it to that entry point, which
+    is all a first call needs (value_and_grad may run f's and grad's bodies, so it takes all)."""
+    module = numpy_module(adjoint, functions)
     return (
         _environment()
         .get_template("numpy.py.j2")
@@ -86,7 +90,7 @@ def render_numpy(adjoint: Adjoint) -> str:
     )
 
 
-def numpy_module(adjoint: Adjoint) -> Module:
+def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Module:
     tape = adjoint.tape
     names = assign_names(tape, adjoint.wrt)
     params = [names.params[name] for name in tape.inputs]
@@ -95,15 +99,25 @@ def numpy_module(adjoint: Adjoint) -> Module:
     gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
     body = _Body(adjoint, names, own, params)
-    f = body.function("f", "Value of the expression, elementwise.", value_roots, False, [tape.output], "{0}[0]")
-    grad = body.function(
-        "grad",
-        f"Gradient ({wrt}), elementwise; computes only the forward values the reverse sweep reads.",
-        gradient_roots,
-        True,
-        list(adjoint.gradient),
-        "tuple({0})",
-    )
+    docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
+
+    def value_function() -> Function:
+        return body.function("f", "Value of the expression, elementwise.", value_roots, False, [tape.output], "{0}[0]")
+
+    def gradient_function() -> Function:
+        return body.function(
+            "grad",
+            f"Gradient ({wrt}), elementwise; computes only the forward values the reverse sweep reads.",
+            gradient_roots,
+            True,
+            list(adjoint.gradient),
+            "tuple({0})",
+        )
+
+    if functions in (("f",), ("grad",)):
+        alone = value_function() if functions == ("f",) else gradient_function()
+        return Module(docstring, own, _constants(body), (alone,))
+    f, grad = value_function(), gradient_function()  # constants are numbered as printed: f's first
     both = body.function(
         "value_and_grad",
         "Value and gradient from one forward sweep, elementwise.",
@@ -114,9 +128,11 @@ def numpy_module(adjoint: Adjoint) -> Module:
     )
     if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
         both = body.composite(both, f, grad)
-    docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
-    constants = tuple(Line(name, text, "") for text, name in body.constants.items())
-    return Module(docstring, own, constants, (f, grad, both))
+    return Module(docstring, own, _constants(body), (f, grad, both))
+
+
+def _constants(body: _Body) -> tuple[Line, ...]:
+    return tuple(Line(name, text, "") for text, name in body.constants.items())
 
 
 def _own_names(taken: set[str]) -> dict[str, str]:

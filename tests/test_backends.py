@@ -440,3 +440,16 @@ def test_numpy_constants_keep_the_sign_of_zero():
     # 0.0 == -0.0, so a dict keyed by the float would print one module constant for both.
     source = symdiff.compile_grad("x * -0.0 + exp(x) * 0.0 + x", backend="numpy").source
     assert "numpy.array(-0.0)" in source and "numpy.array(0.0)" in source
+
+
+def test_numpy_backend_compiles_only_the_entry_points_called():
+    g = symdiff.compile_grad("x*y + sin(x) + 2.5*y^3", backend="numpy")
+    x, y = numpy.linspace(0.1, 2.0, 5), numpy.linspace(-1.0, 1.0, 5)
+    gradient = g(x, y)
+    assert list(g._compiled) == ["grad"] and "source" not in g.__dict__  # nothing else rendered yet
+    namespace: dict = {}
+    exec(compile(g.source, "<full>", "exec"), namespace)  # the whole module computes the same bits
+    assert all(numpy.array_equal(a, b) for a, b in zip(gradient, namespace["grad"](x, y)))
+    assert numpy.array_equal(g.value(x, y), namespace["f"](x, y))
+    value, again = g.value_and_grad(x, y)
+    assert numpy.array_equal(value, g.value(x, y)) and all(numpy.array_equal(a, b) for a, b in zip(again, gradient))
