@@ -70,20 +70,20 @@ def test_each_gradient_entry_is_computed_and_stored_before_the_next_is_started()
     assert grad.index("grad[k] = x_bar;") < grad.index("const double z = ") < grad.index("grad[2 * n + k] = z_bar;")
 
 
-def test_steps_keep_the_reverse_order_if_an_adjoint_is_read_before_it_is_complete():
+def _with_a_late_update(adjoint):
+    """The program plus one step that updates an adjoint after an earlier step has read it."""
     from symdiff.adjoint import Step
     from symdiff.tape import Const
 
+    read = next(index for step in adjoint.steps for kind, index in c_backend._reads(step.term) if kind == "bar")
+    steps = (*adjoint.steps, Step(read, "+=", Const(1.0), None))
+    return type(adjoint)(adjoint.tape, adjoint.wrt, steps, adjoint.gradient)
+
+
+def test_steps_keep_the_reverse_order_if_an_adjoint_is_read_before_it_is_complete():
     adjoint = build("sin(x*y) + x").adjoint
-    number, read = next(
-        (number, index)
-        for number, step in enumerate(adjoint.steps)
-        for kind, index in c_backend._reads(step.term)
-        if kind == "bar"
-    )
-    late = Step(read, "+=", Const(1.0), None)  # updates an adjoint after a step has read it
-    steps = (*adjoint.steps, late)
-    odd = type(adjoint)(adjoint.tape, adjoint.wrt, steps, adjoint.gradient)
+    odd = _with_a_late_update(adjoint)
+    steps = odd.steps
     names = c_backend.c_names(adjoint.tape, adjoint.wrt)
     grad = next(loop for loop in c_backend.c_module(odd).loops if "_grad_batch" in loop.signature)
     step_lines = [line for line in grad.lines if not line.target.startswith("const ") and "[" not in line.target]
@@ -156,20 +156,9 @@ def test_a_cut_stores_each_carried_value_after_its_last_update_and_loads_it_befo
 
 
 def test_a_body_stays_whole_if_a_part_would_update_an_earlier_parts_adjoint(monkeypatch):
-    from symdiff.adjoint import Step
-    from symdiff.tape import Const
-
     monkeypatch.setattr(c_backend, "PART_LINES", 2)
     adjoint = build("sin(x*y) + x").adjoint
-    number, read = next(
-        (number, index)
-        for number, step in enumerate(adjoint.steps)
-        for kind, index in c_backend._reads(step.term)
-        if kind == "bar"
-    )
-    odd = type(adjoint)(
-        adjoint.tape, adjoint.wrt, (*adjoint.steps, Step(read, "+=", Const(1.0), None)), adjoint.gradient
-    )
+    odd = _with_a_late_update(adjoint)
     grad_at = next(point for point in c_backend.c_module(odd).points if point.name == "symdiff_grad_at")
     assert not grad_at.parts and grad_at.lines
     cut = next(point for point in c_backend.c_module(adjoint).points if point.name == "symdiff_grad_at")
