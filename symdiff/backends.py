@@ -101,6 +101,34 @@ class NumpyGradient(CompiledGradient):
     def _functions(self) -> dict:
         return _LazyFunctions(self._entry)
 
+    def batch(self, points, *, value: bool = False, grad: bool = True, out=None):
+        """Many points at once, laid out input by input as for the C backend: `points[i]` is input i
+        at every point, an array of shape (inputs, n) or (inputs, *shape).
+
+        Returns the gradients as (wrt, *shape) (`grad`), the values as (*shape) (`value`), or both
+        as a pair. `out`: arrays to write into instead (a pair when both are asked for); reused
+        across calls, they spare each call its fresh memory, about 0.1 ns per byte of results."""
+        import numpy  # the numpy backend needs NumPy
+
+        if not (value or grad):
+            raise ArgumentError("batch: ask for value, grad or both")
+        points = numpy.asarray(points, dtype=numpy.float64)
+        if points.ndim == 1 and len(self.inputs) == 1:
+            points = points.reshape(1, -1)
+        if points.ndim == 0 or points.shape[0] != len(self.inputs):
+            raise ArgumentError(f"batch: points must have shape ({len(self.inputs)}, n), got {points.shape}")
+        values, grads = batch_outputs(points, out, value, grad, len(self.wrt))
+        name = "value_and_grad" if value and grad else "f" if value else "grad"
+        into = (values, grads) if value and grad else values if value else grads
+        self._functions[name](*points, **{self._out_keyword: into})
+        return (values, grads) if value and grad else into
+
+    @cached_property
+    def _out_keyword(self) -> str:
+        from .numpy_backend import out_keyword
+
+        return out_keyword(self._adjoint)
+
     def _entry(self, name: str):
         from .numpy_backend import render_numpy
 
@@ -132,6 +160,37 @@ def _exec(source: str) -> dict:
     namespace: dict = {"__name__": f"symdiff_numpy_{digest}"}
     exec(compile(source, filename, "exec"), namespace)
     return namespace
+
+
+def batch_outputs(points, out, value: bool, grad: bool, partials: int) -> tuple:
+    """(values, gradients) for a batch over `points` (inputs, *shape): the caller's `out` arrays,
+    checked, or new ones; None for what was not asked for."""
+    import numpy  # the caller passed NumPy arrays
+
+    shape = points.shape[1:]
+    wanted = [shape if value else None, (partials, *shape) if grad else None]
+    asked = [target for target in wanted if target is not None]
+    if out is None:
+        given = [numpy.empty(target) for target in asked]
+    elif len(asked) == 2:
+        given = list(out) if isinstance(out, tuple | list) and len(out) == 2 else None
+        if given is None:
+            raise ArgumentError("batch: out must be a pair (values, gradients) when both are asked for")
+    else:
+        given = [out]
+    for array, target in zip(given, asked):
+        if not (
+            isinstance(array, numpy.ndarray)
+            and array.shape == target
+            and array.dtype == numpy.float64
+            and array.flags.c_contiguous
+            and array.flags.writeable
+        ):
+            raise ArgumentError(f"batch: out must be a writeable C-contiguous float64 array of shape {target}")
+        if numpy.may_share_memory(array, points):
+            raise ArgumentError("batch: out must not share memory with the points")
+    arrays = iter(given)
+    return tuple(next(arrays) if target is not None else None for target in wanted)
 
 
 def header_text(docstring: str, backend: str) -> str:

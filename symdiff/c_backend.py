@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .adjoint import Adjoint, Bar, Op, Step, Term
-from .backends import CompiledGradient, header_text
+from .backends import CompiledGradient, batch_outputs, header_text
 from .errors import ArgumentError, CompilerError
 from .names import Names, assign_names
 from .render import _docstring, _environment, _Printer
@@ -817,24 +817,7 @@ class CGradient(CompiledGradient):
         if points.ndim != 2 or points.shape[0] != len(self.inputs):
             raise ArgumentError(f"batch: points must have shape ({len(self.inputs)}, n), got {points.shape}")
         n = points.shape[1]
-        wanted = [(value, (n,)), (grad, (len(self.wrt), n))]
-        given = list(out) if isinstance(out, tuple | list) else [out]
-        arrays = []
-        for asked, shape in wanted:
-            if not asked:
-                arrays.append(None)
-                continue
-            target = given.pop(0) if out is not None else numpy.empty(shape)
-            if not (
-                isinstance(target, numpy.ndarray)
-                and target.shape == shape
-                and target.dtype == numpy.float64
-                and target.flags.c_contiguous
-                and target.flags.writeable
-            ):
-                raise ArgumentError(f"batch: out must be a writeable C-contiguous float64 array of shape {shape}")
-            arrays.append(target)
-        values, grads = arrays
+        values, grads = batch_outputs(points, out, value, grad, len(self.wrt))
         self._run_batch(
             n, points.ctypes.data, values.ctypes.data if value else 0, grads.ctypes.data if grad else 0, value, grad
         )

@@ -37,7 +37,7 @@ FUNCTIONS = ("f", "grad", "value_and_grad")  # a module's entry points, in order
 _INFIX_UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "**": "power"}
 _PREFIX_UFUNCS = {"-": "negative"}
 _CALL = re.compile(r"numpy\.(\w+)\((.*)\)")
-_OWN = ("outputs", "buffers", "values", "b", "t", "k", "_run", "_f_block", "_grad_block", "_value_and_grad_block")
+_OWN = ("outputs", "buffers", "values", "out", "b", "t", "k", "_run", "_out_rows", "_f_block", "_grad_block", "_value_and_grad_block")
 
 # With a - b = -(b - a) and the rows' parity, cos(x1 - x2) and cos(x2 - x1) are one ufunc call.
 _COMMUTATIVE = frozenset({"numpy.add", "numpy.multiply"})
@@ -54,7 +54,7 @@ class Line:
 class Function:
     name: str  # the public entry point: f, grad or value_and_grad
     doc: str
-    params: str
+    signature: str  # the params, then the keyword-only out=None
     points: str  # the params as a tuple: "(x1, x2)"
     block: str  # the name of its body on one block of points
     block_doc: str
@@ -102,12 +102,14 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
     docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
 
     def value_function() -> Function:
-        return body.function("f", "Value of the expression, elementwise.", value_roots, False, [tape.output], "{0}[0]")
+        doc = f"Value of the expression, elementwise; `{own['out']}`: an array of the points' shape to write it into."
+        return body.function("f", doc, value_roots, False, [tape.output], "{0}[0]")
 
     def gradient_function() -> Function:
         return body.function(
             "grad",
-            f"Gradient ({wrt}), elementwise; computes only the forward values the reverse sweep reads.",
+            f"Gradient ({wrt}), elementwise; computes only the forward values the reverse sweep reads.\n\n"
+            f"    `{own['out']}`: an array of shape ({len(adjoint.wrt)}, *points' shape) to write it into.",
             gradient_roots,
             True,
             list(adjoint.gradient),
@@ -120,7 +122,7 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
     f, grad = value_function(), gradient_function()  # constants are numbered as printed: f's first
     both = body.function(
         "value_and_grad",
-        "Value and gradient from one forward sweep, elementwise.",
+        f"Value and gradient from one forward sweep, elementwise; `{own['out']}`: (values, gradients) to write into.",
         value_roots | gradient_roots,
         True,
         [tape.output, *adjoint.gradient],
@@ -129,6 +131,12 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
     if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
         both = body.composite(both, f, grad)
     return Module(docstring, own, _constants(body), (f, grad, both))
+
+
+def out_keyword(adjoint: Adjoint) -> str:
+    """The entry points' keyword for arrays to write into: `out`, unless an input takes that name."""
+    names = assign_names(adjoint.tape, adjoint.wrt)
+    return _own_names({names.params[name] for name in adjoint.tape.inputs})["out"]
 
 
 def _constants(body: _Body) -> tuple[Line, ...]:
@@ -379,7 +387,7 @@ class _Body:
         return Function(
             name=name,
             doc=doc,
-            params=", ".join(self.params),
+            signature=", ".join([*self.params, "*", f"{own['out']}=None"]),
             points=_tuple(self.params),
             block=own[f"_{name}_block"],
             block_doc=f"{name} on one block: each ufunc writes into a row of `{own['outputs']}` or "
@@ -405,8 +413,9 @@ class _Body:
         count = max(int(f.buffer_count), int(grad.buffer_count))
         return Function(
             name=both.name,
-            doc="Value and gradient, elementwise (per block, the sweeps of f and of grad).",
-            params=both.params,
+            doc=f"Value and gradient, elementwise (per block, the sweeps of f and of grad); `{self.own['out']}`: "
+            "(values, gradients) to write into.",
+            signature=both.signature,
             points=both.points,
             block=both.block,
             block_doc=f"value_and_grad on one block: f's sweep, then grad's (one shared sweep would "

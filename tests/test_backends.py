@@ -204,7 +204,7 @@ def test_numpy_one_call_serves_f_of_a_and_f_of_minus_a():
 
 def _block(gradient, function="value_and_grad") -> int:
     """Points per block of one generated function, as its source states."""
-    return int(re.search(rf"def {function}\(.*?block=(\d+)\)", gradient.source, re.S).group(1))
+    return int(re.search(rf"def {function}\(.*?block=(\d+),", gradient.source, re.S).group(1))
 
 
 @needs_numpy
@@ -300,12 +300,17 @@ def test_numpy_module_runs_unchanged_on_dask_arrays():
     for a, b in zip(lazy, eager):
         assert isinstance(a, da.Array)
         numpy.testing.assert_allclose(a.compute(), b, rtol=1e-14)
+    namespace: dict = {}
+    exec(gradient.source, namespace)
+    with pytest.raises(TypeError, match="out= needs NumPy input"):  # a Dask array is not written into
+        namespace["grad"](x, 2.0, x, out=numpy.empty((4, 10)))
 
 
 def _sources():
     return [render_numpy(build(text).adjoint) for text, _ in CASES] + [
         render_numpy(build("x", "x,y").adjoint),
         render_numpy(build("lambda * numpy + outputs * buffers + values + b0 + t1 + _run").adjoint),
+        render_numpy(build("out * out_ + _out_rows").adjoint),
     ]
 
 
@@ -384,6 +389,62 @@ def test_c_names_that_c_reserves_are_renamed():
     point = [0.5 + 0.25 * i for i in range(len(reference.inputs))]
     assert gradient(*point) == pytest.approx(reference(*point), rel=1e-15)
     assert "double double_" in gradient.source
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numpy", marks=needs_numpy), pytest.param("c", marks=needs_compiler)])
+def test_batch_writes_into_the_callers_arrays_and_checks_them(backend):
+    # One interface for both backends: points input by input, results (values, gradients) as asked.
+    gradient = symdiff.compile_grad("x1*x2 + sin(x1)", backend=backend)
+    points = numpy.array([[2.0, 0.5, -1.0], [3.0, 1.0, 4.0]])
+    grads = gradient.batch(points)
+    assert grads.shape == (2, 3) and tuple(grads[:, 0]) == gradient(2.0, 3.0)
+    values, grads_again = gradient.batch(points, value=True, grad=True)
+    assert (grads_again == grads).all() and values[0] == gradient.value(2.0, 3.0)
+    out, values_out = numpy.full((2, 3), numpy.nan), numpy.full(3, numpy.nan)
+    assert gradient.batch(points, out=out) is out and (out == grads).all()
+    assert gradient.batch(points, value=True, grad=False, out=values_out) is values_out
+    assert (values_out == values).all()
+    bad = {
+        "out must be a writeable C-contiguous float64 array of shape (2, 3)": {"out": numpy.empty((3, 2)).T},
+        "out must not share memory with the points": {"out": points},
+        "out must be a pair (values, gradients) when both are asked for": {"value": True, "out": out},
+        "ask for value, grad or both": {"grad": False},
+    }
+    for message, arguments in bad.items():
+        with pytest.raises(ArgumentError, match=re.escape(f"batch: {message}")):
+            gradient.batch(points, **arguments)
+    with pytest.raises(ArgumentError, match=re.escape("batch: points must have shape (2, n), got (3, 3)")):
+        gradient.batch(numpy.ones((3, 3)))
+
+
+@needs_numpy
+def test_numpy_entry_points_write_into_out_for_points_of_any_shape():
+    gradient = symdiff.compile_grad("x*y + sin(x)", backend="numpy")
+    namespace: dict = {}
+    exec(gradient.source, namespace)  # the standalone module, as a user's project imports it
+    x, y = numpy.linspace(0.1, 2, 6).reshape(2, 3), numpy.linspace(-1, 1, 3)
+    out, value = numpy.empty((2, 2, 3)), numpy.empty((2, 3))
+    dx, dy = namespace["grad"](x, y, out=out)
+    assert numpy.shares_memory(dx, out) and numpy.shares_memory(dy, out)
+    expected = gradient(x, y)
+    assert (out[0] == expected[0]).all() and (out[1] == expected[1]).all()
+    both = namespace["value_and_grad"](x, y, out=(value, out))
+    assert both[0] is value and (value == gradient.value(x, y)).all()
+    assert namespace["f"](x, y, out=value) is value
+    assert tuple(namespace["grad"](2.0, 3.0, out=numpy.empty(2))) == tuple(gradient(2.0, 3.0))  # one point
+    assert gradient.batch(numpy.stack([x, numpy.broadcast_to(y, x.shape)])).shape == (2, 2, 3)
+    for wrong, message in (
+        (numpy.empty((3, 2, 3)), "out: expected room for 2 results of shape (2, 3), got 3"),
+        (numpy.empty((2, 3, 2)), "out: expected arrays of shape (2, 3), or of rows of that shape, got (2, 3, 2)"),
+        (numpy.empty((2, 2, 3), dtype=numpy.float32), "out: expected writeable C-contiguous float64 NumPy arrays"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            namespace["grad"](x, y, out=wrong)
+    with pytest.raises(ValueError, match="out: must not share memory with an input"):
+        namespace["grad"](x[0], y, out=x)
+    renamed = symdiff.compile_grad("out * x", backend="numpy")  # an input named out: the keyword yields
+    assert "def grad(out, x, *, out_=None)" in renamed.source
+    assert (renamed.batch(numpy.full((2, 3), 2.0), out=numpy.empty((2, 3))) == 2.0).all()
 
 
 @needs_compiler
