@@ -5,7 +5,9 @@
 Each tool runs on each case in its own process (benchmarks/worker.py) with a timeout; build time is
 the median over K fresh processes. Prints Markdown tables, writes JSON to benchmarks/results/ (git-
 ignored) and a log-log plot of build time against expression size. A missing peer is reported, not
-fatal; a tool that times out on a size is not run on the larger sizes of that family. --publish
+fatal; a tool that times out on a size is not run on the larger sizes of that family, nor where
+its build times at the two sizes before predict more than 1.5 timeouts (at least linear growth;
+reported as "> timeout (est. N s)"). --publish
 also writes benchmarks/RESULTS.md and benchmarks/build_time.png. Nothing here is asserted in tests.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -58,8 +61,10 @@ def main() -> int:
             reason = skip.get(tool) or skip.get((tool, case.family))
             if reason is None and time.perf_counter() - started > args.budget:
                 reason = "not run (time budget)"
+            if reason is None and (estimate := predicted_build(results, tool, case, cases)) > 1.5 * args.timeout:
+                reason = f"not run: estimated {estimate:.0f} s to build, from its growth at smaller sizes"
             if reason:
-                results.append({"tool": tool, "case": case.name, "status": "skipped", "error": reason})
+                results.append({"tool": tool, "case": case.name, "status": "skipped", "error": reason, "timeout_s": args.timeout})
                 continue
             result = measure(tool, case, builds, args.timeout)
             results.append(result)
@@ -86,6 +91,24 @@ def main() -> int:
     return 0
 
 
+def predicted_build(results: list[dict], tool: str, case, cases) -> float:
+    """The build time of `tool` on `case` extrapolated from its two largest smaller sizes in the
+    family (power law, exponent at least 1; linear from one size); 0 when none was measured."""
+    sizes = {c.name: c.size for c in cases if c.family == case.family}
+    measured = sorted(
+        (sizes[r["case"]], r.get("build_median_s", r["build_s"]))
+        for r in results
+        if r["tool"] == tool and r["case"] in sizes and sizes[r["case"]] < case.size and r.get("build_s")
+    )
+    if not measured:
+        return 0.0
+    size, seconds = measured[-1]
+    exponent = 1.0
+    if len(measured) > 1 and seconds > measured[-2][1]:
+        exponent = max(1.0, math.log(seconds / measured[-2][1]) / math.log(size / measured[-2][0]))
+    return seconds * (case.size / size) ** exponent
+
+
 def run_worker(tool: str, case_name: str, task: str, timeout: float, points: int | None = None) -> dict:
     command = [sys.executable, str(HERE / "worker.py"), tool, case_name, "--task", task]
     if points:
@@ -93,6 +116,7 @@ def run_worker(tool: str, case_name: str, task: str, timeout: float, points: int
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
+    started = time.perf_counter()
     try:
         out, err = process.communicate(timeout=timeout)
         status = None if process.returncode == 0 else f"crashed (exit {process.returncode})"
@@ -102,6 +126,7 @@ def run_worker(tool: str, case_name: str, task: str, timeout: float, points: int
         status = "timeout"
     lines = [line for line in out.splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {"tool": tool, "case": case_name}
+    result["wall_s"] = time.perf_counter() - started  # the process, imports included
     if status:
         result["stage_reached"] = result.get("status", "none")
         result["status"] = status
@@ -112,7 +137,8 @@ def run_worker(tool: str, case_name: str, task: str, timeout: float, points: int
 def measure(tool: str, case, builds: int, timeout: float) -> dict:
     result = run_worker(tool, case.name, "measure", timeout)
     samples = [result["build_s"]] if "build_s" in result else []
-    if result["status"] == "ok" and builds > 1 and samples[0] < min(5.0, timeout / 4):
+    # A build of seconds varies little between processes; repeating it would only spend the budget.
+    if result["status"] == "ok" and builds > 1 and samples[0] < 2.0:
         for _ in range(builds - 1):
             extra = run_worker(tool, case.name, "build", timeout)
             if "build_s" in extra:
@@ -200,7 +226,10 @@ def _cell(result: dict | None, key: str, scale: float = 1.0, digits: int = 3) ->
     if status == "failed":
         return "fails: " + result.get("error", "").split(":")[0]
     if status == "skipped":
-        return "skipped" if "budget" in result.get("error", "") else "—"
+        error = result.get("error", "")
+        if "estimated" in error and key.startswith("build"):
+            return f"> {result.get('timeout_s', 60):.0f} s (est. {error.split()[3]} s)"
+        return "skipped" if "budget" in error or "estimated" in error else "—"
     return status
 
 

@@ -25,6 +25,7 @@ from cases import by_name  # noqa: E402
 from tools import fresh_c_cache, load  # noqa: E402
 
 MAX_BATCH_VALUES = 10_000_000  # inputs x points held in memory for the batch timing
+BATCH_BUDGET_S = 20.0  # one batch call of the measure task; slower tools are timed on fewer points
 
 
 def main() -> int:
@@ -74,6 +75,8 @@ def main() -> int:
     report(result)
     if built.batch is not None:
         points = max(1000, min(args.points, MAX_BATCH_VALUES // max(1, len(case.inputs))))
+        if result["call_us"] * 1e-6 * points > BATCH_BUDGET_S:  # at one call's cost per point, too long
+            points = fewer_points(built.batch, len(case.inputs), points)
         result |= {"batch_points": points, "batch_ns_per_point": per_point(built.batch, len(case.inputs), points)}
         report(result)
     if built.ops is not None:
@@ -120,11 +123,26 @@ def per_call(function, budget: float = 0.3) -> float:
     return best / number * 1e6
 
 
-def per_point(batch, inputs: int, points: int) -> float:
-    """Nanoseconds per point for one batch call over `points` points (best of up to three)."""
+def fewer_points(batch, inputs: int, points: int, probe: int = 1000) -> int:
+    """As many points (of `points`, at least `probe`) as one batch call runs in BATCH_BUDGET_S,
+    judged by a second call over `probe` points (the first may compile)."""
+    columns = numpy_columns(inputs, probe)
+    batch(columns)
+    start = time.perf_counter()
+    batch(columns)
+    seconds = time.perf_counter() - start
+    return max(probe, min(points, int(BATCH_BUDGET_S / max(seconds, 1e-9) * probe / 4)))
+
+
+def numpy_columns(inputs: int, points: int):
     import numpy
 
-    columns = numpy.random.default_rng(11).uniform(0.5, 1.5, (max(inputs, 1), points))
+    return numpy.random.default_rng(11).uniform(0.5, 1.5, (max(inputs, 1), points))
+
+
+def per_point(batch, inputs: int, points: int) -> float:
+    """Nanoseconds per point for one batch call over `points` points (best of up to three)."""
+    columns = numpy_columns(inputs, points)
     start = time.perf_counter()
     batch(columns)  # warm-up: JIT compilation, buffers
     best = math.inf
