@@ -1,6 +1,10 @@
 """lower: Expr -> Tape. One entry per primitive application, identical ones shared, constants folded.
 
-Walks the tree with an explicit stack (postorder), so depth costs memory, not recursion.
+Identical means equal in IEEE arithmetic, not only as written: y * x is the entry x * y (a row
+marked commutative), and an even function of b - a is the entry of the same function of a - b
+(cos(x2 - x1) is cos(x1 - x2): b - a is exactly -(a - b), zeros included, and libm's even
+functions are exactly even). Walks the tree with an explicit stack (postorder), so depth costs
+memory, not recursion.
 """
 
 from __future__ import annotations
@@ -35,9 +39,14 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
     keys: dict[tuple, int] = {}
     defined: dict[str, Atom] = {}  # definitions are values, not inputs
     labels: dict[int, str] = {}
+    created: list[int | None] = [None]  # the entry that the node lowered last added, if it added one
 
-    def emit(instr: Instr) -> Ref:
+    def emit(instr: Instr, row: primitives.Primitive | None = None, fresh: int | None = None) -> Ref:
+        """The entry computing `instr`, added unless the tape has it; `fresh`: the entry the
+        operand's node added, if it added one."""
         index = keys.get(instr.key)
+        if index is None and row is not None and row.parity == "even":
+            index = _even_twin(instr, fresh)
         if index is None:
             if len(instrs) >= max_entries:
                 raise LimitError(
@@ -46,8 +55,22 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
                     instr.span,
                 )
             index = keys[instr.key] = len(instrs)
+            if row is not None and row.commutative:
+                keys[(instr.op, instr.args[::-1])] = index  # found in either order, by tape.find too
             instrs.append(instr)
+            created[0] = index
         return Ref(index)
+
+    def _even_twin(instr: Instr, fresh: int | None) -> int | None:
+        """f(a - b) for f(b - a), f even; drops b - a when the operand's node added it, for f alone."""
+        (operand,) = instr.args
+        if not isinstance(operand, Ref) or instrs[operand.index].op != "sub":
+            return None
+        mirror = keys.get(("sub", instrs[operand.index].args[::-1]))
+        twin = None if mirror is None else keys.get((instr.op, (Ref(mirror),)))
+        if twin is not None and fresh == operand.index == len(instrs) - 1:
+            del keys[instrs.pop().key]
+        return twin
 
     def lower_one(expr: Expr) -> Atom:
         results: list[Atom] = []
@@ -56,6 +79,7 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
         return results[0]
 
     def _lower_node(node: Expr, results: list[Atom]) -> None:
+        fresh, created[0] = created[0], None
         match node:
             case Num(value=value):
                 results.append(Const(value))
@@ -71,7 +95,7 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
                 elif all(isinstance(a, Const) for a in operands):
                     results.append(Const(fold_constant(row, operands, source, span)))
                 else:
-                    results.append(emit(Instr(row.name, operands, span=span)))
+                    results.append(emit(Instr(row.name, operands, span=span), row, fresh))
 
     for definition in program.definitions:
         atom = defined[definition.name] = lower_one(definition.expr)

@@ -227,7 +227,8 @@ class _Instr:
 class _Program:
     """Three-address code over numbered values; a value is named for the reader (w3, x1_bar, t2).
     A call the program already makes, up to operand order or a sign, is made once (value numbering
-    after the tape's own sharing, which does not see x1 - x2 = -(x2 - x1))."""
+    after the tape's own sharing, which shares even functions of x2 - x1 and x1 - x2 but leaves odd
+    ones apart: at x1 = x2, sin(x2 - x1) is +0.0 and -sin(x1 - x2) is -0.0)."""
 
     def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[str, str]):
         self.names, self.own, self.constants = names, own, constants

@@ -73,6 +73,8 @@ class Primitive:
     # "even" (f(-x) = f(x)) or "odd" (f(-x) = -f(x)), exactly so as libm computes them: a backend may
     # then compute f(-x) from f(x) (the NumPy backend makes cos(x1 - x2) and cos(x2 - x1) one call).
     parity: str = ""
+    # f(x, y) = f(y, x) exactly in IEEE arithmetic: the tape shares x * y and y * x.
+    commutative: bool = False
 
     @property
     def arity(self) -> int:
@@ -163,11 +165,11 @@ def _infix(symbol: str, precedence: int, operand_min: tuple[int, int]) -> Notati
 _ROWS = (
     # Arithmetic. Left-associative operators need a tighter right operand: a - (b - c).
     _row("add", "x y", ("1", "1"), operator.add, operator.add, ((-3, 3), (-3, 3)), "+", "+", c="+",
-         notation=_infix("+", SUM, (SUM, PRODUCT)), user_callable=False),
+         notation=_infix("+", SUM, (SUM, PRODUCT)), user_callable=False, commutative=True),
     _row("sub", "x y", ("1", "-1"), operator.sub, operator.sub, ((-3, 3), (-3, 3)), "-", "-", c="-",
          notation=_infix("-", SUM, (SUM, PRODUCT)), user_callable=False),
     _row("mul", "x y", ("y", "x"), operator.mul, operator.mul, ((-3, 3), (-3, 3)), "*", "*", c="*",
-         notation=_infix("*", PRODUCT, (PRODUCT, UNARY)), user_callable=False),
+         notation=_infix("*", PRODUCT, (PRODUCT, UNARY)), user_callable=False, commutative=True),
     _row("div", "x y", ("1 / y", "-out / y"), operator.truediv, operator.truediv,
          ((-3, 3), (0.5, 3)), "/", "/", c="/", notation=_infix("/", PRODUCT, (PRODUCT, UNARY)),
          user_callable=False),

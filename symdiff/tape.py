@@ -56,7 +56,7 @@ class Tape:
     instrs: tuple[Instr, ...]
     output: Atom
     inputs: tuple[str, ...]  # the expression's variables in natural order: x1, x2, x10
-    keys: Mapping[tuple, int] = field(repr=False, compare=False)  # Instr.key -> index
+    keys: Mapping[tuple, int] = field(repr=False, compare=False)  # Instr.key (also reversed if commutative) -> index
     outputs: tuple[Atom, ...] = ()  # every output, in order (`output` is the first)
     labels: Mapping[int, str] = field(default_factory=dict, compare=False)  # entry -> user's definition name
     # Per entry, the branch it is computed in: ((condition entry, value), ...) from the outermost
