@@ -302,8 +302,22 @@ def test_numpy_module_runs_unchanged_on_dask_arrays():
         numpy.testing.assert_allclose(a.compute(), b, rtol=1e-14)
     namespace: dict = {}
     exec(gradient.source, namespace)
-    with pytest.raises(TypeError, match="out= needs NumPy input"):  # a Dask array is not written into
+    with pytest.raises(TypeError, match="out= needs plain NumPy arrays"):  # a Dask array is not written into
         namespace["grad"](x, 2.0, x, out=numpy.empty((4, 10)))
+
+
+@needs_numpy
+def test_numpy_subclasses_keep_their_type_and_mask():
+    # A masked array runs as plain ufuncs (not converted to a bare float64 array): the mask survives.
+    gradient = symdiff.compile_grad("x*y + sin(x) + 3", wrt="x,y,z", backend="numpy")
+    x = numpy.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
+    dx, dy, dz = gradient(x, 2.0)
+    for partial, expected in ((dx, 2.0 + numpy.cos(x)), (dy, x), (dz, numpy.zeros(3))):
+        assert isinstance(partial, numpy.ma.MaskedArray) and list(partial.mask) == [False, True, False]
+        numpy.testing.assert_allclose(partial.compressed(), numpy.ma.masked_array(expected, x.mask).compressed())
+    value = gradient.value(x, 2.0)
+    assert isinstance(value, numpy.ma.MaskedArray) and value.mask[1]
+    assert value[0] == pytest.approx(5.0 + numpy.sin(1.0), rel=1e-15)
 
 
 def _sources():
