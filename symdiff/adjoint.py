@@ -35,6 +35,12 @@ class Step:
     term: Term
     origin: int | None  # the entry whose local partial this is; None for the seed and zeroing
     path: tuple[tuple[int, bool], ...] = ()  # runs only in this branch (see Tape.paths)
+    merged: tuple[int, ...] = ()  # entries whose contributions simplify summed into this one's
+
+    @property
+    def origins(self) -> tuple[int, ...]:
+        """Every entry whose local partial this step adds (for comments)."""
+        return () if self.origin is None else (self.origin, *self.merged)
 
 
 @dataclass(frozen=True)

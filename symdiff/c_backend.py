@@ -632,7 +632,8 @@ def _reverse_lines(steps: tuple[Step, ...], printer: _Printer) -> tuple[Line, ..
         if step.target not in declared:
             declared.add(step.target)
             target = f"double {target}"
-        note = "" if step.origin is None else f"  // {printer.source_definition(step.origin)}"
+        note = "; ".join(printer.source_definition(origin) for origin in step.origins)
+        note = f"  // {note}" if note else ""
         lines.append(Line(target, step.mode, printer.atom(step.term), note))
     return tuple(lines)
 

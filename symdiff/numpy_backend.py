@@ -444,7 +444,8 @@ def _tuple(items: list[str]) -> str:
 def _reverse_step(program: _Program, step) -> None:
     """target = term, target += term or target -= term, as ufunc calls."""
     target = program.names.adjoint(step.target)
-    note = "" if step.origin is None else f"  # {program.printer.source_definition(step.origin)}"
+    note = "; ".join(program.printer.source_definition(origin) for origin in step.origins)
+    note = f"  # {note}" if note else ""
     term = step.term
     if step.mode == "=":
         # An atom is not copied: until the next contribution, the adjoint is that atom.

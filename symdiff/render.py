@@ -249,12 +249,13 @@ def _sum_line(run: tuple[Step, ...], printer: _Printer) -> Line:
         total = _leading(total)
     for mode, term in terms[1:]:
         total = Op("add" if mode == "+=" else "sub", (total, term))
-    origins = "; ".join(printer.source_definition(step.origin) for step in run)
+    origins = "; ".join(printer.source_definition(origin) for step in run for origin in step.origins)
     return Line(printer.names.adjoint(run[0].target), "=", printer.term(total), f"  # {origins}")
 
 
 def _reverse_line(step: Step, printer: _Printer) -> Line:
-    note = "" if step.origin is None else f"  # {printer.source_definition(step.origin)}"
+    note = "; ".join(printer.source_definition(origin) for origin in step.origins)
+    note = f"  # {note}" if note else ""
     term = _leading(step.term) if step.mode == "=" else step.term
     return Line(printer.names.adjoint(step.target), step.mode, printer.atom(term), note)
 

@@ -54,8 +54,11 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
         ):
             value = parts[0][0]
         else:
-            for number, (term, origin, path) in enumerate(parts):
-                steps.append(Step(index, "=", term, origin, path) if number == 0 else _accumulate(index, term, origin, path))
+            for number, (term, origin, path, merged) in enumerate(_factored(parts, tape)):
+                if number == 0:
+                    steps.append(Step(index, "=", term, origin, path, merged))
+                else:
+                    steps.append(_accumulate(index, term, origin, path, merged))
             value = Bar(index, output)
         settled[index] = value
         return value
@@ -89,10 +92,72 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
     return Adjoint(tape, wrt, tuple(steps), tuple(gradient), output)
 
 
-def _accumulate(index: int, term: Term, origin: int | None, path: tuple) -> Step:
+def _accumulate(index: int, term: Term, origin: int | None, path: tuple, merged: tuple[int, ...] = ()) -> Step:
     if isinstance(term, Op) and term.op == "neg":
-        return Step(index, "-=", term.args[0], origin, path)
-    return Step(index, "+=", term, origin, path)
+        return Step(index, "-=", term.args[0], origin, path, merged)
+    return Step(index, "+=", term, origin, path, merged)
+
+
+def _factored(parts: list[tuple[Term, int | None, tuple]], tape: Tape) -> list[tuple]:
+    """An adjoint's contributions, those that share a power-of-two factor summed under it:
+    -2*a - b*(2*c) is -2*(a + b*c), a multiplication fewer (the chain rule through squares makes
+    them). Scaling by a power of two only moves the exponent, so away from overflow and subnormal
+    numbers the sum is the same; the order of the additions changes, as the simplified sum's may."""
+    scales = [_scale_of(term) for term, _, _ in parts]
+    shared = {scale for scale in (found[0] for found in scales if found) if sum(1 for f in scales if f and f[0] == scale) > 1}
+    result, taken = [], set()
+    for k, (term, origin, path) in enumerate(parts):
+        if k in taken:
+            continue
+        if scales[k] is None or scales[k][0] not in shared:
+            result.append((term, origin, path, ()))
+            continue
+        group = [j for j in range(k, len(parts)) if scales[j] and scales[j][0] == scales[k][0]]
+        taken.update(group)
+        rests = [scales[j][1] for j in group]
+        if all(_negated(rest) is not None for rest in rests):  # -2*a - 2*b is -(2*(a + b))
+            total = fold("neg", (_sum([_negated(rest) for rest in rests], tape),), tape)
+        else:  # a term that is not negated first, so that the others subtract from it
+            total = _sum(sorted(rests, key=lambda rest: _negated(rest) is not None), tape)
+        combined = fold("mul", (Const(scales[k][0]), total), tape)
+        result.append((combined, origin, path, tuple(parts[j][1] for j in group[1:])))
+    return result
+
+
+def _sum(terms: list[Term], tape: Tape) -> Term:
+    total = terms[0]
+    for term in terms[1:]:
+        total = fold("add", (total, term), tape)
+    return total
+
+
+def _scale_of(term: Term, depth: int = 3) -> tuple[float, Term] | None:
+    """(c, u) with term = c * u and c a power of two other than 1 (c > 0; a sign stays in u), found
+    through negations and products a few levels down; None if there is none."""
+    if type(term) is not Op or depth == 0:
+        return None
+    if term.op == "neg":
+        found = _scale_of(term.args[0], depth - 1)
+        return None if found is None else (found[0], _negate(found[1]))
+    if term.op != "mul":
+        return None
+    left, right = term.args
+    if type(left) is Const and _power_of_two(left.value):
+        return abs(left.value), right if left.value > 0 else _negate(right)
+    if (found := _scale_of(right, depth - 1)) is not None:
+        return found[0], Op("mul", (left, found[1]))
+    if (found := _scale_of(left, depth - 1)) is not None:
+        return found[0], Op("mul", (found[1], right))
+    return None
+
+
+def _power_of_two(value: float) -> bool:
+    return math.isfinite(value) and value != 0.0 and abs(value) != 1.0 and math.frexp(abs(value))[0] == 0.5
+
+
+def _negate(term: Term) -> Term:
+    inner = _negated(term)
+    return inner if inner is not None else Op("neg", (term,))
 
 
 def _groups(steps: tuple[Step, ...]):

@@ -145,3 +145,25 @@ def _walk(term):
         node = stack.pop()
         yield node
         stack.extend(getattr(node, "args", ()))
+
+
+def test_contributions_sharing_a_power_of_two_are_summed_under_it():
+    # d/dx of (1 - x)^2 + 100*(y - x^2)^2 is -2*(1 - x) - 200*(y - x^2)*(2*x): the two 2s are one.
+    tape, raw, adjoint = programs("(1 - x)^2 + 100*(y - x^2)^2")
+    x = tape.input_index("x")
+    [step] = [step for step in adjoint.steps if step.target == x]
+    assert step.mode == "=" and step.term.op == "neg" and step.term.args[0].args[0] == Const(2.0)
+    assert set(step.origins) == {index for index, instr in enumerate(tape.instrs) if instr.op in ("sub", "powi") and Ref(x) in instr.args}
+    for point in ({"x": 0.3, "y": -1.7}, {"x": 2.5, "y": 6.0}, {"x": -1e60, "y": 3.0}):
+        simplified, unsimplified = run(adjoint, point), run(raw, point)
+        assert all(math.isclose(a, b, rel_tol=1e-15) for a, b in zip(simplified, unsimplified))
+    # Factors other than powers of two stay where the chain rule put them (3*(a + b) is not 3*a + 3*b).
+    _, _, thirds = programs("3*x*y + 3*x*z")
+    assert all(not step.merged for step in thirds.steps)
+
+
+def test_a_merged_step_names_every_origin_in_its_comment():
+    import symdiff
+
+    source = symdiff.compile_grad("(1 - x)^2 + 100*(y - x^2)^2").source
+    assert "x_bar = -2.0 * (w6_bar * x + w2)  # w5 = x ^ 2; w2 = 1 - x" in source
