@@ -28,6 +28,7 @@ class Built:
     note: str = ""
     value: Callable | None = None  # the function alone at one point, where the tool makes it cheap
     checked: Callable | None = None  # the public call that binds and checks its arguments, if not `call`
+    fresh_batch: Callable | None = None  # the batch returning new arrays, where `batch` reuses the caller's
 
 
 def load(tool: str):
@@ -101,28 +102,36 @@ def build_symdiff_numpy(case: Case) -> Built:
     gradient = symdiff.compile_grad(case.text, backend="numpy")
     return Built(
         call=lambda point: gradient(*point),
-        batch=lambda columns: gradient(*columns),
+        batch=_into_reused(gradient),
+        fresh_batch=lambda columns: gradient(*columns),
         ops=lambda: _symdiff_ops(gradient),
+        note="batch through g.batch into a reused out= array, as for C; g(*columns) (new arrays) has its own table",
     )
 
 
-def build_symdiff_c(case: Case) -> Built:
+def _into_reused(gradient):
+    """g.batch(points, out=...) into one array per shape, reused across calls, as a caller would."""
     import numpy
 
-    import symdiff
-
-    gradient = symdiff.compile_grad(case.text, backend="c")
     outputs: dict = {}
 
     def batch(points):
         out = outputs.get(points.shape)
-        if out is None:  # the caller's buffer, reused across calls as a C caller would
+        if out is None:
             out = outputs[points.shape] = numpy.empty((len(gradient.wrt), points.shape[1]))
         return gradient.batch(points, out=out)
 
+    return batch
+
+
+def build_symdiff_c(case: Case) -> Built:
+
+    import symdiff
+
+    gradient = symdiff.compile_grad(case.text, backend="c")
     return Built(
         call=lambda point: gradient.grad_array(point),
-        batch=batch,
+        batch=_into_reused(gradient),
         ops=lambda: _symdiff_ops(gradient),
         note="per call through grad_array (a float64 array in and out); batch into a reused out= array",
     )
