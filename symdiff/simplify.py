@@ -5,6 +5,7 @@
 - an adjoint that is a single constant or value (or minus one), or a small term read only once, is
   used in place, not copied into a variable;
 - a subterm the forward sweep already computed is reused (cos(x) for sin(x) when the tape has it);
+- contributions that share a power-of-two factor are summed under it (-2*a - b*(2*c) is -2*(a + b*c));
 - only adjoints that lie on a path to a requested input are computed.
 The rewrites below are the arithmetic the chain rule itself uses (multiply, add, negate); derivative
 rules stay in the primitive table.
@@ -102,26 +103,38 @@ def _factored(parts: list[tuple[Term, int | None, tuple]], tape: Tape) -> list[t
     """An adjoint's contributions, those that share a power-of-two factor summed under it:
     -2*a - b*(2*c) is -2*(a + b*c), a multiplication fewer (the chain rule through squares makes
     them). Scaling by a power of two only moves the exponent, so away from overflow and subnormal
-    numbers the sum is the same; the order of the additions changes, as the simplified sum's may."""
+    numbers the sum is the same; the order of the additions changes, as the simplified sum's may.
+    At most FACTORED_TERMS contributions share one factor, so that a term stays small."""
     scales = [_scale_of(term) for term, _, _ in parts]
-    shared = {scale for scale in (found[0] for found in scales if found) if sum(1 for f in scales if f and f[0] == scale) > 1}
-    result, taken = [], set()
+    groups: dict[float, list[int]] = defaultdict(list)
+    for k, found in enumerate(scales):
+        if found is not None:
+            groups[found[0]].append(k)
+    chunk_of: dict[int, list[int]] = {}  # the first contribution of each chunk -> the chunk
+    for members in groups.values():
+        for start in range(0, len(members), FACTORED_TERMS):
+            chunk = members[start : start + FACTORED_TERMS]
+            if len(chunk) > 1:
+                chunk_of[chunk[0]] = chunk
+    folded = {k for chunk in chunk_of.values() for k in chunk}
+    result = []
     for k, (term, origin, path) in enumerate(parts):
-        if k in taken:
-            continue
-        if scales[k] is None or scales[k][0] not in shared:
+        if k not in folded:
             result.append((term, origin, path, ()))
-            continue
-        group = [j for j in range(k, len(parts)) if scales[j] and scales[j][0] == scales[k][0]]
-        taken.update(group)
-        rests = [scales[j][1] for j in group]
-        if all(_negated(rest) is not None for rest in rests):  # -2*a - 2*b is -(2*(a + b))
-            total = fold("neg", (_sum([_negated(rest) for rest in rests], tape),), tape)
-        else:  # a term that is not negated first, so that the others subtract from it
-            total = _sum(sorted(rests, key=lambda rest: _negated(rest) is not None), tape)
-        combined = fold("mul", (Const(scales[k][0]), total), tape)
-        result.append((combined, origin, path, tuple(parts[j][1] for j in group[1:])))
+        elif k in chunk_of:
+            chunk = chunk_of[k]
+            rests = [scales[j][1] for j in chunk]
+            if all(_negated(rest) is not None for rest in rests):  # -2*a - 2*b is -(2*(a + b))
+                total = fold("neg", (_sum([_negated(rest) for rest in rests], tape),), tape)
+            else:  # a term that is not negated first, so that the others subtract from it
+                total = _sum(sorted(rests, key=lambda rest: _negated(rest) is not None), tape)
+            combined = fold("mul", (Const(scales[k][0]), total), tape)
+            result.append((combined, origin, path, tuple(parts[j][1] for j in chunk[1:])))
     return result
+
+
+# How many contributions one power-of-two factor may gather (as many as a line of the sum holds).
+FACTORED_TERMS = 4
 
 
 def _sum(terms: list[Term], tape: Tape) -> Term:

@@ -167,3 +167,12 @@ def test_a_merged_step_names_every_origin_in_its_comment():
 
     source = symdiff.compile_grad("(1 - x)^2 + 100*(y - x^2)^2").source
     assert "x_bar = -2.0 * (w6_bar * x + w2)  # w5 = x ^ 2; w2 = 1 - x" in source
+
+
+def test_a_shared_factor_gathers_a_few_contributions_at_a_time():
+    # x in 9 squares: 2*(four) + 2*(four) + the ninth on its own, so no term grows with the sum.
+    text = " + ".join(f"(x - {i})^2" for i in range(1, 10))
+    tape, raw, adjoint = programs(text)
+    [first, second, third] = [step for step in adjoint.steps if step.target == tape.input_index("x")]
+    assert (len(first.origins), len(second.origins), len(third.origins)) == (4, 4, 1)
+    assert run(adjoint, {"x": 0.25}) == [sum(2 * (0.25 - i) for i in range(1, 10))]
