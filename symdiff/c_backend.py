@@ -29,6 +29,7 @@ from .backends import CompiledGradient, batch_outputs, header_text
 from .errors import ArgumentError, CompilerError
 from .names import Names, assign_names
 from .render import _docstring, _environment, _Printer
+from .resources import cache_root
 from .tape import INPUT, Ref, Tape
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
@@ -653,10 +654,7 @@ def find_compiler() -> str:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("SYMDIFF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "symdiff"
-    )
-    return Path(base) / "c"
+    return cache_root() / "c"
 
 
 def build_library(source: str, level: tuple[str, ...] = ()) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 from functools import cache
 
 from lark import Lark, Token, Transformer
@@ -16,7 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import primitives
 from .errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
 from .expr import Apply, Definition, Expr, Num, Program, Var, postorder
-from .resources import grammar_text
+from .resources import grammar_text, writable_cache
 
 # Characters people paste from papers and word processors, and what they mean.
 _LOOKALIKES = {
@@ -139,7 +140,19 @@ def _parser(statements_by_line: bool) -> Lark:
         # The post-lexer looks one token ahead, which the contextual lexer does not allow for.
         lexer="basic" if statements_by_line else "contextual",
         postlex=_Statements() if statements_by_line else None,
+        cache=_tables(statements_by_line),
     )
+
+
+def _tables(statements_by_line: bool) -> str | bool:
+    """Where Lark keeps its analysis of the grammar (the LALR tables, ~40 ms to compute at each start):
+    the user's own cache folder, not a shared temporary one (the file is a pickle). Lark checks that
+    it was made from this grammar, these options and this Lark, else it analyses anew and rewrites it."""
+    folder = writable_cache("lark")
+    if folder is None:
+        return False
+    kind = "lines" if statements_by_line else "expressions"
+    return str(folder / f"expr-{kind}-py{sys.version_info[0]}{sys.version_info[1]}.pickle")
 
 
 def parse(source: str, max_chars: int | None = None) -> Expr:

@@ -154,3 +154,31 @@ def test_deep_nesting_and_long_sums_parse_without_recursion():
     assert parse(deep).op == "sin"
     long_sum = " + ".join(f"x{i}" for i in range(3_000))
     assert parse(long_sum).op == "add"
+
+
+def _parse_in_a_new_process(cache, text="x1*x2 + sin(x1)"):
+    import os
+    import subprocess
+    import sys
+
+    script = "from symdiff.parse import parse; from symdiff.printing import expression_text; "
+    script += f"print(expression_text(parse({text!r})))"
+    env = {**os.environ, "SYMDIFF_CACHE": str(cache)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    return done.returncode, done.stdout.strip(), done.stderr
+
+
+def test_the_parser_tables_are_cached_in_the_users_cache_and_survive_damage(tmp_path):
+    code, printed, errors = _parse_in_a_new_process(tmp_path)
+    [tables] = (tmp_path / "lark").iterdir()
+    assert code == 0 and printed == "x1 * x2 + sin(x1)" and errors == ""
+    assert _parse_in_a_new_process(tmp_path) == (0, printed, "")  # from the cache
+    tables.write_bytes(b"not a pickle")  # a damaged file is analysed anew, silently, and rewritten
+    assert _parse_in_a_new_process(tmp_path) == (0, printed, "")
+    assert tables.read_bytes() != b"not a pickle"
+
+
+def test_an_unwritable_cache_only_costs_time(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder would go")
+    assert _parse_in_a_new_process(blocked) == (0, "x1 * x2 + sin(x1)", "")
