@@ -55,7 +55,7 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
         ):
             value = parts[0][0]
         else:
-            for number, (term, origin, path, merged) in enumerate(_factored(parts, tape)):
+            for number, (term, origin, path, merged) in enumerate(_factored(parts)):
                 if number == 0:
                     steps.append(Step(index, "=", term, origin, path, merged))
                 else:
@@ -99,13 +99,17 @@ def _accumulate(index: int, term: Term, origin: int | None, path: tuple, merged:
     return Step(index, "+=", term, origin, path, merged)
 
 
-def _factored(parts: list[tuple[Term, int | None, tuple]], tape: Tape) -> list[tuple]:
+def _factored(parts: list[tuple[Term, int | None, tuple]]) -> list[tuple]:
     """An adjoint's contributions, those that share a power-of-two factor summed under it:
     -2*a - b*(2*c) is -2*(a + b*c), a multiplication fewer (the chain rule through squares makes
     them). Scaling by a power of two only moves the exponent, so away from overflow and subnormal
     numbers the sum is the same; the order of the additions changes, as the simplified sum's may.
     At most FACTORED_TERMS contributions share one factor, so that a term stays small."""
+    if len(parts) < 2:
+        return [(term, origin, path, ()) for term, origin, path in parts]
     scales = [_scale_of(term) for term, _, _ in parts]
+    if sum(found is not None for found in scales) < 2:
+        return [(term, origin, path, ()) for term, origin, path in parts]
     groups: dict[float, list[int]] = defaultdict(list)
     for k, found in enumerate(scales):
         if found is not None:
@@ -123,12 +127,13 @@ def _factored(parts: list[tuple[Term, int | None, tuple]], tape: Tape) -> list[t
             result.append((term, origin, path, ()))
         elif k in chunk_of:
             chunk = chunk_of[k]
+            # Built directly, not folded: the sum of non-constant terms under a constant has nothing to fold.
             rests = [scales[j][1] for j in chunk]
+            scale = Const(scales[k][0])
             if all(_negated(rest) is not None for rest in rests):  # -2*a - 2*b is -(2*(a + b))
-                total = fold("neg", (_sum([_negated(rest) for rest in rests], tape),), tape)
+                combined = Op("neg", (Op("mul", (scale, _sum([_negated(rest) for rest in rests]))),))
             else:  # a term that is not negated first, so that the others subtract from it
-                total = _sum(sorted(rests, key=lambda rest: _negated(rest) is not None), tape)
-            combined = fold("mul", (Const(scales[k][0]), total), tape)
+                combined = Op("mul", (scale, _sum(sorted(rests, key=lambda rest: _negated(rest) is not None))))
             result.append((combined, origin, path, tuple(parts[j][1] for j in chunk[1:])))
     return result
 
@@ -137,10 +142,12 @@ def _factored(parts: list[tuple[Term, int | None, tuple]], tape: Tape) -> list[t
 FACTORED_TERMS = 4
 
 
-def _sum(terms: list[Term], tape: Tape) -> Term:
+def _sum(terms: list[Term]) -> Term:
+    """a + b - c for [a, b, -c]."""
     total = terms[0]
     for term in terms[1:]:
-        total = fold("add", (total, term), tape)
+        inner = _negated(term)
+        total = Op("add", (total, term)) if inner is None else Op("sub", (total, inner))
     return total
 
 
