@@ -32,10 +32,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("tool")
     parser.add_argument("case")
-    parser.add_argument("--task", choices=("build", "measure", "batch"), default="measure")
+    parser.add_argument("--task", choices=("build", "measure", "batch", "paired"), default="measure")
     parser.add_argument("--points", type=int, default=100_000)
     args = parser.parse_args()
     case = by_name(args.case)
+    if args.task == "paired":  # TOOL is "a,b"
+        return report(paired(args.tool.split(","), case))
     result: dict = {"tool": args.tool, "case": case.name}
     try:
         builder = load(args.tool)
@@ -144,6 +146,35 @@ def numpy_columns(inputs: int, points: int):
     import numpy
 
     return numpy.random.default_rng(11).uniform(0.5, 1.5, (max(inputs, 1), points))
+
+
+def paired(tools: list[str], case, rounds: int = 25) -> dict:
+    """Per-call times of two tools on one case in one process, in alternating runs: on a shared
+    machine a slow spell then slows both, so their ratio holds where separate processes' best runs
+    flip (a few percent apart on the smallest cases)."""
+    point = [0.5 + random.Random(7).random() for _ in case.inputs]
+    calls = [load(tool)(case).call for tool in tools]
+    number = max(calibrated(call, point) for call in calls)
+    best = [math.inf] * len(calls)
+    for _ in range(rounds):
+        for k, call in enumerate(calls):
+            start = time.perf_counter()
+            for _ in range(number):
+                call(point)
+            best[k] = min(best[k], time.perf_counter() - start)
+    return {"case": case.name, "status": "ok", "paired_call_us": {t: b / number * 1e6 for t, b in zip(tools, best)}}
+
+
+def calibrated(call, point, seconds: float = 0.02) -> int:
+    """Calls that last about `seconds`."""
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            call(point)
+        if time.perf_counter() - start >= seconds or number >= 1_000_000:
+            return number
+        number *= 2
 
 
 def per_point(batch, inputs: int, points: int) -> float:
