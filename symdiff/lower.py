@@ -2,9 +2,9 @@
 
 Identical means equal in IEEE arithmetic, not only as written: y * x is the entry x * y (a row
 marked commutative), and an even function of b - a is the entry of the same function of a - b
-(cos(x2 - x1) is cos(x1 - x2): b - a is exactly -(a - b), zeros included, and libm's even
-functions are exactly even). Walks the tree with an explicit stack (postorder), so depth costs
-memory, not recursion.
+(a row marked antisymmetric: cos(x2 - x1) is cos(x1 - x2), since b - a is exactly -(a - b),
+zeros included, and libm's even functions are exactly even). Walks the tree with an explicit stack
+(postorder), so depth costs memory, not recursion.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
     def _even_twin(instr: Instr, fresh: int | None) -> int | None:
         """f(a - b) for f(b - a), f even; drops b - a when the operand's node added it, for f alone."""
         (operand,) = instr.args
-        if not isinstance(operand, Ref) or instrs[operand.index].op != "sub":
+        inner = instrs[operand.index] if isinstance(operand, Ref) else None
+        if inner is None or inner.op == INPUT or not primitives.lookup(inner.op).antisymmetric:
             return None
-        mirror = keys.get(("sub", instrs[operand.index].args[::-1]))
+        mirror = keys.get((inner.op, inner.args[::-1]))
         twin = None if mirror is None else keys.get((instr.op, (Ref(mirror),)))
         if twin is not None and fresh == operand.index == len(instrs) - 1:
             del keys[instrs.pop().key]

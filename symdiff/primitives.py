@@ -75,6 +75,9 @@ class Primitive:
     parity: str = ""
     # f(x, y) = f(y, x) exactly in IEEE arithmetic: the tape shares x * y and y * x.
     commutative: bool = False
+    # f(x, y) = -f(y, x) exactly, zeros included (x - y): the tape computes an even function of
+    # f(y, x) as the same function of f(x, y).
+    antisymmetric: bool = False
 
     @property
     def arity(self) -> int:
@@ -167,7 +170,7 @@ _ROWS = (
     _row("add", "x y", ("1", "1"), operator.add, operator.add, ((-3, 3), (-3, 3)), "+", "+", c="+",
          notation=_infix("+", SUM, (SUM, PRODUCT)), user_callable=False, commutative=True),
     _row("sub", "x y", ("1", "-1"), operator.sub, operator.sub, ((-3, 3), (-3, 3)), "-", "-", c="-",
-         notation=_infix("-", SUM, (SUM, PRODUCT)), user_callable=False),
+         notation=_infix("-", SUM, (SUM, PRODUCT)), user_callable=False, antisymmetric=True),
     _row("mul", "x y", ("y", "x"), operator.mul, operator.mul, ((-3, 3), (-3, 3)), "*", "*", c="*",
          notation=_infix("*", PRODUCT, (PRODUCT, UNARY)), user_callable=False, commutative=True),
     _row("div", "x y", ("1 / y", "-out / y"), operator.truediv, operator.truediv,
