@@ -34,18 +34,36 @@ def reverse(tape: Tape, wrt: tuple[str, ...] | None = None, output: int = 0) -> 
 
 
 def sweep(tape: Tape, output: int = 0) -> Iterator[Step]:
-    """The accumulation steps w_i_bar += w_p_bar * dw_p/dw_i, last entry first, made as they are
-    consumed (simplify reads them once, so a large program never holds the raw sweep whole)."""
+    """The accumulation steps w_i_bar += w_p_bar * dw_p/dw_i, last entry first."""
+    for p, parts in local_partials(tape):
+        for target, partial, path in parts:
+            yield Step(target, "+=", Op(CHAIN, (Bar(p, output), partial)), p, path)
+
+
+Partials = list[tuple[int, Term, tuple]]  # (operand entry, d entry / d operand, branch path)
+
+
+def local_partials(tape: Tape) -> Iterator[tuple[int, Partials]]:
+    """Per entry p, last first: the local partial of p by each variable operand, with the path it
+    runs in. Made as they are consumed (simplify reads them once, so compile_grad never holds the
+    raw sweep whole) and without the chain-rule product around them, which simplify builds itself."""
+    builders: dict[str, tuple] = {}  # op -> per operand, the partial's builder (None: no partial)
     for p in range(len(tape.instrs) - 1, -1, -1):
         instr = tape.instrs[p]
         if instr.op == INPUT:
             continue
         row = primitives.lookup(instr.op)
-        for position, operand in enumerate(instr.args):
-            if isinstance(operand, Ref) and row.partials[position] is not None:  # conditions have none
-                partial = local_partial(row, position, instr.args, Ref(p))
-                path = _branch(tape, p, row, position)
-                yield Step(operand.index, "+=", Op(CHAIN, (Bar(p, output), partial)), p, path)
+        built = builders.get(row.name)
+        if built is None:
+            built = builders[row.name] = tuple(
+                None if text is None else _builder(text, row.params) for text in row.partials
+            )
+        args, out, parts = instr.args, Ref(p), []
+        for position, operand in enumerate(args):
+            if type(operand) is Ref and built[position] is not None:  # conditions have no partial
+                path = _branch(tape, p, row, position) if tape.paths else ()
+                parts.append((operand.index, built[position](args, out), path))
+        yield p, parts
 
 
 def _branch(tape: Tape, p: int, row: primitives.Primitive, position: int) -> tuple:

@@ -15,23 +15,24 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom
 from .lower import refined
+from .reverse import Partials
 from .tape import Const, Ref, Tape
 
 ZERO, ONE = Const(0.0), Const(1.0)
 
 
 def simplify(raw: Adjoint) -> Adjoint:
-    return simplify_sweep(raw.tape, raw.wrt, raw.steps, raw.output)
+    return simplify_sweep(raw.tape, raw.wrt, _groups(raw.steps), raw.output)
 
 
-def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], output: int = 0) -> Adjoint:
-    """simplify, reading the raw sweep's steps once, in order, from any iterable (reverse.sweep
-    makes them on demand, so compile_grad never builds the raw program)."""
+def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[tuple[int, Partials]], output: int = 0) -> Adjoint:
+    """simplify, reading the sweep's local partials once, entry by entry, from any iterable
+    (reverse.local_partials makes them on demand, so compile_grad never builds the raw program)."""
     wanted = {i for name in wrt if (i := tape.input_index(name)) is not None}
     relevant = tape.depends_on(wanted)
     contributions: dict[int, list[tuple[Term, int | None, tuple]]] = defaultdict(list)
@@ -67,22 +68,23 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[Step], outp
     seed = (tape.outputs or (tape.output,))[output]
     if isinstance(seed, Ref) and seed.index in relevant:
         contributions[seed.index].append((ONE, None, ()))
-    for origin, group in _groups(sweep):
-        useful = [step for step in group if step.target in relevant]
-        if origin not in relevant or not useful:
+    for origin, group in sweep:
+        if origin not in relevant:
             continue
         # The raw term is adjoint(origin) * partial; look at the partials before settling the adjoint,
         # so an adjoint whose partials are all zero is never written (it would be an unused variable).
-        partials = [(step, fold_term(step.term.args[1], tape, settled)) for step in useful]
-        partials = [(step, partial) for step, partial in partials if not is_zero(partial)]
+        partials = []
+        for target, partial, path in group:
+            if target in relevant and not is_zero(partial := fold_term(partial, tape, settled)):
+                partials.append((target, partial, path))
         if not partials:
             contributions.pop(origin, None)
             continue
         seed = settle(origin, uses=len(partials))
-        for step, partial in partials:
+        for target, partial, path in partials:
             term = fold("mul", (seed, partial), tape)
             if not is_zero(term):
-                contributions[step.target].append((term, origin, step.path))
+                contributions[target].append((term, origin, path))
     gradient = []
     for name in wrt:
         index = tape.input_index(name)
@@ -180,41 +182,51 @@ def _negate(term: Term) -> Term:
     return inner if inner is not None else Op("neg", (term,))
 
 
-def _groups(steps: tuple[Step, ...]):
-    """The raw accumulation steps, grouped by the entry they differentiate, in sweep order."""
-    group: list[Step] = []
+def _groups(steps: tuple[Step, ...]) -> Iterator[tuple[int, Partials]]:
+    """A raw program's accumulation steps as local partials, grouped by the entry they differentiate
+    (what reverse.local_partials yields)."""
+    origin, group = None, []
     for step in steps:
         if step.origin is None:
             continue
-        if group and group[0].origin != step.origin:
-            yield group[0].origin, group
+        if group and step.origin != origin:
+            yield origin, group
             group = []
-        group.append(step)
+        origin = step.origin
+        group.append((step.target, step.term.args[1], step.path))
     if group:
-        yield group[0].origin, group
+        yield origin, group
 
 
 def fold_term(term: Term, tape: Tape, settled: dict[int, Term]) -> Term:
     """Simplify a (small) term bottom-up, with settled adjoints substituted."""
-    match term:
-        case Bar(index=index):
-            return settled.get(index, term)
-        case Op(op=op, args=args):
-            return fold(op, tuple(fold_term(arg, tape, settled) for arg in args), tape)
+    kind = type(term)  # tested by type, not `match`: this runs on every partial
+    if kind is Op:
+        return fold(term.op, tuple([fold_term(arg, tape, settled) for arg in term.args]), tape)
+    if kind is Bar:
+        return settled.get(term.index, term)
     return term
 
 
 def fold(op: str, args: tuple[Term, ...], tape: Tape) -> Term:
     """op(args) with constants folded, arithmetic identities applied and forward values reused."""
-    row, args = refined(primitives.lookup(op), args)
-    if all(type(arg) is Const for arg in args):
-        value = _evaluate(row, args)
-        if value is not None:
-            return value
+    row = primitives.lookup(op)
+    if row.refine is not None:
+        row, args = refined(row, args)
+    constants = atoms = True
+    for arg in args:
+        kind = type(arg)
+        if kind is not Const:
+            constants = False
+            if kind is not Ref:
+                atoms = False
+                break
+    if constants and (value := _evaluate(row, args)) is not None:
+        return value
     rule = _RULES.get(row.name)
     if rule is not None and (rewritten := rule(*args, tape)) is not None:
         return rewritten
-    if all(type(a) is Const or type(a) is Ref for a in args) and (index := tape.find(row.name, args)) is not None:
+    if atoms and (index := tape.find(row.name, args)) is not None:
         return Ref(index)
     return Op(row.name, args)
 
