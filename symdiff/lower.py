@@ -44,7 +44,8 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
     def emit(instr: Instr, row: primitives.Primitive | None = None, fresh: int | None = None) -> Ref:
         """The entry computing `instr`, added unless the tape has it; `fresh`: the entry the
         operand's node added, if it added one."""
-        index = keys.get(instr.key)
+        key = instr.key
+        index = keys.get(key)
         if index is None and row is not None and row.parity == "even":
             index = _even_twin(instr, fresh)
         if index is None:
@@ -54,7 +55,7 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
                     source,
                     instr.span,
                 )
-            index = keys[instr.key] = len(instrs)
+            index = keys[key] = len(instrs)
             if row is not None and row.commutative:
                 keys[(instr.op, instr.args[::-1])] = index  # found in either order, by tape.find too
             instrs.append(instr)
@@ -80,23 +81,28 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
         return results[0]
 
     def _lower_node(node: Expr, results: list[Atom]) -> None:
+        # Dispatched on type rather than with `match`: this runs once per node of the AST.
         fresh, created[0] = created[0], None
-        match node:
-            case Num(value=value):
-                results.append(Const(value))
-            case Var(name=name, span=span):
-                results.append(defined[name] if name in defined else emit(Instr(INPUT, (), name, span)))
-            case Apply(op=op, args=args, span=span):
-                operands = tuple(results[len(results) - len(args) :])
-                del results[len(results) - len(args) :]
-                row, operands = refined(primitives.lookup(op), operands)
-                if row.branches and isinstance(operands[0], Const):  # a constant condition picks its branch
-                    taken = bool(operands[0].value)
-                    results.append(operands[row.branches.index(taken)])
-                elif all(isinstance(a, Const) for a in operands):
-                    results.append(Const(fold_constant(row, operands, source, span)))
-                else:
-                    results.append(emit(Instr(row.name, operands, span=span), row, fresh))
+        kind = type(node)
+        if kind is Num:
+            results.append(Const(node.value))
+        elif kind is Var:
+            name = node.name
+            results.append(defined[name] if name in defined else emit(Instr(INPUT, (), name, node.span)))
+        else:
+            arity = len(node.args)
+            operands = tuple(results[len(results) - arity :])
+            del results[len(results) - arity :]
+            row = primitives.lookup(node.op)
+            if row.refine is not None:
+                row, operands = refined(row, operands)
+            if row.branches and type(operands[0]) is Const:  # a constant condition picks its branch
+                taken = bool(operands[0].value)
+                results.append(operands[row.branches.index(taken)])
+            elif all(type(a) is Const for a in operands):
+                results.append(Const(fold_constant(row, operands, source, node.span)))
+            else:
+                results.append(emit(Instr(row.name, operands, span=node.span), row, fresh))
 
     for definition in program.definitions:
         atom = defined[definition.name] = lower_one(definition.expr)
