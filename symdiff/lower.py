@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from . import primitives
 from .errors import DomainError, LimitError, Span
-from .expr import Apply, Expr, Num, Program, Var, postorder
+from .expr import Expr, Num, Program, Var, postorder
 from .tape import INPUT, Atom, Const, Instr, Ref, Tape
 
 DEFAULT_MAX_ENTRIES = 2_000_000
