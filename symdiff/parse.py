@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import sys
 from functools import cache
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import Lexer, PatternStr
 
 from . import primitives
 from .errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
@@ -130,6 +132,62 @@ class _Statements:
             yield token
 
 
+class _Tokens(Lexer):
+    """Lark lexer: the grammar's terminals as one regular expression, each match with the blanks
+    before it (Lark's own lexer costs about twice as much per token, and a large expression is
+    mostly tokens). A name spelled like a keyword is the keyword, as with Lark's basic lexer."""
+
+    __future_interface__ = 2  # lex(lexer_state, parser_state)
+
+    def __init__(self, conf):
+        self.terminals_by_name = conf.terminals_by_name
+        name = re.compile(conf.terminals_by_name["NAME"].pattern.to_regexp())
+        self.keywords: dict[str, str] = {}
+        alternatives = []
+        # Longest first where two could match at one place (`**` before `*`), as Lark orders them.
+        for terminal in sorted(
+            conf.terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name)
+        ):
+            if terminal.name in conf.ignore:
+                continue
+            if isinstance(terminal.pattern, PatternStr) and name.fullmatch(terminal.pattern.value):
+                self.keywords[terminal.pattern.value] = terminal.name
+            else:
+                alternatives.append(f"(?P<{terminal.name}>{terminal.pattern.to_regexp()})")
+        # Possessive (*+): a run of blanks is never split and retried, however long.
+        blanks = "(?:" + "|".join(conf.terminals_by_name[kind].pattern.to_regexp() for kind in conf.ignore) + ")*+"
+        self.token = re.compile(f"{blanks}(?:{'|'.join(alternatives)})")
+        self.blanks = re.compile(blanks)
+
+    def lex(self, lexer_state, parser_state):
+        return self.tokens(lexer_state.text.text, parser_state)
+
+    def tokens(self, text: str, parser_state=None):
+        keywords, position, line, line_start = self.keywords, 0, 1, 0
+        for match in self.token.finditer(text):
+            if match.start() != position:  # finditer skipped what no terminal matches
+                self._unexpected(text, position, parser_state)
+            kind = match.lastgroup
+            start, end = match.span(kind)
+            if start != position and "\n" in text[position:start]:
+                line, line_start = line + text.count("\n", position, start), text.rindex("\n", position, start) + 1
+            value = text[start:end]
+            if kind == "NAME":
+                kind = keywords.get(value, kind)
+            column = start - line_start + 1
+            position = end
+            yield Token(kind, value, start, line, column, line, column + end - start, end)
+        if self.blanks.match(text, position).end() != len(text):
+            self._unexpected(text, position, parser_state)
+
+    def _unexpected(self, text: str, position: int, parser_state):
+        position = self.blanks.match(text, position).end()  # the character itself, after any blanks
+        line, column = text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)
+        raise UnexpectedCharacters(
+            text, position, line, column, state=parser_state, terminals_by_name=self.terminals_by_name
+        )
+
+
 @cache
 def _parser(statements_by_line: bool) -> Lark:
     return Lark(
@@ -137,8 +195,7 @@ def _parser(statements_by_line: bool) -> Lark:
         parser="lalr",
         transformer=_Build(),
         maybe_placeholders=False,
-        # The post-lexer looks one token ahead, which the contextual lexer does not allow for.
-        lexer="basic" if statements_by_line else "contextual",
+        lexer=_Tokens,
         postlex=_Statements() if statements_by_line else None,
         cache=_tables(statements_by_line),
     )
@@ -198,7 +255,7 @@ def parse_program(source: str, max_chars: int | None = None) -> Program:
         error.source = source
         raise
     except UnexpectedInput as error:
-        raise _syntax_error(source, error) from None
+        raise _syntax_error(source, error, by_line) from None
 
 
 def _check_definitions(program: Program) -> None:
@@ -289,7 +346,23 @@ def _operator_row(symbol: str, arity: int) -> primitives.Primitive:
     raise AssertionError(f"the grammar has operator {symbol!r} with no row in the table")
 
 
-def _syntax_error(source: str, error: UnexpectedInput) -> SymdiffSyntaxError:
+def _token_before(source: str, position: int, by_line: bool) -> Token | None:
+    """The last token that ends at or before `position` (error messages name it); None when a line
+    break that ends a statement lies between (the parser saw that break last)."""
+    parser, previous = _parser(by_line), None
+    try:
+        for token in _Tokens(parser.lexer_conf).tokens(source):
+            if token.end_pos > position:
+                break
+            previous = token
+    except UnexpectedCharacters:
+        pass
+    if by_line and previous is not None and "\n" in source[previous.end_pos : position]:
+        return None
+    return previous
+
+
+def _syntax_error(source: str, error: UnexpectedInput, by_line: bool) -> SymdiffSyntaxError:
     if isinstance(error, UnexpectedCharacters):
         position = error.pos_in_stream
         char = source[position]
@@ -303,7 +376,7 @@ def _syntax_error(source: str, error: UnexpectedInput) -> SymdiffSyntaxError:
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         token = error.token
         span = (token.start_pos, token.end_pos)
-        previous = error.token_history[-1] if error.token_history else None
+        previous = _token_before(source, token.start_pos, by_line)
         keywords = ("and", "or", "not")
         if token.value in keywords or (previous is not None and previous.value in keywords):
             keyword = token if token.value in keywords else previous

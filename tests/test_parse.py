@@ -113,6 +113,13 @@ BAD = [
     ("x ^^ 2", SymdiffSyntaxError, 1, 4, "unexpected '^'"),
     ("x ***2", SymdiffSyntaxError, 1, 5, "unexpected '*'"),
     ("'x'", SymdiffSyntaxError, 1, 1, "unexpected character"),
+    # and, or, not are keywords everywhere, not names that happen to fit where no condition can go
+    ("not + 1", SymdiffSyntaxError, 1, 1, "'not' combines conditions, inside where(condition, a, b)"),
+    ("x - and", SymdiffSyntaxError, 1, 5, "'and' combines conditions"),
+    ("x +\n\n   @", SymdiffSyntaxError, 3, 4, "unexpected character '@'"),
+    ("2 x", SymdiffSyntaxError, 1, 3, "missing operator between '2' and 'x'"),
+    # a long run of blanks before a bad character is scanned once, never split and retried
+    ("x" + " " * 100_000 + "$", SymdiffSyntaxError, 1, 100_002, "unexpected character '$'"),
 ]
 
 
