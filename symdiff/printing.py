@@ -7,6 +7,7 @@ Parentheses come from each row's notation; the walk is iterative, so deep trees 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 from . import primitives
 from .primitives import ATOM, UNARY
@@ -27,15 +28,15 @@ def format_tree(root, leaf: Leaf, dialect: str = "python") -> str:
     stack: list[tuple[object, bool, bool]] = [(root, False, False)]
     while stack:
         node, expanded, integral = stack.pop()
-        args = getattr(node, "args", None)
-        if args is None:
+        if not _has(type(node), "args"):
             out.append(_leaf_text(node, leaf, integral, dialect))
         elif not expanded:
-            row = primitives.lookup(node.op)
+            args, row = node.args, primitives.lookup(node.op)
             stack.append((node, True, integral))
             for position in range(len(args) - 1, -1, -1):
                 stack.append((args[position], False, position in row.integer_params))
         else:
+            args = node.args
             operands = out[len(out) - len(args) :]
             del out[len(out) - len(args) :]
             out.append(_apply_text(primitives.lookup(node.op), operands, dialect))
@@ -50,11 +51,17 @@ def format_flat(op: str, args: tuple, leaf: Leaf, dialect: str = "python") -> st
 
 
 def _leaf_text(node, leaf: Leaf, integral: bool, dialect: str) -> tuple[str, int]:
-    value = getattr(node, "value", None)
-    if value is not None:
-        text = number_text(value, integral or dialect == "symdiff")
+    if _has(type(node), "value"):  # a number
+        text = number_text(node.value, integral or dialect == "symdiff")
         return text, UNARY if text.startswith("-") else ATOM
     return leaf(node), ATOM
+
+
+@cache
+def _has(kind: type, attribute: str) -> bool:
+    """Whether nodes of this type have the attribute: asked of the type once, not of every node
+    (getattr with a default raises and catches an AttributeError for each node that lacks it)."""
+    return hasattr(kind, attribute)
 
 
 def _apply_text(row: primitives.Primitive, operands: list[tuple[str, int]], dialect: str) -> tuple[str, int]:
