@@ -40,6 +40,17 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
     defined: dict[str, Atom] = {}  # definitions are values, not inputs
     labels: dict[int, str] = {}
     created: list[int | None] = [None]  # the entry that the node lowered last added, if it added one
+    # One Ref per entry and one Const per distinct number, however often each is used: a large
+    # expression is mostly uses, and every object the tape holds is one more for the cycle collector.
+    refs: list[Ref] = []
+    numbers: dict[tuple[float, float], Const] = {}
+
+    def number(value: float) -> Const:
+        key = (value, math.copysign(1.0, value))  # 0.0 and -0.0 are different constants
+        constant = numbers.get(key)
+        if constant is None:
+            constant = numbers[key] = Const(value)
+        return constant
 
     def emit(instr: Instr, row: primitives.Primitive | None = None, fresh: int | None = None) -> Ref:
         """The entry computing `instr`, added unless the tape has it; `fresh`: the entry the
@@ -59,8 +70,9 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
             if row is not None and row.commutative:
                 keys[(instr.op, instr.args[::-1])] = index  # found in either order, by tape.find too
             instrs.append(instr)
+            refs.append(Ref(index))
             created[0] = index
-        return Ref(index)
+        return refs[index]
 
     def _even_twin(instr: Instr, fresh: int | None) -> int | None:
         """f(a - b) for f(b - a), f even; drops b - a when the operand's node added it, for f alone."""
@@ -72,6 +84,7 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
         twin = None if mirror is None else keys.get((instr.op, (Ref(mirror),)))
         if twin is not None and fresh == operand.index == len(instrs) - 1:
             del keys[instrs.pop().key]
+            refs.pop()
         return twin
 
     def lower_one(expr: Expr) -> Atom:
@@ -85,7 +98,7 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
         fresh, created[0] = created[0], None
         kind = type(node)
         if kind is Num:
-            results.append(Const(node.value))
+            results.append(number(node.value))
         elif kind is Var:
             name = node.name
             results.append(defined[name] if name in defined else emit(Instr(INPUT, (), name, node.span)))
@@ -100,7 +113,7 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
                 taken = bool(operands[0].value)
                 results.append(operands[row.branches.index(taken)])
             elif all(type(a) is Const for a in operands):
-                results.append(Const(fold_constant(row, operands, source, node.span)))
+                results.append(number(fold_constant(row, operands, source, node.span)))
             else:
                 results.append(emit(Instr(row.name, operands, span=node.span), row, fresh))
 
