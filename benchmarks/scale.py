@@ -34,7 +34,6 @@ def measure(n: int) -> dict:
     from symdiff.lower import lower
     from symdiff.parse import parse
     from symdiff.render import render
-    from symdiff.reverse import local_partials
     from symdiff.simplify import simplify_sweep
 
     text = rosenbrock(n)
@@ -63,7 +62,7 @@ def measure(n: int) -> dict:
         tape = lower(tree, text)
         del tree
         lap("lower")
-        adjoint = simplify_sweep(tape, tape.inputs, local_partials(tape))
+        adjoint = simplify_sweep(tape, tape.inputs)
         lap("reverse + simplify")
         source = render(adjoint, functions=("grad",))
         lap("render")

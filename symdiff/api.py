@@ -18,7 +18,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .lower import lower
 from .parse import parse_program, single_output
 from .render import render
-from .reverse import check_wrt, local_partials, reverse
+from .reverse import check_wrt, reverse
 from .simplify import simplify_sweep
 from .tape import INPUT, Tape
 from .verify import DEFAULT_TIMEOUT, Report, verify_programs
@@ -46,7 +46,7 @@ def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
 def _build(expr, wrt, limits: Limits) -> Programs:
     tape = build_tape(expr, limits, several_outputs=False)
     wrt = tape.inputs if wrt is None else check_wrt(wrt)
-    return Programs(tape, simplify_sweep(tape, wrt, local_partials(tape)))
+    return Programs(tape, simplify_sweep(tape, wrt))
 
 
 def build_tape(expr, limits: Limits = DEFAULT_LIMITS, several_outputs: bool = True) -> Tape:

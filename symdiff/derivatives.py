@@ -12,7 +12,6 @@ from .adjoint import Adjoint, Bar, Op, Term
 from .forward import Assign, Dot, TangentSweep, adjoint_assigns, forward_assigns, input_seeds, unit_seeds
 from .names import assign_names
 from .render import Block, Function, Line, Module, _environment, _Printer, _tuple_text, math_imports, nest
-from .reverse import local_partials
 from .simplify import simplify_sweep
 from .tape import INPUT, Const, Ref, Tape
 from .version import __version__
@@ -50,7 +49,7 @@ def jacobian_source(tape: Tape, wrt: tuple[str, ...], mode: str) -> str:
     printer = _Printer(tape, names, "python", numbered_outputs=True, numbered_seeds=True)
     blocks: list[tuple[str, list[Assign]]]
     if mode == "reverse":
-        adjoints = [simplify_sweep(tape, wrt, local_partials(tape), k) for k in range(len(outputs))]
+        adjoints = [simplify_sweep(tape, wrt, k) for k in range(len(outputs))]
         blocks = [("forward sweep", forward_assigns(tape))]
         blocks += [(f"reverse sweep of output {k + 1}", adjoint_assigns(a)) for k, a in enumerate(adjoints)]
         rows = [list(a.gradient) for a in adjoints]

@@ -49,7 +49,9 @@ def postorder(root: Expr) -> Iterator[Expr]:
             yield node
             continue
         stack.append((node, True))
-        stack.extend((arg, False) for arg in reversed(node.args))
+        args = node.args
+        for position in range(len(args) - 1, -1, -1):
+            stack.append((args[position], False))
 
 
 def same_tree(a: Expr, b: Expr) -> bool:

@@ -306,6 +306,8 @@ def _is_truth_value(node: Expr) -> bool:
 def _checked(node: Apply) -> Apply:
     """Truth values (comparisons, and/or/not) go only where a condition is expected, and nowhere else."""
     row = primitives.lookup(node.op)
+    if not row.boolean_params and all(type(arg) is not Apply for arg in node.args):
+        return node  # numbers and names are never truth values: nothing to check (the common case)
     for position, arg in enumerate(node.args):
         wanted = position in row.boolean_params
         if wanted and not _is_truth_value(arg):

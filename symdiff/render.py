@@ -275,6 +275,9 @@ def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]
     lines: list[Line] = []
     current: tuple = ()
     for path, line in items:
+        if not path and not current:  # outside every branch (without where(), every line): as it is
+            lines.append(line)
+            continue
         if path != current:
             shared = 0
             while shared < min(len(path), len(current)) and path[shared] == current[shared]:
@@ -313,12 +316,15 @@ def _printed(functions: tuple[Function, ...]):
 
 
 def _refs(terms) -> set[int]:
+    """The forward values the adjoint terms read."""
     found, stack = set(), list(terms)
     while stack:
         term = stack.pop()
-        if isinstance(term, Ref):
+        kind = type(term)
+        if kind is Op:
+            stack.extend(term.args)
+        elif kind is Ref:
             found.add(term.index)
-        stack.extend(getattr(term, "args", ()))
     return found
 
 

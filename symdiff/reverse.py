@@ -43,10 +43,14 @@ def sweep(tape: Tape, output: int = 0) -> Iterator[Step]:
 Partials = list[tuple[int, Term, tuple]]  # (operand entry, d entry / d operand, branch path)
 
 
-def local_partials(tape: Tape) -> Iterator[tuple[int, Partials]]:
+Make = Callable[[str, tuple], Term]  # how a partial's formula applies an op: Op (the raw term), or a folding one
+
+
+def local_partials(tape: Tape, make: Make = Op) -> Iterator[tuple[int, Partials]]:
     """Per entry p, last first: the local partial of p by each variable operand, with the path it
     runs in. Made as they are consumed (simplify reads them once, so compile_grad never holds the
-    raw sweep whole) and without the chain-rule product around them, which simplify builds itself."""
+    raw sweep whole) and without the chain-rule product around them, which simplify builds itself;
+    each application in a partial's formula is `make(op, args)`, so simplify folds them as they are made."""
     builders: dict[str, tuple] = {}  # op -> per operand, the partial's builder (None: no partial)
     for p in range(len(tape.instrs) - 1, -1, -1):
         instr = tape.instrs[p]
@@ -62,7 +66,7 @@ def local_partials(tape: Tape) -> Iterator[tuple[int, Partials]]:
         for position, operand in enumerate(args):
             if type(operand) is Ref and built[position] is not None:  # conditions have no partial
                 path = _branch(tape, p, row, position) if tape.paths else ()
-                parts.append((operand.index, built[position](args, out), path))
+                parts.append((operand.index, built[position](args, out, make), path))
         yield p, parts
 
 
@@ -75,19 +79,22 @@ def _branch(tape: Tape, p: int, row: primitives.Primitive, position: int) -> tup
     return tape.path(p) + ((tape.instrs[p].args[0].index, branch),)
 
 
-def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ...], out: Ref) -> Term:
+def local_partial(row: primitives.Primitive, position: int, args: tuple[Atom, ...], out: Ref, make: Make = Op) -> Term:
     """d out / d args[position] as a term: the row's formula with its params bound to `args`."""
     text = row.partials[position]
     if text is None:
         raise AssertionError(f"{row.name} has no partial for {row.params[position]}, which must be constant")
-    return _builder(text, row.params)(args, out)
+    return _builder(text, row.params)(args, out, make)
+
+
+Builder = Callable[[tuple, Ref, Make], Term]
 
 
 @cache
-def _builder(text: str, params: tuple[str, ...]) -> Callable[[tuple, Ref], Term]:
+def _builder(text: str, params: tuple[str, ...]) -> Builder:
     """A function building the partial `text` from operands and `out`: the formula is walked once,
     here, and every use afterwards only assembles terms (reverse calls this once per operand)."""
-    built: list[Callable[[tuple, Ref], Term]] = []
+    built: list[Builder] = []
     for node in postorder(primitives.parse_partial(text)):
         match node:
             case Num(value=value):
@@ -103,20 +110,26 @@ def _builder(text: str, params: tuple[str, ...]) -> Callable[[tuple, Ref], Term]
     return built[0]
 
 
-def _constant(value: Const) -> Callable[[tuple, Ref], Term]:
-    return lambda args, out: value
+def _constant(value: Const) -> Builder:
+    return lambda args, out, make: value
 
 
-def _operand(position: int) -> Callable[[tuple, Ref], Term]:
-    return lambda args, out: args[position]
+def _operand(position: int) -> Builder:
+    return lambda args, out, make: args[position]
 
 
-def _output(args: tuple, out: Ref) -> Term:
+def _output(args: tuple, out: Ref, make: Make) -> Term:
     return out
 
 
-def _application(op: str, operands: tuple) -> Callable[[tuple, Ref], Term]:
-    return lambda args, out: Op(op, tuple(operand(args, out) for operand in operands))
+def _application(op: str, operands: tuple) -> Builder:
+    if len(operands) == 1:  # unrolled for one and two operands: every partial is built this way
+        (only,) = operands
+        return lambda args, out, make: make(op, (only(args, out, make),))
+    if len(operands) == 2:
+        first, second = operands
+        return lambda args, out, make: make(op, (first(args, out, make), second(args, out, make)))
+    return lambda args, out, make: make(op, tuple([operand(args, out, make) for operand in operands]))
 
 
 def check_wrt(wrt) -> tuple[str, ...]:

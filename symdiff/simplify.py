@@ -20,19 +20,31 @@ from collections.abc import Iterable, Iterator
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom
 from .lower import refined
-from .reverse import Partials
+from .reverse import Partials, local_partials
 from .tape import Const, Ref, Tape
 
 ZERO, ONE = Const(0.0), Const(1.0)
 
 
 def simplify(raw: Adjoint) -> Adjoint:
-    return simplify_sweep(raw.tape, raw.wrt, _groups(raw.steps), raw.output)
+    return _simplify(raw.tape, raw.wrt, _groups(raw.steps), raw.output, folded=False)
 
 
-def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[tuple[int, Partials]], output: int = 0) -> Adjoint:
-    """simplify, reading the sweep's local partials once, entry by entry, from any iterable
-    (reverse.local_partials makes them on demand, so compile_grad never builds the raw program)."""
+def simplify_sweep(tape: Tape, wrt: tuple[str, ...], output: int = 0) -> Adjoint:
+    """simplify(reverse(tape, wrt, output)) without the raw program: the local partials are made
+    entry by entry (reverse.local_partials) and folded as they are built, read once, then dropped."""
+
+    def make(op: str, args: tuple) -> Term:
+        return fold(op, args, tape)
+
+    return _simplify(tape, wrt, local_partials(tape, make), output, folded=True)
+
+
+def _simplify(
+    tape: Tape, wrt: tuple[str, ...], sweep: Iterable[tuple[int, Partials]], output: int, folded: bool
+) -> Adjoint:
+    """The simplified program from the sweep's local partials, entry by entry; `folded`: they are
+    folded already (else each is folded here)."""
     wanted = {i for name in wrt if (i := tape.input_index(name)) is not None}
     relevant = tape.depends_on(wanted)
     contributions: dict[int, list[tuple[Term, int | None, tuple]]] = defaultdict(list)
@@ -42,9 +54,9 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[tuple[int, 
     def settle(index: int, materialise: bool = False, uses: int = 0) -> Term:
         """The final value of an adjoint: a constant or a value used in place, else a variable.
         `uses`: how many contributions will read it (one per operand with a nonzero partial)."""
-        parts = [part for part in contributions.pop(index, []) if not is_zero(part[0])]
+        parts = [part for part in contributions.pop(index, ()) if type(part[0]) is not Const or part[0].value != 0.0]
         home = () if materialise else tape.path(index)  # an input's adjoint is returned: it lives outside every branch
-        if any(path != home for _, _, path in parts):
+        if tape.paths and any(path != home for _, _, path in parts):  # without where(), every path is ()
             # Some contributions come from inside a branch: start from 0 where the adjoint lives.
             steps.append(Step(index, "=", ZERO, None, home))
             steps.extend(_accumulate(index, term, origin, path) for term, origin, path in parts)
@@ -75,7 +87,11 @@ def simplify_sweep(tape: Tape, wrt: tuple[str, ...], sweep: Iterable[tuple[int, 
         # so an adjoint whose partials are all zero is never written (it would be an unused variable).
         partials = []
         for target, partial, path in group:
-            if target in relevant and not is_zero(partial := fold_term(partial, tape, settled)):
+            if target not in relevant:
+                continue
+            if not folded:
+                partial = fold_term(partial, tape, settled)
+            if not is_zero(partial):
                 partials.append((target, partial, path))
         if not partials:
             contributions.pop(origin, None)
