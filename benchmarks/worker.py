@@ -178,16 +178,25 @@ def calibrated(call, point, seconds: float = 0.02) -> int:
 
 
 def per_point(batch, inputs: int, points: int) -> float:
-    """Nanoseconds per point for one batch call over `points` points (best of up to three)."""
+    """Nanoseconds per point for one batch call over `points` points (best of up to three, after a
+    warm-up call). The cycle collector is off while they run, as timeit does, rather than run before
+    each: a collection walks the whole heap and leaves the caches cold, which on a small case's
+    batch (a millisecond) costs the tool more than its own arithmetic."""
     columns = numpy_columns(inputs, points)
-    start = time.perf_counter()
-    batch(columns)  # warm-up: JIT compilation, buffers
-    best = math.inf
-    for _ in range(3 if time.perf_counter() - start < 5 else 1):
-        gc.collect()
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
         start = time.perf_counter()
-        batch(columns)
-        best = min(best, time.perf_counter() - start)
+        batch(columns)  # warm-up: JIT compilation, buffers, the allocator's free lists
+        best = math.inf
+        for _ in range(3 if time.perf_counter() - start < 5 else 1):
+            start = time.perf_counter()
+            batch(columns)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        if was_enabled:
+            gc.enable()
     return best / points * 1e9
 
 
