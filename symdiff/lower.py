@@ -43,14 +43,11 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
     # One Ref per entry and one Const per distinct number, however often each is used: a large
     # expression is mostly uses, and every object the tape holds is one more for the cycle collector.
     refs: list[Ref] = []
-    numbers: dict[tuple[float, float], Const] = {}
+    numbers: dict[Const, Const] = {}
 
     def number(value: float) -> Const:
-        key = (value, math.copysign(1.0, value))  # 0.0 and -0.0 are different constants
-        constant = numbers.get(key)
-        if constant is None:
-            constant = numbers[key] = Const(value)
-        return constant
+        constant = Const(value)  # equal as the tape compares constants: 0.0 and -0.0 stay apart
+        return numbers.setdefault(constant, constant)
 
     def emit(instr: Instr, row: primitives.Primitive | None = None, fresh: int | None = None) -> Ref:
         """The entry computing `instr`, added unless the tape has it; `fresh`: the entry the

@@ -5,6 +5,8 @@
 - an adjoint that is a single constant or value (or minus one), or a small term read only once, is
   used in place, not copied into a variable;
 - a subterm the forward sweep already computed is reused (cos(x) for sin(x) when the tape has it);
+- an entry's partials to one operand are summed (x - x adds nothing to x_bar, x*x adds 2*x), and
+  equal contributions to one adjoint are one term (x1*x2 + x2*x1 is 2*(x1*x2));
 - contributions that share a power-of-two factor are summed under it (-2*a - b*(2*c) is -2*(a + b*c));
 - only adjoints that lie on a path to a requested input are computed.
 The rewrites below are the arithmetic the chain rule itself uses (multiply, add, negate); derivative
@@ -23,7 +25,7 @@ from .lower import refined
 from .reverse import Partials, local_partials
 from .tape import Const, Ref, Tape
 
-ZERO, ONE = Const(0.0), Const(1.0)
+ZERO, ONE, TWO = Const(0.0), Const(1.0), Const(2.0)
 
 
 def simplify(raw: Adjoint) -> Adjoint:
@@ -50,6 +52,7 @@ def _simplify(
     contributions: dict[int, list[tuple[Term, int | None, tuple]]] = defaultdict(list)
     settled: dict[int, Term] = {}
     steps: list[Step] = []
+    unread = False  # whether some contributions were dropped unread
 
     def settle(index: int, materialise: bool = False, uses: int = 0) -> Term:
         """The final value of an adjoint: a constant or a value used in place, else a variable.
@@ -63,17 +66,19 @@ def _simplify(
             value = Bar(index, output)
         elif all(isinstance(term, Const) for term, _, _ in parts):
             value = Const(math.fsum(term.value for term, _, _ in parts))
-        elif len(parts) == 1 and not materialise and (
-            _in_place(parts[0][0]) or (uses == 1 and _ops_at_most(parts[0][0], IN_PLACE_OPS))
-        ):
-            value = parts[0][0]
         else:
-            for number, (term, origin, path, merged) in enumerate(_factored(parts)):
-                if number == 0:
-                    steps.append(Step(index, "=", term, origin, path, merged))
-                else:
-                    steps.append(_accumulate(index, term, origin, path, merged))
-            value = Bar(index, output)
+            summed = _equal_summed(parts, tape)
+            if len(summed) == 1 and not materialise and (
+                _in_place(summed[0][0]) or (uses == 1 and _ops_at_most(summed[0][0], IN_PLACE_OPS))
+            ):
+                value = summed[0][0]
+            else:
+                for number, (term, origin, path, merged) in enumerate(_factored(summed)):
+                    if number == 0:
+                        steps.append(Step(index, "=", term, origin, path, merged))
+                    else:
+                        steps.append(_accumulate(index, term, origin, path, merged))
+                value = Bar(index, output)
         settled[index] = value
         return value
 
@@ -93,8 +98,11 @@ def _simplify(
                 partial = fold_term(partial, tape, settled)
             if not is_zero(partial):
                 partials.append((target, partial, path))
+        if len(partials) > 1 and _repeats(partials):  # x - x, x * x: one partial per operand
+            partials = [part for part in _by_operand(partials, tape) if not is_zero(part[1])]
         if not partials:
-            contributions.pop(origin, None)
+            # Its adjoint is never needed; adjoints written only for it are dead (dropped below).
+            unread = unread or bool(contributions.pop(origin, None))
             continue
         seed = settle(origin, uses=len(partials))
         for target, partial, path in partials:
@@ -108,7 +116,44 @@ def _simplify(
             gradient.append(ZERO)
         else:
             gradient.append(settled[index] if index in settled else settle(index, materialise=True))
-    return Adjoint(tape, wrt, tuple(steps), tuple(gradient), output)
+    return Adjoint(tape, wrt, tuple(_read(steps, gradient) if unread else steps), tuple(gradient), output)
+
+
+def _read(steps: list[Step], gradient: list[Term]) -> list[Step]:
+    """The steps whose adjoint something reads. One is written for the contributions it makes; where
+    those land on an entry whose partials all vanish (x - x), nothing reads them, nor it."""
+    read = {term.index for term in gradient if type(term) is Bar}
+    kept = []
+    for step in reversed(steps):
+        if step.target in read:
+            kept.append(step)
+            stack = [step.term]
+            while stack:
+                term = stack.pop()
+                if type(term) is Op:
+                    stack.extend(term.args)
+                elif type(term) is Bar:
+                    read.add(term.index)
+    kept.reverse()
+    return kept
+
+
+def _repeats(partials: list[tuple[int, Term, tuple]]) -> bool:
+    """Whether two of an entry's partials are to one operand (on one path)."""
+    if len(partials) == 2:  # a binary op: no set to build
+        (a, _, a_path), (b, _, b_path) = partials
+        return a == b and a_path == b_path
+    return len({(target, path) for target, _, path in partials}) < len(partials)
+
+
+def _by_operand(partials: list[tuple[int, Term, tuple]], tape: Tape) -> list[tuple[int, Term, tuple]]:
+    """An entry's partials, those to the same operand summed: d(x - x)/dx is 1 - 1 = 0 and adds
+    nothing (two contributions would add w_bar and subtract it again), d(x*x)/dx is 2*x."""
+    summed: dict[tuple[int, tuple], Term] = {}
+    for target, partial, path in partials:
+        key = (target, path)
+        summed[key] = partial if key not in summed else fold("add", (summed[key], partial), tape)
+    return [(target, partial, path) for (target, path), partial in summed.items()]
 
 
 def _accumulate(index: int, term: Term, origin: int | None, path: tuple, merged: tuple[int, ...] = ()) -> Step:
@@ -117,17 +162,81 @@ def _accumulate(index: int, term: Term, origin: int | None, path: tuple, merged:
     return Step(index, "+=", term, origin, path, merged)
 
 
-def _factored(parts: list[tuple[Term, int | None, tuple]]) -> list[tuple]:
+def _equal_summed(parts: list[tuple[Term, int | None, tuple]], tape: Tape) -> list[tuple]:
+    """An adjoint's contributions, as (term, origin, path, merged origins), equal ones summed: u + u
+    is 2*u (x1*x2 + x2*x1 is 2*(x1*x2)), exactly, where it stands first. Equal means the same
+    arithmetic up to the order of a commutative op's operands, which IEEE arithmetic ignores too."""
+    if len(parts) == 1:
+        return [(*parts[0], ())]
+    if len(parts) <= FEW_PARTS:  # pair by pair: most pairs differ at the top, and fail at once
+        place, distinct = list(range(len(parts))), True
+        for k in range(1, len(parts)):
+            for j in range(k):
+                if place[j] == j and parts[j][2] == parts[k][2] and _same(parts[j][0], parts[k][0]):
+                    place[k], distinct = j, False
+                    break
+        if distinct:
+            return [(*part, ()) for part in parts]
+    else:  # by key, so that the time stays linear in the number of contributions
+        first: dict[tuple, int] = {}
+        place = [first.setdefault((_key(term), path), k) for k, (term, _, path) in enumerate(parts)]
+    summed = {}
+    for k, (term, origin, path) in enumerate(parts):
+        if place[k] == k:
+            summed[k] = [term, origin, path, (), 1]
+        else:
+            part = summed[place[k]]
+            part[3] += (origin,)
+            part[4] += 1
+    return [
+        (term if count == 1 else fold("mul", (Const(float(count)), term), tape), origin, path, merged)
+        for term, origin, path, merged, count in summed.values()
+    ]
+
+
+# Up to this many contributions to one adjoint are compared pair by pair, more by key.
+FEW_PARTS = 6
+
+
+def _same(a: Term, b: Term) -> bool:
+    """_key(a) == _key(b), but stopping at the first difference (most pairs differ at the top)."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is not Op:
+        return a == b
+    if a.op != b.op or len(a.args) != len(b.args):
+        return False
+    if len(a.args) == 2 and primitives.TABLE[a.op].commutative:
+        (p, q), (r, t) = a.args, b.args
+        return (_same(p, r) and _same(q, t)) or (_same(p, t) and _same(q, r))
+    return all(_same(p, r) for p, r in zip(a.args, b.args))
+
+
+def _key(term: Term) -> tuple:
+    """A term's arithmetic, with a commutative op's operands in one order: equal keys, equal values."""
+    kind = type(term)
+    if kind is Ref:
+        return (1, term.index)
+    if kind is Op:
+        keys = tuple([_key(arg) for arg in term.args])
+        return (3, term.op, tuple(sorted(keys)) if primitives.TABLE[term.op].commutative else keys)
+    if kind is Const:
+        return (0, term.value, math.copysign(1.0, term.value))  # -0.0 is not 0.0
+    return (2, term.index, term.output)
+
+
+def _factored(parts: list[tuple[Term, int | None, tuple, tuple[int, ...]]]) -> list[tuple]:
     """An adjoint's contributions, those that share a power-of-two factor summed under it:
     -2*a - b*(2*c) is -2*(a + b*c), a multiplication fewer (the chain rule through squares makes
     them). Scaling by a power of two only moves the exponent, so away from overflow and subnormal
     numbers the sum is the same; the order of the additions changes, as the simplified sum's may.
     At most FACTORED_TERMS contributions share one factor, so that a term stays small."""
     if len(parts) < 2:
-        return [(term, origin, path, ()) for term, origin, path in parts]
-    scales = [_scale_of(term) for term, _, _ in parts]
+        return parts
+    scales = [_scale_of(term) for term, _, _, _ in parts]
     if sum(found is not None for found in scales) < 2:
-        return [(term, origin, path, ()) for term, origin, path in parts]
+        return parts
     groups: dict[float, list[int]] = defaultdict(list)
     for k, found in enumerate(scales):
         if found is not None:
@@ -140,9 +249,9 @@ def _factored(parts: list[tuple[Term, int | None, tuple]]) -> list[tuple]:
                 chunk_of[chunk[0]] = chunk
     folded = {k for chunk in chunk_of.values() for k in chunk}
     result = []
-    for k, (term, origin, path) in enumerate(parts):
+    for k, part in enumerate(parts):
         if k not in folded:
-            result.append((term, origin, path, ()))
+            result.append(part)
         elif k in chunk_of:
             chunk = chunk_of[k]
             # Built directly, not folded: the sum of non-constant terms under a constant has nothing to fold.
@@ -152,7 +261,9 @@ def _factored(parts: list[tuple[Term, int | None, tuple]]) -> list[tuple]:
                 combined = Op("neg", (Op("mul", (scale, _sum([_negated(rest) for rest in rests]))),))
             else:  # a term that is not negated first, so that the others subtract from it
                 combined = Op("mul", (scale, _sum(sorted(rests, key=lambda rest: _negated(rest) is not None))))
-            result.append((combined, origin, path, tuple(parts[j][1] for j in chunk[1:])))
+            _, origin, path, merged = part
+            merged += tuple(other for j in chunk[1:] for other in (parts[j][1], *parts[j][3]))
+            result.append((combined, origin, path, merged))
     return result
 
 
@@ -304,6 +415,8 @@ def _add(x: Term, y: Term, tape: Tape) -> Term | None:
         return x
     if _is(x, 0.0):
         return y
+    if type(x) is not Const and x == y:  # exact: doubling only moves the exponent
+        return fold("mul", (TWO, x), tape)
     if (inner := _negated(y)) is not None:
         return fold("sub", (x, inner), tape)
     return None

@@ -207,3 +207,52 @@ def test_folding_partials_as_they_are_made_gives_the_simplified_raw_sweep(text):
 def test_both_simplify_paths_agree_on_random_expressions(case):
     tape = build_tape(case.text, several_outputs=False)
     assert simplify_sweep(tape, tape.inputs) == simplify(reverse(tape))
+
+
+def test_partials_to_one_operand_are_summed():
+    # d(x*x)/dx is x + x = 2*x (exact); d(x - x)/dx is 1 - 1 = 0, so w2 = x - x adds nothing to x_bar
+    # (the raw program adds w2_bar and subtracts it again), and cos(x - x) contributes nothing either.
+    tape, raw, adjoint = programs("x*x")
+    assert [(step.mode, step.term) for step in adjoint.steps] == [("=", Op("mul", (Const(2.0), Ref(0))))]
+    tape, raw, adjoint = programs("cos(x - x)*y + y*y*x")
+
+    assert all(step.origin != 1 for step in adjoint.steps)  # entry 1 is x - x
+    for point in ({"x": 0.3, "y": -1.7}, {"x": 2.5, "y": 6.0}):
+        got, want = run(adjoint, point), run(raw, point)
+        assert got[0] == point["y"] ** 2 and math.isclose(got[1], want[1], rel_tol=1e-15)
+
+
+def test_equal_contributions_are_one_doubled_term():
+    # Both orders of one pair: cos(x - y)'s adjoint gets x*y from one product and y*x from the other
+    # (one term, 2*(x*y)), and x gets cos(x - y)*y twice (the forward value w5, doubled).
+    tape, raw, adjoint = programs("cos(x - y)*x*y + cos(y - x)*y*x")
+    x = tape.input_index("x")
+    doubled, difference = [step for step in adjoint.steps if step.target == x]
+    assert doubled.term.op == "mul" and doubled.term.args[0] == Const(2.0) and len(doubled.origins) == 2
+    assert tape.instrs[doubled.term.args[1].index].op == "mul" and difference.term == Bar(2)
+    text = "cos(x - y)*x*y + cos(y - x)*y*x"
+    import symdiff
+
+    assert "-(2.0 * (x * y) * sin(w3))" in symdiff.compile_grad(text).source
+    for point in ({"x": 0.3, "y": -1.7}, {"x": 2.5, "y": 6.0}, {"x": -3.0, "y": 1e-3}):
+        simplified, unsimplified = run(adjoint, point), run(raw, point)
+        assert all(math.isclose(a, b, rel_tol=1e-14) for a, b in zip(simplified, unsimplified))
+    # x with five partners: 15 contributions (compared by key, not pair by pair), 5 of them doubled.
+    text = " + ".join(f"cos(x - y{i})*x*y{i} + cos(y{i} - x)*y{i}*x + y{i}" for i in range(1, 6))
+    tape, raw, adjoint = programs(text)
+    x = tape.input_index("x")
+    origins = sorted(origin for step in adjoint.steps if step.target == x for origin in step.origins)
+    assert len(origins) == 15 and len(set(origins)) == 15
+    assert len([step for step in adjoint.steps if step.target == x]) == 1 + 1 + 5  # 2*(four), 2*w, five subs
+    point = {"x": 0.7, **{f"y{i}": 0.1 * i for i in range(1, 6)}}
+    assert math.isclose(run(adjoint, point)[0], run(raw, point)[0], rel_tol=1e-14)
+
+
+def test_an_adjoint_only_a_vanishing_partial_reads_is_not_written():
+    # cos(x - x)'s adjoint has two contributions (a variable), but the one entry that reads it,
+    # x - x, has no partial left: the variable would be dead code.
+    import symdiff
+
+    gradient = symdiff.compile_grad("cos(x - x)*y + cos(x - x)*exp(y)")
+    assert "w3_bar" not in gradient.source
+    assert gradient(0.5, 2.0) == (0.0, 1.0 + math.exp(2.0))
