@@ -333,7 +333,8 @@ def ops_table(index, cases, tools) -> list[str]:
     lines = [
         "## Operation counts: gradient / function (ratio)",
         "",
-        "symdiff: the simplified program's terms plus the forward entries grad() computes; CasADi: SX "
+        "symdiff: the simplified program's operations (one per accumulating += too) plus the forward "
+        "entries grad() computes; CasADi: SX "
         "instructions; JAX: jaxpr equations; SymPy and SymEngine: count_ops after cse.",
         "",
         "| case | " + " | ".join(tools) + " |",

@@ -63,13 +63,13 @@ def load(tool: str):
 
 
 def _symdiff_ops(gradient) -> dict:
-    from symdiff.adjoint import count_ops
+    from symdiff.adjoint import sweep_ops
     from symdiff.tape import INPUT
 
     adjoint = gradient.programs.adjoint
     tape = adjoint.tape
     terms = [step.term for step in adjoint.steps] + list(adjoint.gradient)
-    reverse = count_ops(terms)
+    reverse = sweep_ops(adjoint)
     needed: set[int] = set()
     stack = list(terms)
     while stack:

@@ -56,6 +56,13 @@ def is_atom(term: Term) -> bool:
     return not isinstance(term, Op)
 
 
+def sweep_ops(adjoint: Adjoint) -> int:
+    """Operations the reverse sweep runs: those in its terms and gradient, plus the addition (or
+    subtraction) of each accumulating step."""
+    terms = [step.term for step in adjoint.steps] + list(adjoint.gradient)
+    return count_ops(terms) + sum(step.mode != "=" for step in adjoint.steps)
+
+
 def count_ops(terms) -> int:
     """Primitive applications in the given terms (the cost measure of a program)."""
     total, stack = 0, list(terms)
