@@ -149,8 +149,9 @@ def run_worker(tool: str, case_name: str, task: str, timeout: float, points: int
 def measure(tool: str, case, builds: int, timeout: float) -> dict:
     result = run_worker(tool, case.name, "measure", timeout)
     samples = [result["build_s"]] if "build_s" in result else []
-    # A build of seconds varies little between processes; repeating it would only spend the budget.
-    if result["status"] == "ok" and builds > 1 and samples[0] < 2.0:
+    # Builds of more than a few seconds run once: repeating them would spend the budget. Those under
+    # 4 s repeat, Rosenbrock n = 10,000 included, whose ratio to n = 1,000 is a target.
+    if result["status"] == "ok" and builds > 1 and samples[0] < 4.0:
         for _ in range(builds - 1):
             extra = run_worker(tool, case.name, "build", timeout)
             if "build_s" in extra:

@@ -71,11 +71,12 @@ def main() -> int:
         if built.fresh_batch is not None:
             result["fresh_batch_ns_per_point"] = per_point(built.fresh_batch, len(case.inputs), args.points)
         return report(result)
-    result["call_us"] = per_call(lambda: built.call(point))
+    timed = {"call_us": lambda: built.call(point)}  # grad first: it sets the number of calls
     if built.value is not None:
-        result["value_call_us"] = per_call(lambda: built.value(point))
+        timed["value_call_us"] = lambda: built.value(point)
     if built.checked is not None:
-        result["checked_call_us"] = per_call(lambda: built.checked(point))
+        timed["checked_call_us"] = lambda: built.checked(point)
+    result |= zip(timed, per_calls(list(timed.values())))
     report(result)
     if built.batch is not None:
         points = max(1000, min(args.points, MAX_BATCH_VALUES // max(1, len(case.inputs))))
@@ -108,27 +109,41 @@ def checksum(gradient) -> list[float]:
     return [float(values[0]) if values.size else 0.0, float(values.sum())]
 
 
-def per_call(function, budget: float = 0.3) -> float:
-    """Microseconds per call: the best of nine (or five) runs of enough calls to last `budget` / 3 seconds."""
-    number, elapsed = 1, 0.0
+def per_calls(functions, seconds: float = 0.1, rounds: int | None = None) -> list[float]:
+    """Microseconds per call of each function: the best of `rounds` runs of as many calls as last
+    the quickest about `seconds`, the functions taking turns in each round, so that a slow spell of
+    the shared machine slows them all and their ratios hold (grad to f; symdiff to SymPy). Nine
+    rounds for calls under 10 us (whose ties flip with five), else five; a shared machine only ever
+    adds time. The cycle collector is off while they run, as timeit does."""
+    number = max(calls_lasting(function, seconds) for function in functions)
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    best = [math.inf] * len(functions)
+    try:
+        for _ in range(rounds or (9 if seconds / number < 1e-5 else 5)):
+            for k, function in enumerate(functions):
+                start = time.perf_counter()
+                for _ in range(number):
+                    function()
+                best[k] = min(best[k], time.perf_counter() - start)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return [elapsed / number * 1e6 for elapsed in best]
+
+
+def calls_lasting(function, seconds: float) -> int:
+    """How many calls last about `seconds` (at most a million)."""
+    number = 1
     while True:
         start = time.perf_counter()
         for _ in range(number):
             function()
         elapsed = time.perf_counter() - start
-        if elapsed >= budget / 3 or number >= 1_000_000:
-            break
-        number *= 10 if elapsed < budget / 300 else 2
-    best = elapsed
-    # Best of nine for calls under 10 us, whose ties with SymPy flip with five; five otherwise. A
-    # shared machine only ever adds time.
-    for _ in range(8 if elapsed / number < 1e-5 else 4):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(number):
-            function()
-        best = min(best, time.perf_counter() - start)
-    return best / number * 1e6
+        if elapsed >= seconds or number >= 1_000_000:
+            return number
+        number *= 10 if elapsed < seconds / 100 else 2
 
 
 def fewer_points(batch, inputs: int, points: int, probe: int = 1000) -> int:
@@ -149,32 +164,12 @@ def numpy_columns(inputs: int, points: int):
 
 
 def paired(tools: list[str], case, rounds: int = 25) -> dict:
-    """Per-call times of two tools on one case in one process, in alternating runs: on a shared
-    machine a slow spell then slows both, so their ratio holds where separate processes' best runs
-    flip (a few percent apart on the smallest cases)."""
+    """Per-call times of two tools on one case in one process, taking turns (per_calls): their
+    ratio holds where separate processes' best runs flip (a few percent apart on the smallest cases)."""
     point = [0.5 + random.Random(7).random() for _ in case.inputs]
-    calls = [load(tool)(case).call for tool in tools]
-    number = max(calibrated(call, point) for call in calls)
-    best = [math.inf] * len(calls)
-    for _ in range(rounds):
-        for k, call in enumerate(calls):
-            start = time.perf_counter()
-            for _ in range(number):
-                call(point)
-            best[k] = min(best[k], time.perf_counter() - start)
-    return {"case": case.name, "status": "ok", "paired_call_us": {t: b / number * 1e6 for t, b in zip(tools, best)}}
-
-
-def calibrated(call, point, seconds: float = 0.02) -> int:
-    """Calls that last about `seconds`."""
-    number = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            call(point)
-        if time.perf_counter() - start >= seconds or number >= 1_000_000:
-            return number
-        number *= 2
+    calls = [(lambda call: lambda: call(point))(load(tool)(case).call) for tool in tools]
+    best = per_calls(calls, seconds=0.02, rounds=rounds)
+    return {"case": case.name, "status": "ok", "paired_call_us": dict(zip(tools, best))}
 
 
 def per_point(batch, inputs: int, points: int) -> float:
