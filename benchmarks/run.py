@@ -489,7 +489,7 @@ def targets(index, paired: list[dict]) -> list[str]:
     if ratios:
         top = max(ratios)
         lines.append(
-            f"| Python gradient call ≤ 3× function call | worst {top[0]:.2f} ({top[1]}) — "
+            f"| Python gradient call ≤ 3× function call (generated grad and f, taking turns) | worst {top[0]:.2f} ({top[1]}) — "
             f"{'met' if top[0] <= 3 else 'not met'} |"
         )
     batch, fresh = "batch_ns_per_point", "fresh_batch_ns_per_point"
