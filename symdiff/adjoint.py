@@ -56,6 +56,28 @@ def is_atom(term: Term) -> bool:
     return not isinstance(term, Op)
 
 
+def sign_into_constant(term: Term) -> Term:
+    """-(c * u) as (-c) * u, the minus moved into the constant: one negation fewer. Exact: IEEE
+    multiplication and division round symmetrically, so a factor's sign only flips the result's.
+    Followed down the left operands, as a product prints (-2.0 * a * b is (-2.0 * a) * b)."""
+    if type(term) is not Op or term.op != "neg":
+        return term
+    chain, node = [], term.args[0]
+    while type(node) is Op and node.op in ("mul", "div") and len(chain) < SIGN_DEPTH:
+        chain.append(node)
+        node = node.args[0]
+    if type(node) is not Const or not chain:
+        return term
+    rebuilt: Term = Const(-node.value)
+    for link in reversed(chain):
+        rebuilt = Op(link.op, (rebuilt, link.args[1]))
+    return rebuilt
+
+
+# How many products down sign_into_constant looks for the constant.
+SIGN_DEPTH = 4
+
+
 def sweep_ops(adjoint: Adjoint) -> int:
     """Operations the reverse sweep runs: those in its terms and gradient, plus the addition (or
     subtraction) of each accumulating step."""

@@ -13,7 +13,7 @@ from functools import cache
 import jinja2
 
 from . import primitives
-from .adjoint import Adjoint, Bar, Op, Step, Term
+from .adjoint import Adjoint, Bar, Op, Step, Term, sign_into_constant
 from .names import Names, assign_names
 from .printing import format_flat, format_tree, number_text
 from .resources import templates_dir
@@ -246,7 +246,7 @@ def _sum_line(run: tuple[Step, ...], printer: _Printer) -> Line:
         # -u + t is exactly t - u in IEEE arithmetic, and one negation fewer.
         total, terms = Op("sub", (terms[1][1], total.args[0])), terms[1:]
     else:
-        total = _leading(total)
+        total = sign_into_constant(total)
     for mode, term in terms[1:]:
         total = Op("add" if mode == "+=" else "sub", (total, term))
     origins = "; ".join(printer.source_definition(origin) for step in run for origin in step.origins)
@@ -256,17 +256,8 @@ def _sum_line(run: tuple[Step, ...], printer: _Printer) -> Line:
 def _reverse_line(step: Step, printer: _Printer) -> Line:
     note = "; ".join(printer.source_definition(origin) for origin in step.origins)
     note = f"  # {note}" if note else ""
-    term = _leading(step.term) if step.mode == "=" else step.term
+    term = sign_into_constant(step.term) if step.mode == "=" else step.term
     return Line(printer.names.adjoint(step.target), step.mode, printer.atom(term), note)
-
-
-def _leading(term):
-    """-(c * u) is exactly (-c) * u: a statement's first term takes the minus into its constant."""
-    if isinstance(term, Op) and term.op == "neg":
-        inner = term.args[0]
-        if isinstance(inner, Op) and inner.op == "mul" and isinstance(inner.args[0], Const):
-            return Op("mul", (Const(-inner.args[0].value), inner.args[1]))
-    return term
 
 
 def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]:

@@ -1,7 +1,8 @@
 """simplify: Adjoint -> Adjoint computing the same gradient with less work.
 
 - the first contribution to an adjoint assigns (`=`) instead of adding to a zero;
-- `*1`, `+0`, `*0` and double negation vanish, constants fold (x^(2-1) is x);
+- `*1`, `+0`, `*0` and double negation vanish, constants fold (x^(2-1) is x), and a stored
+  -(2*u) is (-2)*u, its minus in the constant;
 - an adjoint that is a single constant or value (or minus one), or a small term read only once, is
   used in place, not copied into a variable;
 - a subterm the forward sweep already computed is reused (cos(x) for sin(x) when the tape has it);
@@ -20,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from . import primitives
-from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom
+from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom, sign_into_constant
 from .lower import refined
 from .reverse import Partials, local_partials
 from .tape import Const, Ref, Tape
@@ -73,8 +74,11 @@ def _simplify(
             ):
                 value = summed[0][0]
             else:
-                for number, (term, origin, path, merged) in enumerate(_factored(summed)):
+                factored = _factored(summed)
+                for number, (term, origin, path, merged) in enumerate(factored):
                     if number == 0:
+                        # Alone, -(c*u) is written (-c)*u; in a sum the printers turn -a + b into b - a.
+                        term = sign_into_constant(term) if len(factored) == 1 else term
                         steps.append(Step(index, "=", term, origin, path, merged))
                     else:
                         steps.append(_accumulate(index, term, origin, path, merged))

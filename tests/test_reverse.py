@@ -5,9 +5,10 @@ import math
 import pytest
 from fuzzing import examples, expressions
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import evaluate_term
 
-from symdiff.adjoint import Bar, Op, Step
+from symdiff.adjoint import Bar, Op, Step, sign_into_constant
 from symdiff.api import build_tape
 from symdiff.lower import lower
 from symdiff.parse import parse
@@ -156,7 +157,7 @@ def test_contributions_sharing_a_power_of_two_are_summed_under_it():
     tape, raw, adjoint = programs("(1 - x)^2 + 100*(y - x^2)^2")
     x = tape.input_index("x")
     [step] = [step for step in adjoint.steps if step.target == x]
-    assert step.mode == "=" and step.term.op == "neg" and step.term.args[0].args[0] == Const(2.0)
+    assert step.mode == "=" and step.term.op == "mul" and step.term.args[0] == Const(-2.0)  # the minus in the 2
     assert set(step.origins) == {index for index, instr in enumerate(tape.instrs) if instr.op in ("sub", "powi") and Ref(x) in instr.args}
     for point in ({"x": 0.3, "y": -1.7}, {"x": 2.5, "y": 6.0}, {"x": -1e60, "y": 3.0}):
         simplified, unsimplified = run(adjoint, point), run(raw, point)
@@ -232,7 +233,7 @@ def test_equal_contributions_are_one_doubled_term():
     text = "cos(x - y)*x*y + cos(y - x)*y*x"
     import symdiff
 
-    assert "-(2.0 * (x * y) * sin(w3))" in symdiff.compile_grad(text).source
+    assert "-2.0 * (x * y) * sin(w3)" in symdiff.compile_grad(text).source
     for point in ({"x": 0.3, "y": -1.7}, {"x": 2.5, "y": 6.0}, {"x": -3.0, "y": 1e-3}):
         simplified, unsimplified = run(adjoint, point), run(raw, point)
         assert all(math.isclose(a, b, rel_tol=1e-14) for a, b in zip(simplified, unsimplified))
@@ -255,3 +256,37 @@ def test_an_adjoint_only_a_vanishing_partial_reads_is_not_written():
     gradient = symdiff.compile_grad("cos(x - x)*y + cos(x - x)*exp(y)")
     assert "w3_bar" not in gradient.source
     assert gradient(0.5, 2.0) == (0.0, 1.0 + math.exp(2.0))
+
+
+def test_a_stored_negated_product_carries_its_sign_in_the_constant():
+    # cos(x - y)'s partial is -sin: the adjoint of x - y is -(2*(x*y)*sin(w3)) and is read twice, so
+    # it is stored, as (-2*(x*y))*sin(w3): no negation left to compute in any backend.
+    from symdiff.api import build
+    from symdiff.c_backend import render_c
+    from symdiff.numpy_backend import render_numpy
+
+    text = "cos(x - y)*x*y + cos(y - x)*y*x"
+    tape, raw, adjoint = programs(text)
+    stored = next(step for step in adjoint.steps if step.target == 2)  # entry 2 is x - y
+    assert stored.mode == "=" and stored.term.op == "mul" and stored.term.args[0].args[0] == Const(-2.0)
+    c_source = render_c(build(text).adjoint)[0]
+    assert "w3_bar = -2.0 * (x * y) * sin(w3);" in c_source and "-(" not in c_source
+    # Rosenbrock's x_bar is -(2*(...)): NumPy multiplies by -2.0 instead of negating the array after.
+    rosenbrock = build("100*(y - x^2)^2 + (1 - x)^2").adjoint
+    assert "numpy.array(-2.0)" in render_numpy(rosenbrock) and "negative" not in render_numpy(rosenbrock)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False), st.floats(), st.floats(), st.sampled_from(["mul", "div"]))
+def test_moving_the_sign_into_the_constant_is_exact(c, u, v, op):
+    # -((c * u) op v) and ((-c) * u) op v agree bit for bit, signed zeros and infinities included
+    # (folded constants are finite; the values need not be).
+    term = Op("neg", (Op(op, (Op("mul", (Const(c), Ref(0))), Ref(1))),))
+    moved = sign_into_constant(term)
+    assert moved.args[0].args[0] == Const(-c)
+    try:
+        want = evaluate_term(term, [u, v])
+    except ZeroDivisionError:
+        return
+    got = evaluate_term(moved, [u, v])
+    assert got == want or (math.isnan(got) and math.isnan(want))
+    assert math.copysign(1.0, got) == math.copysign(1.0, want) or math.isnan(want)
