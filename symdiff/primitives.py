@@ -85,7 +85,7 @@ class Primitive:
 
 
 def _powi(x: float, n: float) -> float:
-    return x ** int(n)
+    return x * x if n == 2 else x ** int(n)  # a square as every backend computes it (see printing)
 
 
 def _sign(x: float) -> float:

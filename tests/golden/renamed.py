@@ -9,7 +9,7 @@ Gradient with respect to: grad, lambda, math, w1, x, x_bar.
 def f(grad_, lambda_, math_, w1_, x, x_bar_):
     """Value of the expression."""
     # forward sweep
-    w3 = x ** 2
+    w3 = x * x
     w4 = lambda_ * w3
     w6 = w4 + w1_
     w8 = w6 + math_
@@ -21,7 +21,7 @@ def f(grad_, lambda_, math_, w1_, x, x_bar_):
 def grad(grad_, lambda_, math_, w1_, x, x_bar_):
     """Gradient (d/dgrad, d/dlambda, d/dmath, d/dw1, d/dx, d/dx_bar); computes only the forward values the reverse sweep reads."""
     # forward sweep
-    w3 = x ** 2
+    w3 = x * x
     # reverse sweep (seed w12_bar = 1)
     lambda__bar = w3  # w4 = lambda_ * w3
     x_bar = lambda_ * (2.0 * x)  # w3 = x ^ 2
@@ -31,7 +31,7 @@ def grad(grad_, lambda_, math_, w1_, x, x_bar_):
 def value_and_grad(grad_, lambda_, math_, w1_, x, x_bar_):
     """Value and gradient from one forward sweep."""
     # forward sweep
-    w3 = x ** 2
+    w3 = x * x
     w4 = lambda_ * w3
     w6 = w4 + w1_
     w8 = w6 + math_
