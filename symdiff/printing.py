@@ -69,10 +69,8 @@ def _apply_text(row: primitives.Primitive, operands: list[tuple[str, int]], dial
     spelling = notation.symbol if dialect == "symdiff" else getattr(row, dialect)
     if dialect == "symdiff" and notation.kind == "call":
         spelling = f"{row.name}(" + ", ".join("{" + param + "}" for param in row.params) + ")"
-    if row.name == "powi" and dialect in ("python", "c") and operands[1][0] == "2" and operands[0][0].isidentifier():
-        # x * x, not x ** 2 or pow(x, 2) (libm): correctly rounded, where pow misses the last bit about once
-        # in 1,200 squares; what NumPy computes (square); 3x faster in CPython, and C needs no folding.
-        return f"{operands[0][0]} * {operands[0][0]}", primitives.PRODUCT
+    if dialect in row.squares_as_product and operands[1][0] == "2" and operands[0][0].isidentifier():
+        return f"{operands[0][0]} * {operands[0][0]}", primitives.PRODUCT  # a name, so computed once
     if "{" in spelling:  # a call template, such as math.pow({x}, {y}) for the infix ^
         return spelling.format(**dict(zip(row.params, (text for text, _ in operands)))), ATOM
     texts = [
