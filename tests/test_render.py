@@ -110,3 +110,29 @@ def test_grad_skips_forward_values_it_does_not_need():
     assigned = [line.split("=")[0].strip() for line in code if " = " in line]
     assert assigned == ["x1_bar", "x2_bar"]
     assert not any("sin(" in line for line in code)
+
+
+def _grad_code(expr: str) -> list[str]:
+    source = symdiff.gradient_source(expr)
+    body = source.split("def grad")[1].split("def value_and_grad")[0]
+    return [line.split("#")[0].strip() for line in body.splitlines()[2:] if line.split("#")[0].strip()]
+
+
+def test_a_forward_value_read_once_by_the_reverse_sweep_is_computed_there():
+    # w4 = x + y is read only by z's contribution: no forward line, the same bits.
+    assert _grad_code("x*y + (x + y)*z") == [
+        "x_bar = z + y", "y_bar = z + x", "z_bar = x + y", "return (x_bar, y_bar, z_bar)"
+    ]
+    g = symdiff.compile_grad("x*y + (x + y)*z")
+    assert g(0.1, 0.2, 0.3) == g.value_and_grad(0.1, 0.2, 0.3)[1] == (0.2 + 0.3, 0.3 + 0.1, 0.1 + 0.2)
+
+
+def test_a_forward_value_read_twice_or_guarded_stays_a_line():
+    # w2 = sin(x) is read twice, by cos(sin(w2)) and cos(w2): stored once.
+    assert _grad_code("sin(sin(sin(x)))")[:2] == ["w2 = sin(x)", "w2_bar = cos(sin(w2)) * cos(w2)"]
+    # log(x) raises outside its domain where f() does: it stays where f() evaluates it.
+    assert _grad_code("log(x) * y")[0] == "w2 = log(x)"
+    # The base of a square keeps its name: x ** 2 would call pow, which can miss the bits of w3 * w3.
+    assert _grad_code("(x + y)^3")[:2] == ["w3 = x + y", "w3_bar = 3.0 * (w3 * w3)"]
+    # A value read inside a branch is computed in the forward sweep's branch, as before.
+    assert _grad_code("where(x > 0, x * y * y, 0)")[:3] == ["w2 = x > 0.0", "if w2:", "w4 = x * y"]

@@ -20,10 +20,8 @@ def f(grad_, lambda_, math_, w1_, x, x_bar_):
 
 def grad(grad_, lambda_, math_, w1_, x, x_bar_):
     """Gradient (d/dgrad, d/dlambda, d/dmath, d/dw1, d/dx, d/dx_bar); computes only the forward values the reverse sweep reads."""
-    # forward sweep
-    w3 = x * x
     # reverse sweep (seed w12_bar = 1)
-    lambda__bar = w3  # w4 = lambda_ * w3
+    lambda__bar = x * x  # w4 = lambda_ * w3
     x_bar = lambda_ * (2.0 * x)  # w3 = x ^ 2
     return (1.0, lambda__bar, 1.0, 1.0, x_bar, 1.0)
 

@@ -18,12 +18,10 @@ def f(x, y, z):
 
 def grad(x, y, z):
     """Gradient (d/dx, d/dy, d/dz); computes only the forward values the reverse sweep reads."""
-    # forward sweep
-    w4 = x + y
     # reverse sweep (seed w7_bar = 1)
     x_bar = z + y  # w4 = x + y; w3 = x * y
     y_bar = z + x  # w4 = x + y; w3 = x * y
-    z_bar = w4  # w6 = w4 * z
+    z_bar = x + y  # w6 = w4 * z
     return (x_bar, y_bar, z_bar)
 
 
