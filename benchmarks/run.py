@@ -79,6 +79,7 @@ def main() -> int:
             elif result["status"] in ("timeout", "failed") and "build_s" not in result:
                 skip[(tool, case.family)] = f"not run: {case.family} at a smaller size {result['status']}"
     pairs = paired_calls(results, tools)
+    batch_pairs = paired_batches(results, tools)
     large = large_batch(tools, args, started) if not args.quick else []
     meta = machine(time.perf_counter() - started, args)
     meta["load_average"] = {"start": load_at_start, "end": os.getloadavg()}
@@ -87,6 +88,7 @@ def main() -> int:
         "cases": [case_info(c) for c in cases],
         "results": results,
         "paired": pairs,
+        "paired_batch": batch_pairs,
         "large_batch": large,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -179,6 +181,27 @@ def paired_calls(results: list[dict], tools) -> list[dict]:
         other = index.get((PAIRED[1], case), {})
         if tool == PAIRED[0] and 0 < result.get("call_us", 1e9) < PAIRED_BELOW_US and "call_us" in other:
             found.append(run_worker(",".join(PAIRED), case, "paired", 60.0))
+    return found
+
+
+# The NumPy backend's batch targets: against SymPy and JAX on these cases, alternating in one process.
+PAIRED_BATCH = ("symdiff-numpy", "sympy", "jax")
+PAIRED_BATCH_CASES = ("textbook-1", "textbook-2", "textbook-3", "rosenbrock-100")
+
+
+def paired_batches(results: list[dict], tools) -> list[dict]:
+    """symdiff-numpy's batch against SymPy's and JAX's, in one process each case (worker.paired_batch),
+    where symdiff-numpy ran: the targets read these figures where there are some."""
+    ran = {r["case"] for r in results if r["tool"] == PAIRED_BATCH[0] and "batch_ns_per_point" in r}
+    peers = [tool for tool in PAIRED_BATCH if tool in tools]
+    if PAIRED_BATCH[0] not in peers or len(peers) < 2:
+        return []
+    found = []
+    for case in PAIRED_BATCH_CASES:
+        if case in ran:
+            result = run_worker(",".join(peers), case, "paired-batch", 120.0)
+            found.append(result)
+            print(f"{'paired batch':>15} {case:<18} {result.get('paired_batch_ns_per_point', result.get('status'))}", file=sys.stderr, flush=True)
     return found
 
 
@@ -309,7 +332,8 @@ def tables(document: dict, tools: list[str]) -> str:
     lines += fresh_batch_table(index, cases)
     lines += large_batch_table(document.get("large_batch", []))
     lines += paired_table(document.get("paired", []))
-    lines += targets(index, document.get("paired", []))
+    lines += paired_batch_table(document.get("paired_batch", []))
+    lines += targets(_with_paired_batches(index, document.get("paired_batch", [])), document.get("paired", []))
     lines += notes(index, tools)
     return "\n".join(lines) + "\n"
 
@@ -400,6 +424,41 @@ def paired_table(pairs: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def paired_batch_table(pairs: list[dict]) -> list[str]:
+    pairs = [pair for pair in pairs if pair.get("status") == "ok"]
+    if not pairs:
+        return []
+    columns = list(pairs[0]["paired_batch_ns_per_point"])
+    lines = [
+        "## Batch (ns per point), NumPy targets: the tools alternating in one process",
+        "",
+        "Each case's batches (10^5 points) timed in 15 alternating runs (best of each), as the per-call "
+        "pairing is: a textbook batch lasts about a millisecond, and the batch table's separate "
+        "processes flip by more than the tools differ. The targets below read these figures.",
+        "",
+        "| case | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for pair in pairs:
+        figures = pair["paired_batch_ns_per_point"]
+        lines.append(f"| {pair['case']} | " + " | ".join(_number(figures[c]) if c in figures else "—" for c in columns) + " |")
+    return lines + [""]
+
+
+def _with_paired_batches(index: dict, pairs: list[dict]) -> dict:
+    """The results, with the batch figures of the cases measured alternating in one process (the
+    out= batch and the new-arrays batch of symdiff-numpy, and the peers' batches) taken from there."""
+    merged = dict(index)
+    for pair in pairs:
+        if pair.get("status") != "ok":
+            continue
+        for name, ns in pair["paired_batch_ns_per_point"].items():
+            tool, fresh = name.removesuffix(" (new arrays)"), name.endswith(" (new arrays)")
+            key = "fresh_batch_ns_per_point" if fresh else "batch_ns_per_point"
+            merged[tool, pair["case"]] = merged.get((tool, pair["case"]), {}) | {key: ns}
+    return merged
+
+
 def large_batch_table(results: list[dict]) -> list[str]:
     if not results:
         return []
@@ -430,7 +489,7 @@ def _verdict(value, goal: float) -> str:
 
 def targets(index, paired: list[dict]) -> list[str]:
     lines = [
-        "## Issue-4 targets (ratios from this run; > 1 means symdiff is faster)",
+        "## Issue-4 targets (ratios from this run; > 1 means symdiff is faster; NumPy batches paired where measured)",
         "",
         "| target | measured |",
         "|---|---|",

@@ -8,6 +8,7 @@ the builder and its first call (JIT compilers compile there), after the imports.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -32,12 +33,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("tool")
     parser.add_argument("case")
-    parser.add_argument("--task", choices=("build", "measure", "batch", "paired"), default="measure")
+    parser.add_argument("--task", choices=("build", "measure", "batch", "paired", "paired-batch"), default="measure")
     parser.add_argument("--points", type=int, default=100_000)
     args = parser.parse_args()
     case = by_name(args.case)
     if args.task == "paired":  # TOOL is "a,b"
         return report(paired(args.tool.split(","), case))
+    if args.task == "paired-batch":  # TOOL is "a,b,..."
+        return report(paired_batch(args.tool.split(","), case, args.points))
     result: dict = {"tool": args.tool, "case": case.name}
     try:
         builder = load(args.tool)
@@ -171,6 +174,30 @@ def paired(tools: list[str], case, rounds: int = 25) -> dict:
     calls = [(lambda call: lambda: call(point))(load(tool)(case).call) for tool in tools]
     best = per_calls(calls, seconds=0.02, rounds=rounds)
     return {"case": case.name, "status": "ok", "paired_call_us": dict(zip(tools, best))}
+
+
+def paired_batch(tools: list[str], case, points: int, rounds: int = 15) -> dict:
+    """Batch times (ns per point) of several tools on one case in one process, taking turns
+    (per_calls), as paired() does per call: on the textbook cases a batch lasts about a
+    millisecond, and separate processes' best of three flip by more than the tools differ.
+    symdiff-numpy is timed both ways (into a reused out=, and returning new arrays); a missing
+    peer is left out."""
+    columns = numpy_columns(len(case.inputs), points)
+    timed: dict = {}
+    for tool in tools:
+        try:
+            built = load(tool)(case)
+        except ImportError:
+            continue
+        timed[tool] = built.batch
+        if built.fresh_batch is not None:
+            timed[f"{tool} (new arrays)"] = built.fresh_batch
+    calls = [functools.partial(batch, columns) for batch in timed.values()]
+    for call in calls:
+        call()  # warm-up: JIT compilation, buffers, the first use of each entry point
+    best = per_calls(calls, seconds=0.02, rounds=rounds)
+    ns = {name: us * 1e3 / points for name, us in zip(timed, best)}
+    return {"case": case.name, "status": "ok", "points": points, "paired_batch_ns_per_point": ns}
 
 
 def per_point(batch, inputs: int, points: int) -> float:
