@@ -45,7 +45,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per tool, case and process")
     parser.add_argument("--builds", type=int, default=None, help="fresh-process builds per case (default 3; 1 quick)")
     parser.add_argument(
-        "--budget", type=float, default=17 * 60, help="stop starting new runs after this many seconds (then 10^6 points)"
+        "--budget",
+        type=float,
+        default=16 * 60,
+        help="stop starting new runs after this many seconds (then the paired timings and 10^6 points: 20 min in all)",
     )
     parser.add_argument("--tools", help="comma-separated subset of " + ",".join(TOOLS))
     parser.add_argument("--cases", help="comma-separated case names")
