@@ -437,14 +437,20 @@ def paired_batch_table(pairs: list[dict]) -> list[str]:
         "",
         "Each case's batches (10^5 points) timed in 15 alternating runs (best of each), as the per-call "
         "pairing is: a textbook batch lasts about a millisecond, and the batch table's separate "
-        "processes flip by more than the tools differ. The targets below read these figures.",
+        "processes flip by more than the tools differ. The targets below read these figures. In "
+        "brackets, the cores each used (process CPU time over wall time while it ran): NumPy runs on one, "
+        "JAX spreads a batch over every core that is free.",
         "",
         "| case | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
     for pair in pairs:
-        figures = pair["paired_batch_ns_per_point"]
-        lines.append(f"| {pair['case']} | " + " | ".join(_number(figures[c]) if c in figures else "—" for c in columns) + " |")
+        figures, cores = pair["paired_batch_ns_per_point"], pair.get("cores", {})
+        cells = [
+            "—" if c not in figures else f"{_number(figures[c])} ({cores[c]:.1f})" if c in cores else _number(figures[c])
+            for c in columns
+        ]
+        lines.append(f"| {pair['case']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -197,7 +197,18 @@ def paired_batch(tools: list[str], case, points: int, rounds: int = 15) -> dict:
         call()  # warm-up: JIT compilation, buffers, the first use of each entry point
     best = per_calls(calls, seconds=0.02, rounds=rounds)
     ns = {name: us * 1e3 / points for name, us in zip(timed, best)}
-    return {"case": case.name, "status": "ok", "points": points, "paired_batch_ns_per_point": ns}
+    cores = {name: cores_used(call) for name, call in zip(timed, calls)}
+    return {"case": case.name, "status": "ok", "points": points, "paired_batch_ns_per_point": ns, "cores": cores}
+
+
+def cores_used(call, seconds: float = 0.2) -> float:
+    """The process's CPU time over wall time while `call` runs again and again: about 1 for one
+    thread, more where the tool spreads a batch over several cores (JAX's XLA thread pool, OpenMP)."""
+    wall, cpu, calls = time.perf_counter(), time.process_time(), 0
+    while calls < 3 or time.perf_counter() - wall < seconds:
+        call()
+        calls += 1
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
 
 
 def per_point(batch, inputs: int, points: int) -> float:
