@@ -7,9 +7,12 @@ the median over K fresh processes. Prints Markdown tables, writes JSON to benchm
 ignored) and a log-log plot of build time against expression size. A missing peer is reported, not
 fatal; a tool that times out on a size is not run on the larger sizes of that family, nor where
 a peer's build times at the two sizes before predict more than the timeout (at least linear
-growth; reported as "> timeout (est. N s)"). Below 1 ms a call, symdiff-python and SymPy are also
-timed alternating in one process (worker.py --task paired). --publish
-also writes benchmarks/RESULTS.md and benchmarks/build_time.png. Nothing here is asserted in tests.
+growth; reported as "> timeout (est. N s)"); the build targets' peers are always run. What a
+target compares is measured again with the tools taking turns: below 1 ms a call, symdiff-python
+and SymPy in one process (worker.py --task paired); the NumPy targets' batches, symdiff-numpy, SymPy
+and JAX in one process (--task paired-batch); the growth target's two builds, in fresh processes.
+--publish also writes benchmarks/RESULTS.md and benchmarks/build_time.png. Nothing here is
+asserted in tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""One tool on one case, in its own process: `python worker.py TOOL CASE --task build|measure|batch`.
+"""One tool on one case, in its own process: `python worker.py TOOL CASE --task build|measure|batch`
+(or several tools taking turns: `python worker.py A,B CASE --task paired|paired-batch`).
 
 Prints one JSON object per finished stage (the last line holds everything so far), so that a run
 cut short by the timeout still reports what it measured. Build time is string -> ready callable:
