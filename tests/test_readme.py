@@ -1,4 +1,4 @@
-"""Every example in the README runs and shows what it claims."""
+"""Every example in the README and in docs/*.md runs and shows what it claims."""
 
 import os
 import re
@@ -12,14 +12,34 @@ from support import HAVE_COMPILER
 
 import symdiff
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 
 
-def blocks(kind):
-    if not README.exists():
-        pytest.skip("README.md is not beside the tests (installed without the repository)")
-    return [body for language, body in BLOCK.findall(README.read_text()) if language == kind]
+def blocks(kind, document=README):
+    if not document.exists():
+        pytest.skip(f"{document.name} is not beside the tests (installed without the repository)")
+    return [body for language, body in BLOCK.findall(document.read_text()) if language == kind]
+
+
+def run_python(body, document):
+    if 'backend="c"' in body and not HAVE_COMPILER and os.environ.get("CI") != "true":
+        return  # the C backend's example needs a compiler (on CI a missing one fails)
+    if body.startswith('"""Value and gradient of f = '):
+        expression = body.split("\n", 1)[0].removeprefix('"""Value and gradient of f = ')
+        assert body == symdiff.gradient_source(expression), f"{document.name}'s generated module is out of date"
+    exec(compile(body, document.name, "exec"), {"__name__": "readme_example"})
+
+
+def run_console(body):
+    for command in re.split(r"^(?=\$ )", body, flags=re.M):
+        if not command.strip():
+            continue
+        first, _, expected = command.partition("\n")
+        result = subprocess.run(symdiff_command(first.removeprefix("$ ")), capture_output=True, text=True)
+        assert result.stdout + result.stderr == expected, first
 
 
 def symdiff_command(line):
@@ -32,24 +52,32 @@ def test_python_examples_run():
     examples = blocks("python")
     assert len(examples) >= 3
     for body in examples:
-        if 'backend="c"' in body and not HAVE_COMPILER and os.environ.get("CI") != "true":
-            continue  # the C backend's example needs a compiler (on CI a missing one fails)
-        if body.startswith('"""Value and gradient of f = '):
-            expression = body.split("\n", 1)[0].removeprefix('"""Value and gradient of f = ')
-            assert body == symdiff.gradient_source(expression), "README's generated module is out of date"
-        exec(compile(body, "README.md", "exec"), {"__name__": "readme_example"})
+        run_python(body, README)
 
 
 def test_console_examples_print_what_they_show():
     examples = blocks("console")
     assert len(examples) >= 3
     for body in examples:
-        for command in re.split(r"^(?=\$ )", body, flags=re.M):
-            if not command.strip():
-                continue
-            first, _, expected = command.partition("\n")
-            result = subprocess.run(symdiff_command(first.removeprefix("$ ")), capture_output=True, text=True)
-            assert result.stdout + result.stderr == expected, first
+        run_console(body)
+
+
+def test_readme_fits_on_a_few_screens():
+    assert len(README.read_text().splitlines()) <= 300
+
+
+@pytest.mark.parametrize("document", DOCS, ids=lambda path: path.name)
+def test_docs_examples_run(document):
+    examples = blocks("python", document) + blocks("console", document)
+    for body in blocks("python", document):
+        run_python(body, document)
+    for body in blocks("console", document):
+        run_console(body)
+    assert examples or document.name in PROSE_ONLY, f"{document.name} has no example to run"
+
+
+# Documents that are tables and prose, with no example to run.
+PROSE_ONLY = {"performance.md", "reliability.md"}
 
 
 def test_setup_command_runs_the_main_job(tmp_path):
