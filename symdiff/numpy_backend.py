@@ -96,7 +96,7 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
     tape = adjoint.tape
     names = assign_names(tape, adjoint.wrt)
     params = [names.params[name] for name in tape.inputs]
-    own = _own_names(set(params))
+    own = _own_names(set(names.values))
     value_roots = _refs([tape.output])
     gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
@@ -137,8 +137,7 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
 
 def out_keyword(adjoint: Adjoint) -> str:
     """The entry points' keyword for arrays to write into: `out`, unless an input takes that name."""
-    names = assign_names(adjoint.tape, adjoint.wrt)
-    return _own_names({names.params[name] for name in adjoint.tape.inputs})["out"]
+    return _own_names(set(assign_names(adjoint.tape, adjoint.wrt).values))["out"]
 
 
 def _constants(body: _Body) -> tuple[Line, ...]:
@@ -146,8 +145,9 @@ def _constants(body: _Body) -> tuple[Line, ...]:
 
 
 def _own_names(taken: set[str]) -> dict[str, str]:
-    """Names the module defines besides the user's, renamed with trailing underscores on a clash.
-    Buffer rows and temporaries are numbered (b0, t1), so they avoid any input of that shape too."""
+    """Names the module defines besides the user's (`taken`: inputs and definitions, which the block
+    functions assign as locals), renamed with trailing underscores on a clash. Buffer rows,
+    temporaries and constants are numbered (b0, t1, k1), so they avoid any user name of that shape too."""
     numbered = {match.group(1) for name in taken if (match := re.fullmatch(r"(.*?)\d+", name))}
     own = {}
     for base in _OWN:
@@ -512,6 +512,7 @@ def _allocate(program: _Program, order: list[int], outputs: list) -> tuple[list[
         if isinstance(value, int):
             output_row.setdefault(value, number)
             last_use[value] = len(order)
+    _free_names(program, order, last_use)
     readers: dict[int, int] = {}
     for position in order:
         for arg in set(instrs[position].args):
@@ -555,3 +556,20 @@ def _allocate(program: _Program, order: list[int], outputs: list) -> tuple[list[
             rhs = f"{instr.ufunc}({call}, {program.own['b']}{row})"
         lines.append(Line(program.labels[instr.target], rhs, instr.note))
     return lines, count
+
+
+def _free_names(program: _Program, order: list[int], last_use: dict[int, int]) -> None:
+    """Give a name to one live value at a time, as buffers are. An adjoint's successive values all
+    print as `w2_bar`, and value numbering may hand an earlier one to a later reader (2 * x is both
+    w2_bar's first contribution and a term of x_bar): a value whose name is taken over by a later
+    value while it is still to be read becomes a temporary, numbered when printed."""
+    holder: dict[str, int] = {}  # name -> the value it holds at this point of `order`
+    for step, position in enumerate(order):
+        target = program.instrs[position].target
+        name = program.labels[target]
+        if name is None:
+            continue
+        previous = holder.get(name)
+        if previous is not None and last_use.get(previous, -1) > step:  # read at `step` itself is fine
+            program.labels[previous] = None
+        holder[name] = target
