@@ -118,10 +118,17 @@ class NumpyGradient(CompiledGradient):
         if points.ndim == 0 or points.shape[0] != len(self.inputs):
             raise ArgumentError(f"batch: points must have shape ({len(self.inputs)}, n), got {points.shape}")
         values, grads = batch_outputs(points, out, value, grad, len(self.wrt))
-        name = "value_and_grad" if value and grad else "f" if value else "grad"
         into = (values, grads) if value and grad else values if value else grads
+        if not self.inputs:  # no input carries the points' shape: the one value, at every point
+            if value:
+                values[...] = self._functions["f"]()
+            if grad:
+                for row, partial in zip(grads, self._functions["grad"]()):
+                    row[...] = partial
+            return into
+        name = "value_and_grad" if value and grad else "f" if value else "grad"
         self._functions[name](*points, **{self._out_keyword: into})
-        return (values, grads) if value and grad else into
+        return into
 
     @cached_property
     def _out_keyword(self) -> str:
