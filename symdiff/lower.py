@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from . import primitives
 from .errors import DomainError, LimitError, Span
@@ -120,7 +121,13 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
             labels[atom.index] = definition.name
     outputs = tuple(lower_one(expr) for expr in program.outputs)
     inputs = natural_order(instr.name for instr in instrs if instr.op == INPUT)
-    paths = branch_paths(instrs, outputs) if any(primitives.lookup(i.op).branches for i in instrs if i.op != INPUT) else ()
+    if not any(primitives.lookup(i.op).branches for i in instrs if i.op != INPUT):
+        return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels)
+    paths = branch_paths(instrs, outputs)
+    order = computable_order(instrs, paths)
+    if order is not None:  # a definition used only in a branch whose condition comes later
+        instrs, outputs, labels, keys = _renumbered(instrs, outputs, labels, order)
+        paths = branch_paths(instrs, outputs)
     return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels, paths)
 
 
@@ -150,6 +157,60 @@ def branch_paths(instrs: list[Instr], outputs: tuple[Atom, ...]) -> tuple:
                 uses[arg.index] = []
             uses[arg.index].append(use)
     return tuple(paths)
+
+
+def computable_order(instrs: list[Instr], paths: tuple) -> list[int] | None:
+    """An order in which every entry comes after its operands and after the conditions of its branch,
+    so that code computing the entries in order can test a condition before entering its branch; None
+    when the tape's own order is one. The tape's order fails only where a definition is used inside a
+    branch only, and the branch's condition is written after it (`u = log(x); where(x > 0, u, 0)`):
+    then each entry waiting for a condition is placed after it, and all else keeps its place."""
+    # An input is a parameter: it needs nothing and keeps its place. (max(path) is the step of the
+    # path with the latest condition, found without a Python loop over a deep path.)
+    if all(not path or max(path)[0] < index or instrs[index].op == INPUT for index, path in enumerate(paths)):
+        return None
+    placed = [0] * len(instrs)  # 0: not yet, 1: waiting for what it needs, 2: placed
+    order: list[int] = []
+    for root in range(len(instrs)):
+        stack = [(root, False)]
+        while stack:  # depth first, with an explicit stack: chains of entries can be long
+            index, ready = stack.pop()
+            if placed[index] == 2:
+                continue
+            if ready:
+                placed[index] = 2
+                order.append(index)
+                continue
+            if placed[index] == 1:
+                raise AssertionError(f"entry {index} needs itself to be computed first")
+            placed[index] = 1
+            stack.append((index, True))
+            needs = [] if instrs[index].op == INPUT else [condition for condition, _ in paths[index]]
+            needs += [arg.index for arg in instrs[index].args if type(arg) is Ref]
+            stack.extend((need, False) for need in reversed(needs) if placed[need] != 2)
+    return order
+
+
+def _renumbered(
+    instrs: list[Instr], outputs: tuple[Atom, ...], labels: dict[int, str], order: list[int]
+) -> tuple[list[Instr], tuple[Atom, ...], dict[int, str], dict[tuple, int]]:
+    """The tape's entries in `order`, numbered afresh, with every reference and key following them."""
+    number = [0] * len(instrs)
+    for new, old in enumerate(order):
+        number[old] = new
+    refs = [Ref(new) for new in range(len(instrs))]
+
+    def moved(atom: Atom) -> Atom:
+        return refs[number[atom.index]] if type(atom) is Ref else atom
+
+    renumbered = [replace(instrs[old], args=tuple(moved(arg) for arg in instrs[old].args)) for old in order]
+    keys: dict[tuple, int] = {}
+    for index, instr in enumerate(renumbered):
+        keys[instr.key] = index
+        if instr.op != INPUT and primitives.lookup(instr.op).commutative:
+            keys[(instr.op, instr.args[::-1])] = index
+    moved_labels = {number[old]: name for old, name in labels.items()}
+    return renumbered, tuple(moved(output) for output in outputs), moved_labels, keys
 
 
 def _common_prefix(paths: list[tuple]) -> tuple:

@@ -1,7 +1,8 @@
 """Tape: the Wengert list. Numbered single-assignment entries, one primitive each.
 
 Invariants: an entry's operands are constants or references to earlier entries; no two entries have
-the same (op, operands) key; numbering follows first appearance in the source, so it is deterministic.
+the same (op, operands) key; numbering follows first appearance in the source, so it is deterministic,
+except that an entry computed only inside a branch comes after the branch's condition (lower.computable_order).
 """
 
 from __future__ import annotations
