@@ -13,11 +13,15 @@ from pathlib import Path
 
 from .api import build, compile_grad, render_module
 from .errors import SymdiffError
-from .files import write_atomic
+from .files import write_all, write_atomic
 from .verify import DEFAULT_TIMEOUT, verify_programs
 from .version import __version__
 
 EXPR_HELP = "the expression, e.g. 'x1*x2 + sin(x1)'; '-' reads it from standard input"
+
+# The name of a C file symdiff writes goes into `#include "NAME.h"`: only characters that need no
+# escaping there and are portable in file names, and no leading '-' or '.'.
+C_FILE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,13 +122,19 @@ def _grad_c(args, adjoint) -> int:
         sys.stdout.write(render_c(adjoint)[0])
         return 0
     target = Path(args.output)
-    prefix = re.sub(r"\W", "_", target.stem) or "symdiff"
+    if not target.name.endswith(".c"):
+        raise SymdiffError(f"--lang c: the output file name must end in .c (its header is NAME.h), got {target.name!r}")
+    if not C_FILE_STEM.fullmatch(target.name[:-2]):
+        raise SymdiffError(
+            f"--lang c: {target.name!r} cannot go into an #include line; name the file with letters, digits "
+            "and _ . + - only, starting with a letter, digit or _"
+        )
+    prefix = re.sub(r"\W", "_", target.stem)
     if prefix[0].isdigit():
         prefix = f"_{prefix}"
     header = target.with_suffix(".h")
     source, declarations = render_c(adjoint, prefix, header.name)
-    write_atomic(header, declarations, args.force)
-    write_atomic(target, source, args.force)
+    write_all(((header, declarations), (target, source)), args.force)
     return 0
 
 
