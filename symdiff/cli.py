@@ -7,8 +7,13 @@ A user error prints one message with a caret under the offending text, never a t
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
+import math
+import os
 import re
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from .api import build, compile_grad, render_module
@@ -22,6 +27,8 @@ EXPR_HELP = "the expression, e.g. 'x1*x2 + sin(x1)'; '-' reads it from standard 
 # The name of a C file symdiff writes goes into `#include "NAME.h"`: only characters that need no
 # escaping there and are portable in file names, and no leading '-' or '.'.
 C_FILE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+# Numbers in messages longer than this are shortened (a 300-digit value helps nobody).
+SHOWN_NUMBER = 20
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="prove the gradient right with SymPy; exit 1 if not")
     check.add_argument("expr", help=EXPR_HELP)
     check.add_argument("--wrt", help="comma-separated inputs to differentiate (default: all)")
-    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds of simplification per check")
+    check.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="seconds of simplification per check")
 
     evaluate = commands.add_parser("eval", help="print the value and gradient at a point")
     evaluate.add_argument("expr", help=EXPR_HELP)
@@ -84,16 +91,64 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number of seconds, got {text!r}")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        expr = sys.stdin.read() if args.expr == "-" else args.expr
+        expr = _read_input() if args.expr == "-" else args.expr
         return _COMMANDS[args.command](args, expr)
     except SymdiffError as error:
-        print(error.pretty(), file=sys.stderr)
+        _report(error)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _report(error: SymdiffError) -> None:
+    """One message on standard error, numbers shortened."""
+    print(SymdiffError(_shorten_numbers(error.message), error.source, error.span).pretty(), file=sys.stderr)
+
+
+def _shorten_numbers(message: str) -> str:
+    """Numbers longer than SHOWN_NUMBER characters, shown as the shortest float that reads back."""
+
+    def short(match: re.Match) -> str:
+        number = match.group()
+        if len(number) <= SHOWN_NUMBER:
+            return number
+        value = float(number)  # the pattern only matches what float() reads; too large is inf
+        return repr(value) if math.isfinite(value) else f"{Decimal(number):.6e}"
+
+    return re.sub(r"(?<![\w./\\])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w/\\])", short, message)
+
+
+def _read_input() -> str:
+    """The expression from standard input, decoded strictly (a stray byte is an error, not text)."""
+    stream = sys.stdin
+    if stream is None:  # started with standard input closed
+        raise SymdiffError(f"cannot read standard input: {os.strerror(errno.EBADF)}")
+    try:
+        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+    except (OSError, ValueError) as error:
+        raise SymdiffError(f"cannot read standard input: {getattr(error, 'strerror', None) or error}") from None
+    if isinstance(data, str):
+        return data
+    encoding = codecs.lookup(stream.encoding or "utf-8").name
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise SymdiffError(
+            f"standard input is not {encoding} text: byte 0x{data[error.start]:02x} at offset {error.start}"
+        ) from None
 
 
 def _grad(args, expr: str) -> int:
@@ -165,15 +220,21 @@ def _eval(args, expr: str) -> int:
 
 
 def _parse_point(text: str) -> dict[str, float]:
+    """`--at` for every command that takes a point: each name once, each value a finite number."""
     point: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        name, equals, number = item.partition("=")
-        if not equals or not name.strip():
+        name, equals, number = (part.strip() for part in item.partition("="))
+        if not equals or not name:
             raise SymdiffError(f"--at: expected name=value, got {item!r}")
+        if name in point:
+            raise SymdiffError(f"--at: {name} given twice")
         try:
-            point[name.strip()] = float(number)
+            value = float(number)
         except ValueError:
-            raise SymdiffError(f"--at: {number.strip()!r} is not a number (in {item!r})") from None
+            raise SymdiffError(f"--at: {number!r} is not a number (in {item!r})") from None
+        if not math.isfinite(value):
+            raise SymdiffError(f"--at: {name}={number} is not a finite number")
+        point[name] = value
     return point
 
 

@@ -162,3 +162,67 @@ def test_a_link_loop_is_refused(tmp_path, capsys):
     (tmp_path / "b.py").symlink_to("a.py")
     assert main(["grad", "x^2", "-o", str(tmp_path / "a.py")]) == 2
     assert capsys.readouterr().err == f"error: cannot write {tmp_path / 'a.py'}: Too many levels of symbolic links\n"
+
+
+# --- item 16: standard input, points and timeouts ------------------------------------------------------
+
+def test_a_closed_standard_input_is_one_message_and_exit_2():
+    result = run("grad", "-", preexec_fn=lambda: os.close(0))
+    assert (result.returncode, errors(result)) == (2, "error: cannot read standard input: Bad file descriptor\n")
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["PYTHONIOENCODING", "locale"])
+def test_undecodable_standard_input_is_one_message_and_exit_2(strict):
+    env = {"PYTHONIOENCODING": "utf-8"} if strict else {}
+    result = subprocess.run([sys.executable, "-m", "symdiff", "grad", "-"], input=b"x\xff^2", capture_output=True,
+                            env={**{k: v for k, v in os.environ.items() if k != "PYTHONIOENCODING"},
+                                 "LC_ALL": "C.UTF-8", **env})
+    assert result.returncode == 2
+    assert errors(result) == "error: standard input is not utf-8 text: byte 0xff at offset 1\n"
+
+
+def test_standard_input_in_process(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)
+    assert main(["grad", "-"]) == 2
+    assert capsys.readouterr().err == "error: cannot read standard input: Bad file descriptor\n"
+
+
+@pytest.mark.parametrize("command", ["eval", "explain", "graph"])
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [
+        ("x=1,x=2", "error: --at: x given twice\n"),
+        ("x=1, x =2", "error: --at: x given twice\n"),
+        ("x=1e999", "error: --at: x=1e999 is not a finite number\n"),
+        ("x=-inf", "error: --at: x=-inf is not a finite number\n"),
+        ("x=nan", "error: --at: x=nan is not a finite number\n"),
+        ("x=-" + "9" * 400, "error: --at: x=-1.000000e+400 is not a finite number\n"),
+    ],
+)
+def test_every_command_refuses_the_same_points(capsys, command, at, message):
+    assert main([command, "x^2", "--at", at]) == 2
+    assert capsys.readouterr() == ("", message)
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf", "soon"])
+def test_a_timeout_is_a_positive_finite_number_of_seconds(capsys, timeout):
+    with pytest.raises(SystemExit) as done:
+        main(["check", "x^2", f"--timeout={timeout}"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: argument --timeout: must be a positive finite number of seconds, got {timeout!r}\n"
+    )
+
+
+def test_long_numbers_are_shortened_in_messages(capsys):
+    assert main(["explain", "log(x)", "--at", "x=-" + "9" * 300]) == 2
+    assert capsys.readouterr().err == (
+        "error: 1:1: log(-1e+300) has no real value at this point (math domain error)\n  log(x)\n  ^^^^^^\n"
+    )
+
+
+def test_a_long_name_with_digits_is_not_a_number(capsys):
+    name = "x" + "1" * 30
+    assert main(["eval", f"{name}^2", "--at", "y=1"]) == 2
+    assert capsys.readouterr().err == f"error: --at: y not in the expression (inputs: {name})\n"
