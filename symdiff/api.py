@@ -63,7 +63,7 @@ def build_tape(expr, limits: Limits = DEFAULT_LIMITS, several_outputs: bool = Tr
             from .from_sympy import convert  # SymPy input: no string round trip
 
             source, tree = convert(expr)
-        return lower(tree, source, limits.max_entries)
+        return lower(tree, source, limits.max_entries, limits.max_branch_depth)
 
 
 def gradient_source(expr: str, wrt=None, *, simplified: bool = True, limits: Limits = DEFAULT_LIMITS) -> str:

@@ -11,7 +11,18 @@ from . import primitives
 from .adjoint import Adjoint, Bar, Op, Term
 from .forward import Assign, Dot, TangentSweep, adjoint_assigns, forward_assigns, input_seeds, unit_seeds
 from .names import assign_names
-from .render import Block, Function, Line, Module, _environment, _Printer, _tuple_text, math_imports, nest
+from .render import (
+    Block,
+    Function,
+    Line,
+    Module,
+    _environment,
+    _Printer,
+    _tuple_text,
+    branch_conditions,
+    math_imports,
+    nest,
+)
 from .simplify import simplify_sweep
 from .tape import INPUT, Const, Ref, Tape
 from .version import __version__
@@ -139,6 +150,11 @@ def _function(name, params, doc, blocks, results: list[Term], result_text, print
     """A function from blocks of Assigns: lines nobody reads are dropped (backwards liveness), and a
     kept line that nothing reads (a domain check) gets a name starting with "_"."""
     live = _leaves(results)
+    # A branch's conditions are read by every line in it: each is made live once, by the first line
+    # seen in its branch, not by every line (a path is as long as the branch is deep). Exact, as a
+    # condition is computed before every line of its branch: no line before its definition, where
+    # liveness drops it, is in the branch.
+    live_branches: set[tuple] = set()  # every branch (path) a kept line is in, enclosing ones included
     kept_blocks = []
     for title, assigns in reversed(blocks):
         kept = []
@@ -148,15 +164,16 @@ def _function(name, params, doc, blocks, results: list[Term], result_text, print
             kept.append(assign)
             if assign.mode == "=":
                 live.discard(assign.target)
-            live |= _leaves([assign.term]) | {Ref(condition) for condition, _ in assign.path}
+            live |= _leaves([assign.term])
+            live |= {Ref(condition) for condition in branch_conditions([assign.path], live_branches)}
         kept_blocks.append((title, kept[::-1]))
     read = _leaves(results) | _leaves([a.term for _, kept in kept_blocks for a in kept])
-    read |= {Ref(condition) for _, kept in kept_blocks for a in kept for condition, _ in a.path}
-    rendered = []
+    read |= {Ref(branch[-1][0]) for branch in live_branches}
+    rendered, flags = [], set()  # flags: the branch flags computed so far (see render.nest)
     for title, kept in reversed(kept_blocks):
         lines = [(a.path, _line(a, printer, a.target in read or a.mode != "=")) for a in kept]
         if lines:
-            rendered.append(Block(title, nest(lines, printer)))
+            rendered.append(Block(title, nest(lines, printer, flags)))
     return Function(name, params, doc, tuple(rendered), result_text(results))
 
 

@@ -20,6 +20,7 @@ from .expr import Expr, Num, Program, Var, postorder
 from .tape import INPUT, Atom, Const, Instr, Ref, Tape
 
 DEFAULT_MAX_ENTRIES = 2_000_000
+DEFAULT_MAX_BRANCH_DEPTH = 1_000
 
 
 def natural_key(name: str) -> tuple:
@@ -32,7 +33,12 @@ def natural_order(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(names), key=natural_key))
 
 
-def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_MAX_ENTRIES) -> Tape:
+def lower(
+    program: Expr | Program,
+    source: str = "",
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    max_branch_depth: int = DEFAULT_MAX_BRANCH_DEPTH,
+) -> Tape:
     """The tape of one expression, or of a program (definitions, then one or more outputs)."""
     if not isinstance(program, Program):
         program = Program((), (program,))
@@ -123,18 +129,21 @@ def lower(program: Expr | Program, source: str = "", max_entries: int = DEFAULT_
     inputs = natural_order(instr.name for instr in instrs if instr.op == INPUT)
     if not any(primitives.lookup(i.op).branches for i in instrs if i.op != INPUT):
         return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels)
-    paths = branch_paths(instrs, outputs)
+    paths = branch_paths(instrs, outputs, source, max_branch_depth)
     order = computable_order(instrs, paths)
     if order is not None:  # a definition used only in a branch whose condition comes later
         instrs, outputs, labels, keys = _renumbered(instrs, outputs, labels, order)
-        paths = branch_paths(instrs, outputs)
+        paths = branch_paths(instrs, outputs, source, max_branch_depth)
     return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels, paths)
 
 
-def branch_paths(instrs: list[Instr], outputs: tuple[Atom, ...]) -> tuple:
+def branch_paths(
+    instrs: list[Instr], outputs: tuple[Atom, ...], source: str = "", max_depth: int = DEFAULT_MAX_BRANCH_DEPTH
+) -> tuple:
     """The branch each entry belongs in: the longest common prefix of the paths of its uses, where a
     where() entry uses its second operand under (condition, True) and its third under (condition, False).
-    Users come after what they use, so one sweep from the last entry settles every path."""
+    Users come after what they use, so one sweep from the last entry settles every path, outermost
+    branches first: a where() nested more than `max_depth` deep fails before the deeper paths are made."""
     uses: list[list[tuple] | None] = [None] * len(instrs)
     for output in outputs:
         if isinstance(output, Ref):
@@ -147,6 +156,12 @@ def branch_paths(instrs: list[Instr], outputs: tuple[Atom, ...]) -> tuple:
         if instr.op == INPUT:
             continue
         row = primitives.lookup(instr.op)
+        if row.branches and len(path) >= max_depth:
+            raise LimitError(
+                f"where(), min() or max() is nested more than {max_depth:,} deep here (Limits.max_branch_depth)",
+                source,
+                instr.span,
+            )
         for position, arg in enumerate(instr.args):
             if not isinstance(arg, Ref):
                 continue

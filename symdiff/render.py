@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -29,7 +29,7 @@ class Line:
     op: str
     rhs: str
     note: str  # "" or "  # comment"
-    indent: str = ""  # inside branches: four spaces per enclosing `if`
+    indent: str = ""  # four spaces inside a branch's `if` (and as many again under a domain check)
 
     @property
     def text(self) -> str:
@@ -90,6 +90,35 @@ class _Printer:
         # With several outputs (a Jacobian) adjoints are numbered by output: x_bar1, x_bar2; with
         # several tangent sweeps (a Hessian) tangents by seed: x_bar_dot1, x_bar_dot2.
         self.numbered_outputs, self.numbered_seeds = numbered_outputs, numbered_seeds
+        # A branch more than one where() deep is tested through a flag, numbered on from the tape's
+        # last entry (w{n+1}, w{n+2}, ...: names no input or definition may take), the same in every function.
+        self._flags: dict[tuple, str] = {}
+
+    def branch(self, path: tuple) -> str:
+        """The truth value under which a block of branch `path` runs: its condition (`w2`, `not w2`)
+        when the branch is one where() deep, else the branch's flag (see flags)."""
+        if len(path) > 1:
+            return self._flags[path]
+        ((condition, value),) = path
+        return self.names.value(condition) if value else f"not {self.names.value(condition)}"
+
+    def flags(self, path: tuple, defined: set[tuple]) -> list[Line]:
+        """The lines computing the flags of `path` and of the branches it is in that are not `defined`
+        yet, outermost first: a branch's flag is its enclosing branch's truth value and its own
+        condition (`w9 = w5 and not w2`). `and` reads the condition only when the enclosing branch runs,
+        the only place the condition has a value."""
+        missing = []
+        while len(path) > 1 and path not in defined:
+            missing.append(path)
+            path = path[:-1]
+        lines = []
+        for path in reversed(missing):
+            defined.add(path)
+            name = self._flags.get(path)
+            if name is None:
+                name = self._flags[path] = f"w{len(self.tape.instrs) + len(self._flags) + 1}"
+            lines.append(Line(name, "=", f"{self.branch(path[:-1])} and {self.branch(path[-1:])}", ""))
+        return lines
 
     def term(self, term: Term) -> str:
         return format_tree(term, self._leaf, self.dialect)
@@ -144,7 +173,7 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
     value = printer.atom(tape.output)
     output_needs = _refs([tape.output])
     gradient_needs = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
-    gradient_needs |= {condition for step in adjoint.steps for condition, _ in step.path}
+    gradient_needs |= branch_conditions((step.path for step in adjoint.steps), set())
     guards = frozenset(
         i for i, instr in enumerate(tape.instrs) if instr.op != INPUT and primitives.lookup(instr.op).guard_domain
     )
@@ -155,8 +184,9 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
         """The forward and reverse blocks of a function that returns the gradient, and its gradient
         text; forward values that only one reverse term reads are computed in that term."""
         in_place = _read_once_by_sweep(adjoint, _closure_with_conditions(tape, roots | guarded), guarded, extra_reads)
-        forward = _forward(tape, roots, printer, guarded, skip=in_place)
-        lines = nest(_reverse_lines(adjoint.steps, printer, in_place), printer)
+        flags: set[tuple] = set()  # the branch flags this function has computed
+        forward = _forward(tape, roots, printer, guarded, skip=in_place, flags=flags)
+        lines = nest(_reverse_lines(adjoint.steps, printer, in_place), printer, flags)
         gradient = _tuple_text([printer.atom(_substituted(term, in_place)) for term in adjoint.gradient])
         return _blocks(forward, Block(f"reverse sweep{seed}", lines)), gradient
 
@@ -186,11 +216,16 @@ def _blocks(*candidates: Block) -> tuple[Block, ...]:
 
 
 def _forward(
-    tape: Tape, roots: set[int], printer: _Printer, guards: frozenset[int] = frozenset(), skip: Collection[int] = ()
+    tape: Tape,
+    roots: set[int],
+    printer: _Printer,
+    guards: frozenset[int] = frozenset(),
+    skip: Collection[int] = (),
+    flags: set[tuple] | None = None,
 ) -> Block:
     """The forward lines computing `roots`; `guards` are computed too, for their domain check only
     (their names start with "_" since nothing reads them). Entries in `skip` are computed where the
-    reverse sweep reads them."""
+    reverse sweep reads them. `flags`: the branch flags computed so far (see nest)."""
     used = _closure_with_conditions(tape, roots)
     needed = used | _closure_with_conditions(tape, set(guards))
     lines = []
@@ -201,7 +236,7 @@ def _forward(
             lines.append((tape.path(index), Line(printer.names.value(index), "=", printer.definition(index), "")))
         else:
             lines.extend((tape.path(index), line) for line in _guard(instr, index, printer))
-    return Block("forward sweep", nest(lines, printer))
+    return Block("forward sweep", nest(lines, printer, flags))
 
 
 def _guard(instr: Instr, index: int, printer: _Printer) -> tuple[Line, Line]:
@@ -214,10 +249,23 @@ def _guard(instr: Instr, index: int, printer: _Printer) -> tuple[Line, Line]:
 
 def _closure_with_conditions(tape: Tape, roots: set[int]) -> set[int]:
     """The entries needed for `roots`, including the conditions of the branches they are in."""
-    needed = tape.closure(roots)
-    while missing := {condition for i in needed for condition, _ in tape.path(i)} - needed:
+    needed, known = tape.closure(roots), set()
+    while missing := branch_conditions((tape.path(i) for i in needed), known) - needed:
         needed = tape.closure(needed | missing)
     return needed
+
+
+def branch_conditions(paths: Iterable[tuple], known: set[tuple]) -> set[int]:
+    """The conditions of the branches `paths` and of those enclosing them, except `known` branches
+    (the new ones are added to it). Each branch is visited once, not once per line in it: a path is
+    as long as its branch is deep."""
+    conditions = set()
+    for path in paths:
+        while path and path not in known:
+            known.add(path)
+            conditions.add(path[-1][0])
+            path = path[:-1]
+    return conditions
 
 
 def _read_once_by_sweep(adjoint: Adjoint, computed: set[int], guards: frozenset[int], extra_reads: tuple) -> dict:
@@ -232,9 +280,10 @@ def _read_once_by_sweep(adjoint: Adjoint, computed: set[int], guards: frozenset[
     for index in computed:
         forward_reads.update(arg.index for arg in tape.instrs[index].args if type(arg) is Ref)
     sweep_reads: dict[int, int] = defaultdict(int)
+    branches: set[tuple] = set()
     for step in adjoint.steps:
         if step.path:  # in a branch: the value must exist before the branch is entered
-            forward_reads |= _refs([step.term]) | {condition for condition, _ in step.path}
+            forward_reads |= _refs([step.term]) | branch_conditions([step.path], branches)
         else:
             _count_refs(step.term, sweep_reads, forward_reads)
     for term in adjoint.gradient:
@@ -354,9 +403,13 @@ def _reverse_line(step: Step, printer: _Printer) -> Line:
     return Line(printer.names.adjoint(step.target), step.mode, printer.atom(term), note)
 
 
-def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]:
-    """Lines that run only in a branch go under `if` statements on their conditions, so a branch not
-    taken is never evaluated. Consecutive lines of one branch share their `if`."""
+def nest(items: list[tuple[tuple, Line]], printer: _Printer, defined: set[tuple] | None = None) -> tuple[Line, ...]:
+    """Lines that run only in a branch go under an `if`, so a branch not taken is never evaluated;
+    consecutive lines of one branch share it. Branches inside branches are not nested ifs (CPython
+    refuses 100 levels of indentation): each block tests one truth value, its condition or a flag
+    (printer.flags), so indentation never grows with nesting. `defined`: the flags the function has
+    computed already (updated here)."""
+    defined = set() if defined is None else defined
     lines: list[Line] = []
     current: tuple = ()
     for path, line in items:
@@ -364,15 +417,11 @@ def nest(items: list[tuple[tuple, Line]], printer: _Printer) -> tuple[Line, ...]
             lines.append(line)
             continue
         if path != current:
-            shared = 0
-            while shared < min(len(path), len(current)) and path[shared] == current[shared]:
-                shared += 1
-            for depth in range(shared, len(path)):
-                condition, value = path[depth]
-                test = printer.names.value(condition) if value else f"not {printer.names.value(condition)}"
-                lines.append(Line(f"if {test}:", "", "", "", "    " * depth))
+            lines.extend(printer.flags(path, defined))
+            if path:
+                lines.append(Line(f"if {printer.branch(path)}:", "", "", ""))
             current = path
-        lines.append(Line(line.target, line.op, line.rhs, line.note, "    " * len(path) + line.indent))
+        lines.append(Line(line.target, line.op, line.rhs, line.note, "    " + line.indent) if path else line)
     return tuple(lines)
 
 

@@ -2,6 +2,8 @@
 (issue 19, item 8) and branches nested deeper than CPython's indentation allows (item 11)."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 from fuzzing import check_generated_module
@@ -63,3 +65,63 @@ def test_a_tape_that_is_computable_in_order_keeps_its_numbering():
     assert [(instr.op, instr.name) for instr in tape.instrs] == [
         ("input", "x"), ("input", "y"), ("mul", ""), ("gt", ""), ("where", ""), ("add", ""),
     ]
+
+
+def nested(depth: int) -> str:
+    """where() nested `depth` deep in the else branches: for x in (k - 1, k), k <= depth, the branch
+    k deep is taken, with value k*x and derivative k; beyond, the innermost else branch, x."""
+    text = "x"
+    for k in range(depth, 0, -1):
+        text = f"where(x < {k}, {k}*x, {text})"
+    return text
+
+
+def expected(depth: int, x: float) -> tuple[float, tuple[float]]:
+    k = math.floor(x) + 1
+    return (k * x, (float(k),)) if k <= depth else (x, (1.0,))
+
+
+def indentation(source: str) -> int:
+    return max(len(line) - len(line.lstrip(" ")) for line in source.splitlines() if line.strip())
+
+
+@pytest.mark.parametrize("depth", [99, 1000])
+def test_deeply_nested_branches_compile_and_give_the_right_numbers(depth):
+    g = symdiff.compile_grad(nested(depth))
+    for x in (0.5, 1.5, depth / 2 + 0.25, depth - 0.5, depth + 0.5):
+        value, gradient = expected(depth, x)
+        assert g.value(x) == value and g(x) == gradient and g.value_and_grad(x) == (value, gradient)
+    # Indentation does not grow with the nesting: the body, a branch's if, a domain check's if.
+    assert indentation(g.source) <= 12
+    check_generated_module(g.source)
+
+
+def test_deeply_nested_branches_in_derivative_modules():
+    text = nested(99).replace("*x", "*x*y")  # two inputs, so that the Hessian has a cross term
+    x, y, k = 49.75, 2.0, 50
+    assert symdiff.compile_jvp(text)([x, y], [1.0, 0.0]) == (k * x * y, k * y)
+    assert symdiff.compile_jacobian(text)(x, y) == ((k * y, k * x),)
+    assert symdiff.compile_hessian(text)(x, y) == (k * x * y, (k * y, k * x), ((0.0, k), (k, 0.0)))
+    for module in (symdiff.compile_jvp(text), symdiff.compile_jacobian(text), symdiff.compile_hessian(text)):
+        assert indentation(module.source) <= 12
+
+
+def test_branches_beyond_the_limit_fail_fast_with_a_limit_error():
+    text = nested(10_000)
+    with pytest.raises(symdiff.LimitError, match=r"nested more than 1,000 deep here \(Limits.max_branch_depth\)") as error:
+        symdiff.compile_grad(text)
+    # The span is the where() 1,001 deep.
+    assert error.value.span[0] == text.index("where(x < 1001,")
+    with pytest.raises(symdiff.LimitError, match="more than 3 deep"):
+        symdiff.compile_grad(nested(4), limits=symdiff.Limits(max_branch_depth=3))
+    assert symdiff.compile_grad(nested(3), limits=symdiff.Limits(max_branch_depth=3))(2.5) == (3.0,)
+
+
+def test_the_cli_writes_no_module_beyond_the_limit(tmp_path):
+    target = tmp_path / "deep.py"
+    result = subprocess.run(
+        [sys.executable, "-m", "symdiff", "grad", "-", "-o", str(target)],
+        input=nested(1001), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "Limits.max_branch_depth" in result.stderr
+    assert not target.exists()
