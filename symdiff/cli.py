@@ -1,7 +1,8 @@
 """The `symdiff` command: grad (write the module), check (prove it), eval (numbers at a point).
 
-Exit status: 0 success, 1 a check that did not prove the gradient right, 2 bad input or usage.
-A user error prints one message with a caret under the offending text, never a traceback.
+Exit status: 0 success, 1 a check that did not prove the gradient right, 2 bad input or usage, or
+output that could not be written. A user error prints one message with a caret under the offending
+text, never a traceback; standard output is flushed and checked before symdiff says it succeeded.
 """
 
 from __future__ import annotations
@@ -31,10 +32,25 @@ C_FILE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 SHOWN_NUMBER = 20
 
 
+class _OutputError(SymdiffError):
+    """Standard output could not be written (a full disk, a closed descriptor, a closed pipe)."""
+
+    def __init__(self, error: OSError | ValueError | None = None):
+        reason = os.strerror(errno.EBADF) if error is None else getattr(error, "strerror", None) or str(error)
+        super().__init__(f"cannot write to standard output: {reason}")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # usage errors exit 2, like bad input
         self.print_usage(sys.stderr)
         self.exit(2, f"error: {message}\n")
+
+    def _print_message(self, message: str, file=None) -> None:
+        # argparse ignores a failed write; --help and --version on standard output are checked.
+        if message and file is not None and file is sys.stdout:
+            _write(message)
+        else:
+            super()._print_message(message, file)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,8 +118,18 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        status = _run(argv)
+    except SystemExit as done:  # --help, --version and usage errors: their output is checked too
+        if done.code == 0 and not _flushed():
+            raise SystemExit(2) from None
+        raise
+    return status if _flushed() else 2
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        args = _parser().parse_args(argv)
         expr = _read_input() if args.expr == "-" else args.expr
         return _COMMANDS[args.command](args, expr)
     except SymdiffError as error:
@@ -114,8 +140,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(error: SymdiffError) -> None:
-    """One message on standard error, numbers shortened."""
-    print(SymdiffError(_shorten_numbers(error.message), error.source, error.span).pretty(), file=sys.stderr)
+    """One message on standard error; after a failed write, standard output is silenced so that
+    Python's own flush at exit does not print a traceback of the same failure."""
+    if isinstance(error, _OutputError):
+        _silence_stdout()
+    try:
+        print(SymdiffError(_shorten_numbers(error.message), error.source, error.span).pretty(), file=sys.stderr)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # nowhere left to say it: the exit status does
+        pass
 
 
 def _shorten_numbers(message: str) -> str:
@@ -151,6 +184,57 @@ def _read_input() -> str:
         ) from None
 
 
+def _write(text: str) -> None:
+    """Standard output, every byte or an _OutputError. The bytes are written in a loop: with
+    PYTHONUNBUFFERED the text layer drops what a short write (a full disk, a closed pipe) left over.
+    Text the locale cannot encode goes out as UTF-8 (generated code, Markdown, LaTeX, HTML and DOT
+    are files, so UTF-8 whatever the locale says)."""
+    stream = sys.stdout
+    if stream is None:  # started with standard output closed
+        raise _OutputError()
+    try:
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:  # a text-only stream, e.g. io.StringIO
+            stream.write(text)
+            return
+        try:
+            data = memoryview(text.encode(stream.encoding or "utf-8"))
+        except (UnicodeEncodeError, LookupError):
+            data = memoryview(text.encode("utf-8"))
+        stream.flush()  # what the text layer holds goes first
+        while data:
+            written = buffer.write(data)
+            if not written:  # a non-blocking descriptor that is full
+                raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            data = data[written:]
+    except (OSError, ValueError) as error:
+        raise _OutputError(error) from None
+
+
+def _flushed() -> bool:
+    """Push out what is buffered for standard output; on failure, say so once."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError) as error:
+        _report(_OutputError(error))
+        return False
+    return True
+
+
+def _silence_stdout() -> None:
+    stream = sys.stdout
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # no descriptor (closed, or a test's capture)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, descriptor)
+    finally:
+        os.close(null)
+
+
 def _grad(args, expr: str) -> int:
     programs = build(expr, args.wrt)
     adjoint = programs.raw if args.no_simplify else programs.adjoint
@@ -165,7 +249,7 @@ def _grad(args, expr: str) -> int:
     if args.output:
         write_atomic(args.output, source, args.force)
     else:
-        sys.stdout.write(source)
+        _write(source)
     return 0
 
 
@@ -174,7 +258,7 @@ def _grad_c(args, adjoint) -> int:
     from .c_backend import render_c
 
     if not args.output:
-        sys.stdout.write(render_c(adjoint)[0])
+        _write(render_c(adjoint)[0])
         return 0
     target = Path(args.output)
     if not target.name.endswith(".c"):
@@ -196,7 +280,7 @@ def _grad_c(args, adjoint) -> int:
 def _check(args, expr: str) -> int:
     programs = build(expr, args.wrt)
     report = verify_programs(programs.raw, programs.adjoint, args.timeout)
-    print(report)
+    _write(f"{report}\n")
     return 0 if report.ok else 1
 
 
@@ -213,9 +297,8 @@ def _eval(args, expr: str) -> int:
         value, partials = gradient.value_and_grad(**point)
     except (ValueError, ZeroDivisionError, OverflowError) as error:
         raise SymdiffError(f"cannot evaluate at this point: {error}") from None
-    print(f"value = {value!r}")
-    for name, partial in zip(gradient.wrt, partials):
-        print(f"d/d{name} = {partial!r}")
+    lines = [f"value = {value!r}", *(f"d/d{name} = {partial!r}" for name, partial in zip(gradient.wrt, partials))]
+    _write("".join(f"{line}\n" for line in lines))
     return 0
 
 
@@ -244,7 +327,7 @@ def _explain(args, expr: str) -> int:
     trace = explain(expr, _parse_point(args.at), args.wrt)
     # A terminal that cannot show w̄ or ∂ gets the ASCII spelling of the text format.
     plain = args.ascii or not _shows_unicode(sys.stdout)
-    _write_utf8(trace.format(args.format, ascii=plain, digits=args.digits))
+    _write(trace.format(args.format, ascii=plain, digits=args.digits))
     return 0
 
 
@@ -256,15 +339,6 @@ def _shows_unicode(stream) -> bool:
     return True
 
 
-def _write_utf8(text: str) -> None:
-    """Standard output; Markdown, LaTeX, HTML and DOT are files, so UTF-8 whatever the locale says."""
-    try:
-        sys.stdout.write(text)
-    except UnicodeEncodeError:  # raised before anything is written
-        sys.stdout.flush()
-        sys.stdout.buffer.write(text.encode("utf-8"))
-
-
 def _graph(args, expr: str) -> int:
     from pathlib import Path
 
@@ -272,7 +346,7 @@ def _graph(args, expr: str) -> int:
 
     drawing = graph(expr, None if args.at is None else _parse_point(args.at), args.wrt)
     if not args.output:
-        _write_utf8(drawing.dot)
+        _write(drawing.dot)
         return 0
     try:
         drawing.save(args.output, args.force)

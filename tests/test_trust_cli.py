@@ -3,6 +3,7 @@ inject C, standard streams that are full, closed or undecodable, files that are 
 values that make no sense. Each case gets one message and exit status 2, and nothing half-written."""
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,66 @@ def test_the_header_and_the_source_are_never_the_same_file(tmp_path, capsys):
     assert main(["grad", "x^2", "--lang", "c", "-o", str(source)]) == 2
     assert capsys.readouterr().err == f"error: {header} and {source} are the same file\n"
     assert header.is_symlink() and not source.exists()
+
+
+# --- item 3: standard output is flushed and checked --------------------------------------------------
+
+COMMANDS = {
+    "grad": ["grad", "x1*x2 + sin(x1)"],
+    "grad --lang c": ["grad", "x1*x2 + sin(x1)", "--lang", "c"],
+    "check": ["check", "x1*x2 + sin(x1)"],
+    "eval": ["eval", "x1*x2 + sin(x1)", "--at", "x1=2,x2=3"],
+    "explain": ["explain", "x1*x2 + sin(x1)", "--at", "x1=2,x2=3"],
+    "graph": ["graph", "x1*x2 + sin(x1)"],
+    "--version": ["--version"],
+}
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_full_standard_output_is_one_message_and_exit_2(command, unbuffered):
+    with open("/dev/full", "wb") as full:
+        result = run(*COMMANDS[command], stdout=full, unbuffered=unbuffered)
+    assert (result.returncode, errors(result)) == (2, FULL)
+
+
+def test_a_full_standard_output_in_process(capsys, monkeypatch):
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        assert main(["eval", "x^2", "--at", "x=3"]) == 2
+    assert capsys.readouterr().err == FULL
+
+
+def test_a_short_write_is_not_success(tmp_path):
+    """A file size limit stops the module part way, as a full disk does: the old code exited 0 with
+    the first 100 KiB of the module when Python's standard output was unbuffered."""
+    expression = " + ".join(f"sin(x{i})" for i in range(3000))
+    with open(tmp_path / "grad.py", "wb") as output:
+        result = run("grad", expression, stdout=output,
+                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, 100 * 1024)))
+    assert (result.returncode, errors(result)) == (2, "error: cannot write to standard output: File too large\n")
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+def test_a_closed_pipe_is_one_message_and_exit_2(unbuffered):
+    reading, writing = os.pipe()
+    os.close(reading)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        result = run("grad", "x^2", stdout=writing, unbuffered=unbuffered)
+    finally:
+        os.close(writing)
+    assert (result.returncode, errors(result)) == (2, "error: cannot write to standard output: Broken pipe\n")
+
+
+def test_a_closed_standard_output_is_one_message_and_exit_2():
+    result = run("eval", "x^2", "--at", "x=3", stdout=None, preexec_fn=lambda: os.close(1))
+    assert (result.returncode, errors(result)) == (2, "error: cannot write to standard output: Bad file descriptor\n")
+
+
+def test_a_closed_standard_output_does_not_stop_writing_a_file(tmp_path):
+    result = run("grad", "x^2", "-o", str(tmp_path / "g.py"), stdout=None, preexec_fn=lambda: os.close(1))
+    assert (result.returncode, errors(result)) == (0, "")
+    assert (tmp_path / "g.py").read_text() == symdiff.gradient_source("x^2")
 
 
 # --- item 4: a .c and its .h are written both or neither ---------------------------------------------
