@@ -140,17 +140,18 @@ def lower(
 def branch_paths(
     instrs: list[Instr], outputs: tuple[Atom, ...], source: str = "", max_depth: int = DEFAULT_MAX_BRANCH_DEPTH
 ) -> tuple:
-    """The branch each entry belongs in: the longest common prefix of the paths of its uses, where a
-    where() entry uses its second operand under (condition, True) and its third under (condition, False).
-    Users come after what they use, so one sweep from the last entry settles every path, outermost
-    branches first: a where() nested more than `max_depth` deep fails before the deeper paths are made."""
+    """The branch each entry belongs in: the steps (condition, value) that every one of its uses is
+    under, where a where() entry uses its second operand under (condition, True) and its third under
+    (condition, False). Users come after what they use, so one sweep from the last entry settles every
+    path, outermost branches first: a where() nested more than `max_depth` deep fails before the
+    deeper paths are made."""
     uses: list[list[tuple] | None] = [None] * len(instrs)
     for output in outputs:
         if isinstance(output, Ref):
             uses[output.index] = [()]
     paths: list[tuple] = [()] * len(instrs)
     for index in range(len(instrs) - 1, -1, -1):
-        path = _common_prefix(uses[index]) if uses[index] else ()
+        path = _shared(uses[index]) if uses[index] else ()
         paths[index] = path
         instr = instrs[index]
         if instr.op == INPUT:
@@ -228,16 +229,20 @@ def _renumbered(
     return renumbered, tuple(moved(output) for output in outputs), moved_labels, keys
 
 
-def _common_prefix(paths: list[tuple]) -> tuple:
+def _shared(paths: list[tuple]) -> tuple:
+    """The steps on every one of `paths`, in the order of the first. Not only their common prefix:
+    log(x) used in where(x > 0, log(x), 0) and in where(y > 0, where(x > 0, 2*log(x), 1), 3) is
+    needed only where x > 0, whatever y is, and computing it elsewhere raises. The order stays one in
+    which a condition can be read: the steps under which a condition is computed are on every path
+    through its where(), before its own step."""
     first = paths[0]
-    length = len(first)
+    if len(paths) == 1:
+        return first
+    common = set(first)
     for path in paths[1:]:
-        length = min(length, len(path))
-        for k in range(length):
-            if path[k] != first[k]:
-                length = k
-                break
-    return first[:length]
+        if path != first:
+            common.intersection_update(path)
+    return first if len(common) == len(first) else tuple(step for step in first if step in common)
 
 
 def refined(row: primitives.Primitive, operands: tuple) -> tuple[primitives.Primitive, tuple]:
