@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import sys
 from functools import cache
+from pathlib import Path
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -19,7 +21,7 @@ from lark.lexer import Lexer, PatternStr
 from . import primitives
 from .errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
 from .expr import Apply, Definition, Expr, Num, Program, Var, postorder
-from .resources import grammar_text, writable_cache
+from .resources import grammar_text, make_private, trusted_cache, trusted_file
 
 # Characters people paste from papers and word processors, and what they mean.
 _LOOKALIKES = {
@@ -190,26 +192,36 @@ class _Tokens(Lexer):
 
 @cache
 def _parser(statements_by_line: bool) -> Lark:
-    return Lark(
+    tables = _tables(statements_by_line)
+    parser = Lark(
         grammar_text("expr.lark"),
         parser="lalr",
         transformer=_Build(),
         maybe_placeholders=False,
         lexer=_Tokens,
         postlex=_Statements() if statements_by_line else None,
-        cache=_tables(statements_by_line),
+        cache=str(tables) if tables else False,
     )
+    if tables:
+        make_private(tables)  # Lark writes it with the umask's mode; only this user may write it
+    return parser
 
 
-def _tables(statements_by_line: bool) -> str | bool:
-    """Where Lark keeps its analysis of the grammar (the LALR tables, ~40 ms to compute at each start):
-    the user's own cache folder, not a shared temporary one (the file is a pickle). Lark checks that
-    it was made from this grammar, these options and this Lark, else it analyses anew and rewrites it."""
-    folder = writable_cache("lark")
+def _tables(statements_by_line: bool) -> Path | None:
+    """Where Lark keeps its analysis of the grammar (the LALR tables: 35-40 ms to compute in each
+    process, 3 ms to load), or None to analyse it anew. The file is a pickle, which runs code when
+    loaded, so it lives in the user's own cache folder and is read only where nobody else could
+    have written it (resources.trusted_cache and trusted_file); a file that fails the rule is
+    removed and rewritten. Lark checks that it was made from this grammar, these options and this
+    Lark, else it analyses anew and rewrites it."""
+    folder = trusted_cache("lark")
     if folder is None:
-        return False
+        return None
     kind = "lines" if statements_by_line else "expressions"
-    return str(folder / f"expr-{kind}-py{sys.version_info[0]}{sys.version_info[1]}.pickle")
+    path = folder / f"expr-{kind}-py{sys.version_info[0]}{sys.version_info[1]}.pickle"
+    if not trusted_file(path) and os.path.lexists(path):  # an untrusted file that could not be removed
+        return None
+    return path
 
 
 def parse(source: str, max_chars: int | None = None) -> Expr:
