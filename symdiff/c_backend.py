@@ -17,6 +17,7 @@ import itertools
 import os
 import platform
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -29,7 +30,7 @@ from .backends import CompiledGradient, batch_outputs, header_text
 from .errors import ArgumentError, CompilerError
 from .names import Names, assign_names
 from .render import _docstring, _environment, _Printer
-from .resources import cache_root
+from .resources import private_folder, trusted_cache, trusted_file
 from .tape import INPUT, Ref, Tape
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
@@ -76,6 +77,8 @@ C_RESERVED = frozenset(
     HUGE_VAL HUGE_VALF HUGE_VALL INFINITY NAN FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO
     FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT math_errhandling errno""".split()
 )
+# The array holding the digest a library built by the loader carries (build_library checks it).
+DIGEST_SYMBOL = "symdiff_library_digest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,49 +645,120 @@ def _reverse_lines(steps: tuple[Step, ...], printer: _Printer) -> tuple[Line, ..
 # --- compiling and loading ----------------------------------------------------------------------
 
 
-def find_compiler() -> str:
-    """$CC, else cc, gcc or clang on the PATH."""
-    for candidate in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")):
+def find_compiler() -> tuple[str, ...]:
+    """The command that compiles C: $CC split into words as a shell would (it is never run through
+    one: `ccache gcc`, `gcc -DX=1`), its program found on the PATH; else cc, gcc or clang."""
+    given = os.environ.get("CC", "")
+    if given.strip():
+        try:
+            words = shlex.split(given)
+        except ValueError as error:
+            raise CompilerError(f"cannot read $CC ({given!r}): {error}") from None
+        found = shutil.which(words[0])
+        if found is None:
+            raise CompilerError(f"$CC names {words[0]!r}, which is not a program that can be run; fix or unset $CC")
+        return (found, *words[1:])
+    for candidate in ("cc", "gcc", "clang"):
         found = shutil.which(candidate)
         if found:
-            return found
+            return (found,)
     raise CompilerError(
         "no C compiler found (looked for $CC, cc, gcc and clang); install one, or use the python or numpy backend"
     )
 
 
-def cache_dir() -> Path:
-    return cache_root() / "c"
+def build_library(source: str, level: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """`source` compiled into a shared library and loaded; `level` adds flags to CFLAGS (POINT_FLAGS,
+    LARGE_FLAGS), used where the compiler takes them.
 
-
-def build_library(source: str, level: tuple[str, ...] = ()) -> Path:
-    """Compile `source` into a shared library (cached by a digest of source, compiler and flags);
-    `level` adds flags to CFLAGS (POINT_FLAGS, LARGE_FLAGS), used where the compiler takes them."""
-    compiler = find_compiler()
+    Libraries are cached under a digest of the source, the compiler and the flags, which each one
+    also carries (DIGEST_SYMBOL). A cached file is loaded only if nobody but the user could have
+    written it or its folder (loading runs its constructors) and it is whole, and used only if it
+    then carries the digest; else it is rebuilt. Where the cache cannot be used, libraries are
+    built in a private folder of this process."""
+    command = find_compiler()
     levels = (level, ()) if level else ((),)
     flags = [CFLAGS, levels, TARGET_FLAGS, OPENMP_FLAGS, _machine()]
-    digest = hashlib.sha256("\0".join([source, compiler, repr(flags)]).encode()).hexdigest()[:24]
-    folder = cache_dir()
-    library = folder / f"symdiff_{digest}.so"
-    if library.exists():
-        return library
+    digest = hashlib.sha256("\0".join([source, *command, repr(flags)]).encode()).hexdigest()
+    name = f"symdiff_{digest[:32]}.so"
+    cache = trusted_cache("c")
+    writable = cache is not None and os.access(cache, os.W_OK)
+    for folder in ([cache] if cache else []) + ([] if writable else [private_folder()]):
+        library = _cached(folder / name, digest)
+        if library is not None:
+            return library
+    source += f'\n/* The digest the loader checks. */\nconst char {DIGEST_SYMBOL}[] = "{digest}";\n'
+    failure = None
+    for folder in ([cache] if writable else []) + [private_folder()]:
+        try:
+            return _build(source, digest, command, levels, folder / name)
+        except OSError as error:  # a full or read-only cache: the private folder next
+            failure = error
+    raise CompilerError(f"cannot build the C library: {failure}")
+
+
+def _build(source: str, digest: str, command: tuple[str, ...], levels, library: Path) -> ctypes.CDLL:
+    """Compile `source` beside `library` with the first flags that work, load and check it, then
+    move it into place (atomically: a concurrent build of the same source is harmless)."""
+    with tempfile.TemporaryDirectory(dir=library.parent, prefix=".build-") as work:
+        c_file = Path(work) / library.with_suffix(".c").name
+        c_file.write_text(source, encoding="utf-8")
+        built = Path(work) / library.name
+        for extra, target, openmp in itertools.product(levels, TARGET_FLAGS, OPENMP_FLAGS):
+            arguments = [*command, *CFLAGS, *extra, *target, *openmp, "-o", str(built), str(c_file), "-lm"]
+            done = subprocess.run(arguments, capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+        if done.returncode != 0:
+            raise CompilerError(f"{Path(command[0]).name} failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
+        os.chmod(built, 0o700)  # the compiler follows the umask; only the user may write a cached library
+        # Loaded from the build folder, not from `library`: a process that loaded a bad file under
+        # that name would be handed the same bad library again.
+        loaded = _loaded(built, digest)
+        if loaded is None:
+            raise CompilerError(f"the library {Path(command[0]).name} built does not load, or lacks its digest")
+        record = Path(work) / _record(library).name
+        record.write_text(_file_digest(built) + "\n", encoding="ascii")
+        os.chmod(record, 0o600)
+        os.replace(built, library)
+        os.replace(record, _record(library))  # last: a reader in between finds no match and rebuilds
+    return loaded
+
+
+def _record(library: Path) -> Path:
+    """The file holding the SHA-256 of `library`'s bytes, as they were written."""
+    return library.with_name(library.name + ".sha256")
+
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _cached(library: Path, digest: str) -> ctypes.CDLL | None:
+    """The cached library if it may be loaded and is the one asked for: it and its record are files
+    only the user could have written (resources.trusted_file), its bytes are those recorded (a
+    truncated library can crash the process that loads it: segments mapped past its end), and once
+    loaded it carries `digest` (not a library of another source placed under this name)."""
+    record = _record(library)
+    if not (trusted_file(library) and trusted_file(record)):
+        return None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as work:
-            c_file = Path(work) / f"symdiff_{digest}.c"
-            c_file.write_text(source, encoding="utf-8")
-            built = Path(work) / library.name
-            for extra, target, openmp in itertools.product(levels, TARGET_FLAGS, OPENMP_FLAGS):
-                command = [compiler, *CFLAGS, *extra, *target, *openmp, "-o", str(built), str(c_file), "-lm"]
-                done = subprocess.run(command, capture_output=True, text=True)
-                if done.returncode == 0:
-                    break
-            if done.returncode != 0:
-                raise CompilerError(f"{Path(compiler).name} failed ({done.returncode}):\n{done.stderr.strip()[-2000:]}")
-            os.replace(built, library)  # atomic: a concurrent build of the same source is harmless
-    except OSError as error:
-        raise CompilerError(f"cannot build the C library in {folder}: {error}") from None
-    return library
+        whole = _file_digest(library) == record.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return _loaded(library, digest) if whole else None
+
+
+def _loaded(path: Path, digest: str) -> ctypes.CDLL | None:
+    """The library at `path` if it loads and carries `digest`; None for a damaged, foreign or
+    mismatched file."""
+    try:
+        library = ctypes.CDLL(str(path))
+        carried = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(library, DIGEST_SYMBOL)), len(digest))
+    except (OSError, ValueError):
+        return None
+    return library if carried == digest.encode() else None
 
 
 @functools.cache
@@ -718,7 +792,7 @@ class CGradient(CompiledGradient):
         function = self._compiled.get(entry)
         if function is None:
             module = library_module(self._module, f"symdiff_{entry}")
-            library = ctypes.CDLL(str(build_library(render_module(module)[0], _level(module))))
+            library = build_library(render_module(module)[0], _level(module))
             for name in (*(loop.name for loop in module.loops), *(wrapper.name for wrapper in module.wrappers)):
                 self._compiled[name.removeprefix("symdiff_")] = _bind(library, name)
             function = self._compiled[entry]

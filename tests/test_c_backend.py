@@ -179,7 +179,7 @@ def test_a_cut_source_is_standalone_c99(monkeypatch, tmp_path):
     (tmp_path / "cut.c").write_text(source)
     (tmp_path / "cut.h").write_text(header)
     compiler = c_backend.find_compiler()
-    command = [compiler, "-std=c99", "-pedantic", "-Wall", "-Werror", "-fopenmp-simd", "-c", "cut.c"]
+    command = [*compiler, "-std=c99", "-pedantic", "-Wall", "-Werror", "-fopenmp-simd", "-c", "cut.c"]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

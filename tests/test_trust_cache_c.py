@@ -6,24 +6,141 @@ cache ($SYMDIFF_CACHE), never the user's; the tests run as root, so "someone els
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import pickle
+import shlex
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+from support import needs_compiler
+
+import symdiff
+from symdiff import c_backend, resources
+from symdiff.errors import CompilerError
+from symdiff.resources import CacheWarning
 
 pytestmark = pytest.mark.usefixtures("private_c_cache")
 
 OTHER_USER = 65534  # nobody
+TEXT, POINT = "x*y + cos(x)", (1.0, 2.0)
+RIGHT = (2.0 - math.sin(1.0), 1.0)  # d/dx and d/dy of TEXT at POINT
+
+
+def _gradient(monkeypatch, cache: Path, text: str = TEXT) -> tuple[float, ...]:
+    monkeypatch.setenv("SYMDIFF_CACHE", str(cache))
+    return symdiff.compile_grad(text, backend="c")(*POINT)
+
+
+def _predicted(monkeypatch, tmp_path: Path, text: str = TEXT) -> Path:
+    """The cached grad library of `text`, built in a scratch cache: its name is the one any cache uses."""
+    _gradient(monkeypatch, tmp_path / "scratch", text)
+    [library] = (tmp_path / "scratch" / "c").glob("*.so")
+    return library
+
+
+def _compile_library(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "planted.c").write_text(body)
+    library = tmp_path / "planted.so"
+    command = [*c_backend.find_compiler(), "-shared", "-fPIC", "-o", str(library), str(tmp_path / "planted.c")]
+    subprocess.run(command, check=True, capture_output=True)
+    return library
+
+
+def _planted_library(tmp_path: Path, marker: Path) -> Path:
+    """A library that leaves `marker` behind when it is loaded and whose gradient is (42, 42)."""
+    return _compile_library(
+        tmp_path,
+        "#include <stdio.h>\n"
+        f'__attribute__((constructor)) static void planted(void) {{ fclose(fopen("{marker}", "w")); }}\n'
+        "void symdiff_grad(const double *x, double *g) { (void) x; g[0] = 42.0; g[1] = 42.0; }\n",
+    )
 
 
 def _mode(path: Path) -> int:
     return path.lstat().st_mode & 0o777
 
 
+def _plant(cache: Path, name: str, data: bytes, recorded: bytes | None = None) -> Path:
+    """`data` as the cached library `name`, its record saying it holds `recorded` (default: `data`),
+    so that only the checks after the record (or the owners and modes) can stop it being used."""
+    (cache / "c").mkdir(parents=True, mode=0o700, exist_ok=True)
+    library = cache / "c" / name
+    library.write_bytes(data)
+    library.chmod(0o600)
+    record = cache / "c" / f"{name}.sha256"
+    record.write_text(hashlib.sha256(data if recorded is None else recorded).hexdigest() + "\n")
+    record.chmod(0o600)
+    return library
+
+
 # --- item 1: nothing is read from a cache someone else could write; a library carries its digest ---
+
+
+@needs_compiler
+def test_a_library_of_another_expression_under_the_predicted_name_is_rebuilt(monkeypatch, tmp_path):
+    target = _predicted(monkeypatch, tmp_path)
+    _gradient(monkeypatch, tmp_path / "other", "x*y + sin(x)")
+    [other] = (tmp_path / "other" / "c").glob("*.so")
+    cache = tmp_path / "cache"
+    _plant(cache, target.name, other.read_bytes())  # a whole library of x*y + sin(x): (2.5403..., 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the user's own file: rebuilt silently
+        assert _gradient(monkeypatch, cache) == pytest.approx(RIGHT, rel=1e-15)
+    assert _gradient(monkeypatch, cache) == pytest.approx(RIGHT, rel=1e-15)  # the rebuilt file, loaded
+
+
+@needs_compiler
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text", "foreign"])
+def test_a_damaged_or_foreign_library_is_rebuilt_not_used(monkeypatch, tmp_path, damage):
+    target = _predicted(monkeypatch, tmp_path)
+    cache = tmp_path / "cache"
+    if damage == "truncated":  # cut after it was written: loading it would die of SIGBUS
+        planted = _plant(cache, target.name, target.read_bytes()[:600], recorded=target.read_bytes())
+    elif damage == "foreign":  # loads, has the functions, lacks the digest
+        foreign = "void symdiff_grad(const double *x, double *g) { g[0] = g[1] = x[0]; }\n"
+        planted = _plant(cache, target.name, _compile_library(tmp_path, foreign).read_bytes())
+    else:  # recorded as they are: dlopen refuses them
+        planted = _plant(cache, target.name, {"empty": b"", "text": b"not a library\n"}[damage])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _gradient(monkeypatch, cache) == pytest.approx(RIGHT, rel=1e-15)
+    assert planted.read_bytes() == target.read_bytes()  # the same build, now in place
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    "weakness", ["file of another user", "file writable by others", "folder writable by others", "root of another user"]
+)
+def test_a_library_someone_else_could_have_written_is_never_loaded(monkeypatch, tmp_path, weakness):
+    target = _predicted(monkeypatch, tmp_path)
+    marker = tmp_path / "constructor-ran"
+    cache = tmp_path / "cache"
+    planted = _plant(cache, target.name, _planted_library(tmp_path, marker).read_bytes())
+    if weakness == "file of another user":
+        os.chown(planted, OTHER_USER, OTHER_USER)
+    elif weakness == "file writable by others":
+        planted.chmod(0o666)
+    elif weakness == "folder writable by others":
+        (cache / "c").chmod(0o777)
+    else:
+        os.chown(cache, OTHER_USER, OTHER_USER)
+    with pytest.warns(CacheWarning) as caught:
+        monkeypatch.setenv("SYMDIFF_CACHE", str(cache))
+        gradient = symdiff.compile_grad(TEXT, backend="c")
+        assert gradient(*POINT) == pytest.approx(RIGHT, rel=1e-15)
+        assert gradient.value(*POINT) == 2.0 + math.cos(1.0)  # a second library: no second warning
+    assert not marker.exists()
+    assert [str(warning.message) for warning in caught if warning.category is CacheWarning] == [str(caught[0].message)]
+    if weakness.startswith("file"):  # the user's own folder: the file is replaced by a good build
+        assert planted.read_bytes() == target.read_bytes()
+        assert planted.stat().st_uid == os.geteuid() and _mode(planted) == 0o700
+    else:  # a folder someone else may write: nothing in it is read or written
+        assert sorted(path.name for path in (cache / "c").iterdir()) == [target.name, f"{target.name}.sha256"]
 
 
 class _Plant:
@@ -73,3 +190,89 @@ def test_parser_tables_someone_else_could_have_written_are_never_unpickled(tmp_p
     assert errors.count("CacheWarning") == 1 and reason in errors
     if weakness.startswith("file"):  # removed and written anew, as the user's own
         assert planted.stat().st_uid == os.geteuid() and _mode(planted) == 0o600
+
+
+@needs_compiler
+def test_folders_symdiff_creates_are_private_and_so_are_its_files(tmp_path):
+    cache = tmp_path / "made" / "by" / "symdiff"
+    script = _PARSE_BOTH + "; import symdiff; print(symdiff.compile_grad('x*y', backend='c')(2.0, 3.0))"
+    env = {**os.environ, "SYMDIFF_CACHE": str(cache)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert (done.returncode, done.stdout.split()[-2:], done.stderr) == (0, ["(3.0,", "2.0)"], "")
+    folders = [tmp_path / "made", tmp_path / "made" / "by", cache, cache / "c", cache / "lark"]
+    assert [_mode(folder) for folder in folders] == [0o700] * 5
+    files = [*(cache / "c").iterdir(), *(cache / "lark").iterdir()]
+    assert len(files) == 4 and all(_mode(path) & 0o077 == 0 for path in files)
+
+
+# --- item 13: a cache that cannot be used only costs time ---------------------------------------
+
+
+def _file_at_root(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("a file where the cache folder would go")
+    return tmp_path / "file"
+
+
+def _dangling_link(tmp_path: Path) -> Path:
+    (tmp_path / "link").symlink_to(tmp_path / "missing" / "cache")
+    return tmp_path / "link"
+
+
+def _file_at_c(tmp_path: Path) -> Path:
+    (tmp_path / "cache").mkdir(mode=0o700)
+    (tmp_path / "cache" / "c").write_text("a file where the C folder would go")
+    return tmp_path / "cache"
+
+
+@needs_compiler
+@pytest.mark.parametrize("blocked", [_file_at_root, _dangling_link, _file_at_c])
+def test_an_unusable_cache_builds_in_a_private_folder(monkeypatch, tmp_path, blocked):
+    cache = blocked(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing unsafe happened: no warning
+        assert _gradient(monkeypatch, cache) == pytest.approx(RIGHT, rel=1e-15)
+    assert not (tmp_path / "missing").exists()
+    folder = resources.private_folder()
+    assert folder.stat().st_uid == os.geteuid() and _mode(folder) == 0o700
+
+
+@needs_compiler
+def test_the_private_folder_is_removed_when_the_process_ends(tmp_path):
+    script = (
+        "import symdiff; from symdiff import resources; g = symdiff.compile_grad('x*y', backend='c'); "
+        "print(g(2.0, 3.0)); print(resources.private_folder()); print(len(list(resources.private_folder().iterdir())))"
+    )
+    env = {**os.environ, "SYMDIFF_CACHE": str(_file_at_root(tmp_path))}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    result, folder, count = done.stdout.splitlines()
+    assert result == "(3.0, 2.0)" and int(count) >= 1 and not Path(folder).exists()
+
+
+# --- item 15: $CC is honoured, arguments and all, or refused ------------------------------------
+
+
+@needs_compiler
+def test_cc_with_arguments_is_split_like_a_shell_and_used(monkeypatch, tmp_path):
+    tools = tmp_path / "my tools"  # a space in the path, quoted in $CC
+    tools.mkdir()
+    log = tmp_path / "calls.log"
+    wrapper = tools / "logging-cc"  # as ccache: a program that runs the compiler it is given
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", shlex.join([str(wrapper), c_backend.find_compiler()[0]]) + " -DSYMDIFF_PROBE=1")
+    assert _gradient(monkeypatch, tmp_path / "cache") == pytest.approx(RIGHT, rel=1e-15)
+    calls = log.read_text().splitlines()
+    assert calls and all("-DSYMDIFF_PROBE=1" in call for call in calls)
+
+
+@pytest.mark.parametrize(
+    ("cc", "named"),
+    [("/nonexistent/gcc-42", "'/nonexistent/gcc-42'"), ("gcc; touch pwned", "'gcc;'"), ("'gcc", "cannot read $CC")],
+)
+def test_cc_naming_no_compiler_is_a_compiler_error(monkeypatch, tmp_path, cc, named):
+    monkeypatch.setenv("CC", cc)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CompilerError) as caught:
+        symdiff.compile_grad(TEXT, backend="c")
+    assert named in str(caught.value) and not (tmp_path / "pwned").exists()
