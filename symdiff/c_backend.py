@@ -35,15 +35,17 @@ from .tape import INPUT, Ref, Tape
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
 # -fopenmp they use every core and SIMD across points; where the compiler has no OpenMP runtime,
-# -fopenmp-simd keeps the SIMD; without either the pragmas are ignored. The first set of flags that
-# compiles is used. -ffp-contract=off keeps a*b + c unfused, so results are the same bits with any
+# -fopenmp-simd with SIMD_MACRO keeps the SIMD (that flag defines no macro of its own); without
+# either the pragmas are left out by #if (a compiler warns of pragmas it does not know). The first
+# set of flags that compiles is used. -ffp-contract=off keeps a*b + c unfused, so results are the same bits with any
 # target flags and in SIMD lanes as on the scalar path (GCC contracts by default in GNU C mode).
 CFLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off")
 # The loader builds for the machine it runs on (the library never leaves the cache, whose digest
 # names the CPU), so it may use its vector units: AVX-512 halves the sweep's time against SSE2.
 # The .c itself stays portable; a compiler without -march=native falls back to its default target.
 TARGET_FLAGS = (("-march=native",), ())
-OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd",), ())
+SIMD_MACRO = "SYMDIFF_OPENMP_SIMD"
+OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd", f"-D{SIMD_MACRO}"), ())
 # A library without SIMD loops holds straight-line point code. There GCC's dead store elimination
 # grows with the square of a function's stores to memory, which the carried values of a cut body are
 # (1.0 s of product-1000's 2.1 s at -O1), and temporary expression replacement makes the RTL of a
@@ -77,7 +79,10 @@ C_RESERVED = frozenset(
     HUGE_VAL HUGE_VALF HUGE_VALL INFINITY NAN FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO
     FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT math_errhandling errno""".split()
 )
-# The array holding the digest a library built by the loader carries (build_library checks it).
+# The header's spelling of restrict: C99's keyword, nothing in C++ and C89 (only the pointer is
+# qualified, which does not change the function's type). And the array of the digest a library
+# built by the loader carries.
+RESTRICT = "SYMDIFF_RESTRICT"
 DIGEST_SYMBOL = "symdiff_library_digest"
 
 
@@ -95,6 +100,7 @@ class Part:
 
     signature: str
     doc: str
+    unused: tuple[str, ...]  # "(void) n;" for each parameter the body does not read (-Wunused-parameter)
     lines: tuple[Line, ...]
 
 
@@ -106,7 +112,9 @@ class Point:
 
     name: str
     signature: str
+    declaration: str  # the signature as the header spells it (restrict as RESTRICT)
     doc: str
+    unused: tuple[str, ...]  # "(void) n;" for each parameter the body does not read
     scratch: tuple[str, ...]  # "double carry[12];" when the body is cut
     lines: tuple[Line, ...]  # the body, when it is not cut
     parts: tuple[Part, ...]  # else its pieces, in order
@@ -124,7 +132,9 @@ class Loop:
 
     name: str
     signature: str
+    declaration: str
     doc: str
+    unused: tuple[str, ...]  # "(void) x;" for each parameter the body does not read
     count: str  # the parameters holding the number of points and the point index
     index: str
     start: str  # the first point of a tile, and one past its last
@@ -146,6 +156,7 @@ class Wrapper:
 
     name: str
     signature: str
+    declaration: str
     doc: str
     body: tuple[str, ...]
     needs: tuple[str, ...]
@@ -155,6 +166,8 @@ class Wrapper:
 class Module:
     comment: tuple[str, ...]  # the header comment, line by line
     guard: str  # the header's include guard
+    restrict: str  # the header's macro for restrict (RESTRICT)
+    simd: str  # the macro that enables `omp simd` without OpenMP (SIMD_MACRO)
     includes: tuple[str, ...]  # "<math.h>", and the .c's own header when it has one
     points: tuple[Point, ...]  # the sweeps at one point (f_at, grad_at, value_and_grad_at)
     loops: tuple[Loop, ...]  # the SIMD batches of short programs
@@ -252,35 +265,49 @@ def c_module(
     ][: 3 if shared else 2]
     points, loops, batch_wrappers = [], [], []
     for (kind, outs, point_doc, batch_doc), lines, batch_body in zip(kinds, point_lines, batch_lines):
-        stores = tuple(f"double *restrict {out}" for out in outs)
-        points.append(
-            _point(
-                f"{prefix}_{kind}_at", (f"long {n}", f"const double *restrict {x}", *stores), point_doc, lines, x, carry
-            )
-        )
+        params = (f"long {n}", f"const double *restrict {x}", *(f"double *restrict {out}" for out in outs))
+        points.append(_point(f"{prefix}_{kind}_at", params, point_doc, lines, x, carry))
         name = f"{prefix}_{kind}_batch"
-        signature = f"void {name}({', '.join((f'long {n}', f'const double *restrict {x}', *stores))})"
+        signature, declaration = _signature("void", name, params)
         if batch_body and len(lines) <= SIMD_LINES:
             scratch, parts = _cut(batch_body, x, k, start, carry)
+            unused = _unused(params[1:], tuple(line for part in parts for line in part))  # the loop reads n
             loops.append(
-                Loop(name, signature, batch_doc, n, k, start, end, str(TILE), str(PARALLEL_FROM), scratch, parts)
+                Loop(
+                    name,
+                    signature,
+                    declaration,
+                    batch_doc,
+                    unused,
+                    n,
+                    k,
+                    start,
+                    end,
+                    str(TILE),
+                    str(PARALLEL_FROM),
+                    scratch,
+                    parts,
+                )
             )
             continue
         call = f"{prefix}_{kind}_at({', '.join((n, f'{x} + {k}', *(f'{out} + {k}' for out in outs)))});"
         body = (
+            "#ifdef _OPENMP",  # without -fopenmp the pragma would be an unknown one (-Wunknown-pragmas)
             f"#pragma omp parallel for schedule(guided) if ({n} >= {PARALLEL_FROM})",
+            "#endif",
             f"for (long {k} = 0; {k} < {n}; ++{k}) {{",
             f"    {call}",
             "}",
         )
         batch_wrappers.append(
-            Wrapper(name, signature, f"{batch_doc} One point at a time.", body, (f"{prefix}_{kind}_at",))
+            Wrapper(name, signature, declaration, f"{batch_doc} One point at a time.", body, (f"{prefix}_{kind}_at",))
         )
     if not shared:
         batch_wrappers.append(
-            Wrapper(
+            _wrapper(
+                "void",
                 f"{prefix}_value_and_grad_batch",
-                f"void {prefix}_value_and_grad_batch(long {n}, const double *restrict {x}, double *restrict {value}, double *restrict {grad})",
+                (f"long {n}", f"const double *restrict {x}", f"double *restrict {value}", f"double *restrict {grad}"),
                 f"{both} (f's loop, then grad's).",
                 (f"{prefix}_f_batch({n}, {x}, {value});", f"{prefix}_grad_batch({n}, {x}, {grad});"),
                 (f"{prefix}_f_batch", f"{prefix}_grad_batch"),
@@ -294,23 +321,26 @@ def c_module(
         else (f"{prefix}_f_at(1, {x}, &{value});", f"{prefix}_grad_at(1, {x}, {grad});")
     )
     wrappers = [
-        Wrapper(
+        _wrapper(
+            "double",
             f"{prefix}_f",
-            f"double {prefix}_f({single})",
+            (single,),
             f"f at one point: {x}[0..{inputs - 1}] are the inputs in order.",
             (f"double {value};", f"{prefix}_f_at(1, {x}, &{value});", f"return {value};"),
             (f"{prefix}_f_at",),
         ),
-        Wrapper(
+        _wrapper(
+            "void",
             f"{prefix}_grad",
-            f"void {prefix}_grad({single}, double *restrict {grad})",
+            (single, f"double *restrict {grad}"),
             f"The gradient at one point, into {grad}[0..{outputs - 1}] ({wrt}).",
             (f"{prefix}_grad_at(1, {x}, {grad});",),
             (f"{prefix}_grad_at",),
         ),
-        Wrapper(
+        _wrapper(
+            "double",
             f"{prefix}_value_and_grad",
-            f"double {prefix}_value_and_grad({single}, double *restrict {grad})",
+            (single, f"double *restrict {grad}"),
             "Value (returned) and gradient at one point" + ("." if shared else " (f, then the gradient)."),
             (f"double {value};", *both_body, f"return {value};"),
             (f"{prefix}_value_and_grad_at",) if shared else (f"{prefix}_f_at", f"{prefix}_grad_at"),
@@ -323,12 +353,33 @@ def c_module(
         f"One point is an array of {inputs} doubles, the inputs in order. A batch of {n} points is laid out",
         f"input by input: input i of point {k} is {x}[i * {n} + {k}], and gradient entry j is {grad}[j * {n} + {k}].",
         f"Compile with -O2; add -fopenmp to run batches of {PARALLEL_FROM} points or more on every core with SIMD",
-        "across points (-fopenmp-simd: SIMD only).",
+        f"across points (-fopenmp-simd -D{SIMD_MACRO}: SIMD only). The header also serves C++.",
     )
     comment = (*text.split("\n"), "", *layout)
-    guard = re.sub(r"\W", "_", prefix).upper() + "_H"
     includes = ("<math.h>",) + ((f'"{header}"',) if header else ())
-    return Module(comment, guard, includes, tuple(points), tuple(loops), tuple(wrappers))
+    return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), tuple(loops), tuple(wrappers))
+
+
+def _guard(prefix: str) -> str:
+    """The header's include guard (a macro, so no variable may have its name)."""
+    return re.sub(r"\W", "_", prefix).upper() + "_H"
+
+
+def _signature(result: str, name: str, params: tuple[str, ...]) -> tuple[str, str]:
+    """The definition's signature and the header's declaration, where restrict is spelt RESTRICT."""
+    signature = f"{result} {name}({', '.join(params)})"
+    return signature, f"{result} {name}({', '.join(param.replace('*restrict ', f'*{RESTRICT} ') for param in params)})"
+
+
+def _wrapper(result: str, name: str, params: tuple[str, ...], doc: str, body: tuple[str, ...], needs) -> Wrapper:
+    return Wrapper(name, *_signature(result, name, params), doc, body, tuple(needs))
+
+
+def _unused(params: tuple[str, ...], lines: tuple[Line, ...]) -> tuple[str, ...]:
+    """`(void) name;` for each parameter that `lines` never mention: C's way to say it is unused on
+    purpose (a point of one input has no stride n to read), for -Wextra's -Wunused-parameter."""
+    read = {name for line in lines for name in IDENTIFIER.findall(f"{line.target} {line.rhs}")}
+    return tuple(f"(void) {name};" for param in params if (name := param.split()[-1]) not in read)
 
 
 def render_c(
@@ -343,6 +394,8 @@ def render_module(module: Module) -> tuple[str, str]:
     fields = {
         "comment": module.comment,
         "guard": module.guard,
+        "restrict": module.restrict,
+        "simd": module.simd,
         "includes": module.includes,
         "points": module.points,
         "loops": module.loops,
@@ -369,6 +422,8 @@ def library_module(module: Module, entry: str) -> Module:
     return Module(
         module.comment,
         module.guard,
+        module.restrict,
+        module.simd,
         module.includes,
         tuple(point for point in module.points if point.name in wanted),
         tuple(loop for loop in module.loops if loop.name in wanted),
@@ -406,19 +461,24 @@ def _own_names(names: Names) -> tuple[str, ...]:
 
 
 def _point(name: str, params: tuple[str, ...], doc: str, lines: tuple[Line, ...], x: str, carry: str) -> Point:
-    signature = f"void {name}({', '.join(params)})"
+    signature, declaration = _signature("void", name, params)
     slots, pieces = _pieces(lines, x, carry)
     if len(pieces) == 1:
-        return Point(name, signature, doc, (), lines, (), ())
+        return Point(name, signature, declaration, doc, _unused(params, lines), (), lines, (), ())
     arguments = ", ".join([*(param.split()[-1] for param in params), carry])
-    own = ", ".join([*params, f"double *restrict {carry}"])
+    own = (*params, f"double *restrict {carry}")
     parts = tuple(
-        Part(f"static void {name}_part{number}({own})", f"{name}, part {number} of {len(pieces)}.", piece)
+        Part(
+            _signature("static void", f"{name}_part{number}", own)[0],
+            f"{name}, part {number} of {len(pieces)}.",
+            _unused(own, piece),
+            piece,
+        )
         for number, piece in enumerate(pieces, 1)
     )
     calls = tuple(f"{name}_part{number}({arguments});" for number in range(1, len(pieces) + 1))
     doc += f" In {len(pieces)} parts (GCC's time grows faster than a function's length)."
-    return Point(name, signature, doc, (f"double {carry}[{max(slots, 1)}];",), (), parts, calls)
+    return Point(name, signature, declaration, doc, (), (f"double {carry}[{max(slots, 1)}];",), (), parts, calls)
 
 
 def _pieces(lines: tuple[Line, ...], x: str, carry: str) -> tuple[int, tuple[tuple[Line, ...], ...]]:

@@ -61,7 +61,7 @@ def test_the_loops_tile_points_and_keep_simd_inside():
     source = c_backend.render_c(build("x*y + sin(x)*start + end").adjoint)[0]
     assert f"#pragma omp parallel for schedule(guided) if (n >= {c_backend.PARALLEL_FROM})" in source
     assert f"for (long start_ = 0; start_ < n; start_ += {c_backend.TILE}) {{" in source  # `start` is an input
-    assert "#pragma omp simd\n        for (long k = start_; k < end_; ++k) {" in source
+    assert "#pragma omp simd\n#endif\n        for (long k = start_; k < end_; ++k) {" in source
 
 
 def test_each_gradient_entry_is_computed_and_stored_before_the_next_is_started():

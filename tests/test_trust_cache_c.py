@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import shlex
+import shutil
 import subprocess
 import sys
 import warnings
@@ -21,6 +22,7 @@ from support import needs_compiler
 
 import symdiff
 from symdiff import c_backend, resources
+from symdiff.api import build
 from symdiff.errors import CompilerError
 from symdiff.resources import CacheWarning
 
@@ -247,6 +249,67 @@ def test_the_private_folder_is_removed_when_the_process_ends(tmp_path):
     assert done.returncode == 0 and done.stderr == ""
     result, folder, count = done.stdout.splitlines()
     assert result == "(3.0, 2.0)" and int(count) >= 1 and not Path(folder).exists()
+
+
+# --- item 12: every name is renamed where C reserves it -----------------------------------------
+
+
+def _standalone(tmp_path: Path, text: str, flags: tuple[str, ...] = ()) -> None:
+    source, header = c_backend.render_c(build(text).adjoint, "names", "names.h")
+    (tmp_path / "names.c").write_text(source)
+    (tmp_path / "names.h").write_text(header)
+    for mode in ("-std=c99", "-std=gnu99"):  # GNU mode defines linux and unix
+        command = [*c_backend.find_compiler(), mode, "-Wall", "-Wextra", "-Werror", *flags, "-c", "names.c"]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+# --- item 14: clean with and without OpenMP, and a header C++ can use ---------------------------
+
+
+PROGRAMS = ["x", "2", "x*y + sin(x)*z", "exp(sin(x)*y) / (1 + x^2) + atan2(y, x) + z*x^3"]
+
+
+@needs_compiler
+@pytest.mark.parametrize("flags", [(), ("-fopenmp",), ("-fopenmp-simd",)], ids=["plain", "openmp", "openmp-simd"])
+@pytest.mark.parametrize("cut", [False, True], ids=["loops", "parts"])
+def test_generated_c_compiles_with_every_warning_as_an_error(monkeypatch, tmp_path, flags, cut):
+    if cut:  # point bodies cut into static parts, batches as loops of points
+        monkeypatch.setattr(c_backend, "PART_LINES", 3)
+        monkeypatch.setattr(c_backend, "SIMD_LINES", 3)
+    for text in PROGRAMS:
+        _standalone(tmp_path, text, flags)
+
+
+def _cpp_compiler() -> str | None:
+    return next(filter(None, map(shutil.which, ("g++", "clang++", "c++"))), None)
+
+
+@needs_compiler
+@pytest.mark.skipif(_cpp_compiler() is None, reason="no C++ compiler (g++, clang++ or c++)")
+def test_the_header_serves_cpp(tmp_path):
+    text = "x*y + sin(x)*z"
+    source, header = c_backend.render_c(build(text).adjoint, "mine", "mine.h")
+    (tmp_path / "mine.c").write_text(source)
+    (tmp_path / "mine.h").write_text(header)
+    (tmp_path / "main.cpp").write_text(
+        '#include <cstdio>\n#include "mine.h"\n'
+        "int main() { const double x[3] = {1.0, 2.0, 3.0}; double g[3];\n"
+        '    const double value = mine_value_and_grad(x, g); std::printf("%.17g %.17g %.17g %.17g\\n", value, g[0], g[1], g[2]); }\n'
+    )
+    compiler = _cpp_compiler()
+    strict = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
+    for command in (
+        [compiler, *strict, "-fsyntax-only", "main.cpp"],
+        [*c_backend.find_compiler(), "-std=c99", *strict, "-c", "mine.c"],
+        [compiler, *strict, "-o", "main", "main.cpp", "mine.o", "-lm"],  # links only with extern "C"
+        [str(tmp_path / "main")],
+    ):
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    reference = symdiff.compile_grad(text)
+    printed = [float(word) for word in done.stdout.split()]
+    assert printed == pytest.approx([reference.value(1.0, 2.0, 3.0), *reference(1.0, 2.0, 3.0)], rel=1e-15)
 
 
 # --- item 15: $CC is honoured, arguments and all, or refused ------------------------------------
