@@ -28,7 +28,8 @@ from pathlib import Path
 from .adjoint import Adjoint, Bar, Op, Step, Term
 from .backends import CompiledGradient, batch_outputs, header_text
 from .errors import ArgumentError, CompilerError
-from .names import Names, assign_names
+from .names import Names, assign_names, usable
+from .primitives import TABLE
 from .render import _docstring, _environment, _Printer
 from .resources import private_folder, trusted_cache, trusted_file
 from .tape import INPUT, Ref, Tape
@@ -65,25 +66,44 @@ TILE = 256
 # machine where another process shares a core, a static split waits for the slowed thread (225
 # against 158 ns a point on rosenbrock-100 here); guided lets the other threads take its share.
 
-# Identifiers a C99 file that includes math.h may not reuse for a variable: keywords, and every
-# name math.h declares (a local `sin` would hide the function).
-C_RESERVED = frozenset(
-    """auto break case char const continue default do double else enum extern float for goto if inline
-    int long register restrict return short signed sizeof static struct switch typedef union unsigned
-    void volatile while _Bool _Complex _Imaginary NULL
-    acos acosh asin asinh atan atan2 atanh cbrt ceil copysign cos cosh erf erfc exp exp2 expm1 fabs fdim
-    floor fma fmax fmin fmod frexp hypot ilogb ldexp lgamma llrint llround log log10 log1p log2 logb
-    lrint lround modf nan nearbyint nextafter nexttoward pow remainder remquo rint round scalbln scalbn
-    sin sinh sqrt tan tanh tgamma trunc j0 j1 jn y0 y1 yn gamma signgam isnan isinf isfinite isnormal
-    signbit fpclassify isgreater isgreaterequal isless islessequal islessgreater isunordered
-    HUGE_VAL HUGE_VALF HUGE_VALL INFINITY NAN FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO
-    FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT math_errhandling errno""".split()
-)
+# Names a C variable may not have, so a user's name or definition with one of them is renamed
+# (trailing underscores, as Python's keywords are: int -> int_): the keywords of C99 to C23 and of
+# GNU C (the loader compiles in GNU mode), what math.h and the compiler define as macros (M_PI with
+# _DEFAULT_SOURCE, lowercase linux and unix in GNU mode, other machines' names), every function
+# math.h declares (a local `sin` would hide the function), and the macros of the generated files.
+# Names beginning with _X or __ are the implementation's (C99 7.1.3): they get a v in front.
+_C_KEYWORDS = """auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef union
+    unsigned void volatile while alignas alignof bool constexpr false nullptr static_assert thread_local
+    true typeof typeof_unqual asm noreturn NULL errno"""
+_MATH_FUNCTIONS = """acos acosh asin asinh atan atan2 atanh cbrt ceil copysign cos cosh drem erf erfc exp exp2
+    exp10 expm1 fabs fdim finite floor fma fmax fmin fmod frexp gamma hypot ilogb isinf isnan j0 j1 jn
+    ldexp lgamma lgamma_r llrint llround log log10 log1p log2 logb lrint lround modf nan nearbyint
+    nextafter nexttoward nextdown nextup pow pow10 remainder remquo rint round roundeven scalb scalbln
+    scalbn significand sin sincos sinh sqrt tan tanh tgamma trunc y0 y1 yn"""
+_MATH_MACROS = """fpclassify isfinite isgreater isgreaterequal isinf isless islessequal islessgreater isnan
+    isnormal isunordered signbit iscanonical iseqsig issignaling issubnormal iszero math_errhandling
+    signgam float_t double_t MAXFLOAT HUGE HUGE_VAL HUGE_VALF HUGE_VALL INFINITY NAN MATH_ERRNO
+    MATH_ERREXCEPT FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO FP_ILOGB0 FP_ILOGBNAN FP_LLOGB0
+    FP_LLOGBNAN FP_FAST_FMA FP_FAST_FMAF FP_FAST_FMAL FP_INT_UPWARD FP_INT_DOWNWARD FP_INT_TOWARDZERO
+    FP_INT_TONEARESTFROMZERO FP_INT_TONEAREST DOMAIN SING OVERFLOW UNDERFLOW TLOSS PLOSS X_TLOSS"""
+_MATH_CONSTANTS = "M_E M_LOG2E M_LOG10E M_LN2 M_LN10 M_PI M_PI_2 M_PI_4 M_1_PI M_2_PI M_2_SQRTPI M_SQRT2 M_SQRT1_2 SNAN"
+_TYPE_SUFFIXES = ("", "f", "l", "f32", "f64", "f128", "f32x", "f64x")
+_PREDEFINED = """linux unix i386 i486 i586 i686 sun sparc mips vax hppa m68k mc68000 mc68010 mc68020 ns32000 pyr
+    sequent tahoe u3b u3b2 u3b5 u3b15 u370 ibm032 interdata gcos os bsd4_2 bsd4_3 MIPSEL MIPSEB R3000 R4000
+    ppc powerpc PPC"""
 # The header's spelling of restrict: C99's keyword, nothing in C++ and C89 (only the pointer is
 # qualified, which does not change the function's type). And the array of the digest a library
 # built by the loader carries.
 RESTRICT = "SYMDIFF_RESTRICT"
 DIGEST_SYMBOL = "symdiff_library_digest"
+C_RESERVED = frozenset(
+    [*_C_KEYWORDS.split(), *_MATH_FUNCTIONS.split(), *_MATH_MACROS.split(), *_PREDEFINED.split()]
+    + [name + suffix for name in _MATH_CONSTANTS.split() for suffix in _TYPE_SUFFIXES]
+    + [RESTRICT, SIMD_MACRO, DIGEST_SYMBOL]
+    + [name for row in TABLE.values() for name in re.findall(r"([A-Za-z_]\w*)\(", row.c)]  # what the code calls
+)
+_IMPLEMENTATION = re.compile(r"_[A-Z_]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +222,7 @@ def c_module(
     adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None, shared_sweep_lines: int = SHARED_SWEEP_LINES
 ) -> Module:
     tape = adjoint.tape
-    names = c_names(tape, adjoint.wrt)
+    names = c_names(tape, adjoint.wrt, prefix)
     printer = _Printer(tape, names, "c")
     x, grad, value, n, k, start, end, carry = _own_names(names)
     inputs, outputs = len(tape.inputs), len(adjoint.wrt)
@@ -431,26 +451,29 @@ def library_module(module: Module, entry: str) -> Module:
     )
 
 
-def c_names(tape: Tape, wrt: tuple[str, ...]) -> Names:
-    """Python's names (names.assign_names), with inputs that C reserves renamed: double -> double_."""
-    names = assign_names(tape, wrt)
-    taken = set(names.params.values())
-    params = {}
-    for name, param in names.params.items():
-        candidate = param
-        while candidate in C_RESERVED or (candidate != param and candidate in taken):
-            candidate += "_"
-        taken.add(candidate)
-        params[name] = candidate
-    values = tuple(
-        params[instr.name] if instr.op == INPUT else names.value(index) for index, instr in enumerate(tape.instrs)
-    )
-    return Names(values, params)
+def c_names(tape: Tape, wrt: tuple[str, ...], prefix: str = "symdiff") -> Names:
+    """Python's naming rule (names.assign_names) with C's reserved names as well: an input `double`
+    is double_, `_Bool` is v_Bool, and a definition named `int` labels its value w3 (as a definition
+    named `lambda` does in Python). The functions and the include guard of a module with this
+    `prefix` are reserved too (a local `symdiff_grad_at` would hide the function)."""
+    functions = re.compile(rf"{re.escape(prefix)}_(f|grad|value_and_grad)(_at(_part\d+)?|_batch)?")
+
+    def usable_in_c(name: str) -> bool:
+        return (
+            usable(name)
+            and name not in C_RESERVED
+            and not _IMPLEMENTATION.match(name)
+            and not functions.fullmatch(name)
+            and name != _guard(prefix)
+        )
+
+    return assign_names(tape, wrt, usable_in_c, lambda name: "v" + name if _IMPLEMENTATION.match(name) else name)
 
 
 def _own_names(names: Names) -> tuple[str, ...]:
-    """The parameters of the generated functions, renamed if an input has the name."""
-    taken = set(names.params.values())
+    """The parameters and loop counters of the generated functions, renamed if a user's input or
+    definition has the name (as x_ when an input is x)."""
+    taken = set(names.values)
     chosen = []
     for base in ("x", "grad", "value", "n", "k", "start", "end", "carry"):
         name = base

@@ -1,4 +1,4 @@
-"""Python names for everything a generated module mentions.
+"""Python names for everything a generated module mentions (the C backend adds its own rule).
 
 User names are kept where Python allows; a keyword (`lambda`), or a name that would clash with a
 generated one (`w1`, `x_bar`, `grad`, `fabs` from math), gets trailing underscores until it is free: `lambda_`.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .primitives import PYTHON_IMPORTS
@@ -36,13 +37,22 @@ class Names:
         return f"{self.values[index]}_bar"
 
 
-def assign_names(tape: Tape, extra_inputs: tuple[str, ...] = ()) -> Names:
-    """Names for a tape's entries; `extra_inputs` are parameters the expression doesn't use."""
+def assign_names(
+    tape: Tape,
+    extra_inputs: tuple[str, ...] = (),
+    usable: Callable[[str], bool] = usable,
+    respell: Callable[[str], str] = str,
+) -> Names:
+    """Names for a tape's entries; `extra_inputs` are parameters the expression doesn't use.
+
+    Another language passes its own `usable`, and `respell` for names no trailing underscore can
+    save (C reserves every name that starts with `_X` or `__`): `respell(name)` must be a name that
+    is usable once underscores are appended."""
     inputs = tuple(dict.fromkeys(tape.inputs + extra_inputs))
     taken = {name for name in inputs if usable(name)}
     params: dict[str, str] = {}
     for name in inputs:
-        candidate = name
+        candidate = respell(name)
         while not usable(candidate) or (candidate != name and candidate in taken):
             candidate += "_"
         taken.add(candidate)

@@ -253,6 +253,25 @@ def test_the_private_folder_is_removed_when_the_process_ends(tmp_path):
 
 # --- item 12: every name is renamed where C reserves it -----------------------------------------
 
+C_NAMES = """auto break case char const continue default do double else enum extern float for goto inline
+    int long register restrict return short signed sizeof static struct switch typedef union unsigned void
+    volatile while _Bool _Complex _Imaginary _Alignas _Alignof _Atomic _Generic _Noreturn _Static_assert
+    _Thread_local alignas alignof bool constexpr false nullptr static_assert thread_local true typeof asm
+    M_PI M_E M_PIl M_SQRT2f NAN INFINITY HUGE_VAL HUGE_VALF FP_NAN FP_ZERO MAXFLOAT isnan isinf signbit
+    fpclassify math_errhandling errno NULL fabs copysign
+    linux unix i386 __LINE__ __FILE__ __STDC__ __STDC_VERSION__ __GNUC__ __x86_64__ __attribute__
+    __restrict _Pragma _OPENMP _X __ _
+    x n k value grad start end carry x_ n_ v_Bool w1 x_bar
+    symdiff_f symdiff_grad symdiff_value_and_grad symdiff_f_at symdiff_grad_at symdiff_grad_batch
+    symdiff_value_and_grad_batch symdiff_f_at_part1 symdiff_library_digest SYMDIFF_H SYMDIFF_RESTRICT
+    SYMDIFF_OPENMP_SIMD""".split()
+AS_INPUTS = " + ".join(f"{number}*{name}*{name}" for number, name in enumerate(C_NAMES, 1))
+AS_DEFINITIONS = (
+    "\n".join(f"{name} = p*{number} + q" for number, name in enumerate(C_NAMES, 1))
+    + "\n"
+    + (" + ".join(f"{name}*{name}" for name in C_NAMES))
+)
+
 
 def _standalone(tmp_path: Path, text: str, flags: tuple[str, ...] = ()) -> None:
     source, header = c_backend.render_c(build(text).adjoint, "names", "names.h")
@@ -264,8 +283,36 @@ def _standalone(tmp_path: Path, text: str, flags: tuple[str, ...] = ()) -> None:
         assert done.returncode == 0, done.stderr[-3000:]
 
 
-# --- item 14: clean with and without OpenMP, and a header C++ can use ---------------------------
+@needs_compiler
+@pytest.mark.parametrize("text", [AS_INPUTS, AS_DEFINITIONS], ids=["inputs", "definitions"])
+def test_names_c_reserves_compile_and_give_the_python_numbers(tmp_path, text):
+    _standalone(tmp_path, text)
+    reference, gradient = symdiff.compile_grad(text), symdiff.compile_grad(text, backend="c")
+    point = [0.5 + 0.01 * i for i in range(len(reference.inputs))]
+    assert gradient(*point) == pytest.approx(reference(*point), rel=1e-14)
+    assert gradient.value(*point) == pytest.approx(reference.value(*point), rel=1e-14)
+    assert [row[0] for row in gradient.batch([[value] for value in point])] == pytest.approx(
+        reference(*point), rel=1e-14
+    )
 
+
+def test_renamed_names_are_predictable():
+    names = c_backend.c_names(build("int*_Bool + __LINE__*x + symdiff_grad_at*v_Bool").adjoint.tape, ())
+    assert names.params == {
+        "int": "int_",
+        "_Bool": "v_Bool_",  # v_Bool is another input's
+        "__LINE__": "v__LINE__",
+        "x": "x",  # the generated code's own x becomes x_
+        "symdiff_grad_at": "symdiff_grad_at_",
+        "v_Bool": "v_Bool",
+    }
+    definitions = c_backend.c_names(build("int = x*2; n = int + 1; int*n").adjoint.tape, ())
+    assert "int" not in definitions.values and "n" in definitions.values  # int labels nothing, as lambda in Python
+    source = c_backend.render_c(build("int = x*2; n = int + 1; int*n").adjoint)[0]
+    assert "long n_" in source and "const double n = " in source
+
+
+# --- item 14: clean with and without OpenMP, and a header C++ can use ---------------------------
 
 PROGRAMS = ["x", "2", "x*y + sin(x)*z", "exp(sin(x)*y) / (1 + x^2) + atan2(y, x) + z*x^3"]
 
