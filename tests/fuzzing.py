@@ -78,8 +78,31 @@ def _apply(row, values):
     return _value(row, values) if _in_domain(row, values) else None
 
 
+def _maybe_negated(draw, node: tuple[str, float, int], shared: bool) -> tuple[str, float, int]:
+    """`node`, or (when `shared`, half the time) minus it; no draw unless `shared`."""
+    if shared and draw(st.booleans()):
+        text, value, size = node
+        return f"(-{text})", -value, size + 1
+    return node
+
+
+# Names a program's definitions take: plain ones, and ones a backend must rename or keep apart from
+# its own (Python's w1 and x_bar, NumPy's k1, b0, t1 and outputs, C's keywords and its n, k, value).
+DEFINITION_NAMES = ("u", "v", "a1", "speed", "w1", "x_bar", "k1", "b0", "t1", "outputs", "values", "out",
+                    "int", "double", "n", "k", "value", "lambda", "M_PI")
+
+
 @st.composite
-def expressions(draw, max_depth: int = 8) -> Case:
+def expressions(
+    draw, max_depth: int = 8, definitions: int = 0, variables: tuple[str, ...] = VARIABLES, shared: bool = False
+) -> Case:
+    """With `definitions`, a program: up to that many lines `name = expression` (each may use the
+    inputs and earlier names), then the output, which (like each later line) reads a defined name
+    wherever it reads the shared pool. Leaves name only `variables` (fewer: more reuse of each).
+    `shared`: values met again, and met again negated (a reused leaf or subexpression comes back as
+    minus itself half the time, and a quarter of binary operations take their first operand, or minus
+    it, as their second: x*x, u*(-u)), which code generators share up to a sign; each alone rarely
+    makes the pattern of issue 19's item 7, exp(-x) + (-x)*x*2."""
     point = {name: draw(st.floats(0.25, 2.0)) * draw(st.sampled_from((1, 1, -1))) for name in VARIABLES}
     pool: list[tuple[str, float, int]] = []  # built subexpressions, reused to make shared ones
     unary_rows = [row for row in primitives.TABLE.values() if row.user_callable and row.arity == 1]
@@ -91,12 +114,12 @@ def expressions(draw, max_depth: int = 8) -> Case:
             number = draw(st.sampled_from((0.5, 1.0, 2.0, 3.0, 0.25, 1.5, 10.0)))
             return draw(st.sampled_from(CONSTANT_SPELLINGS)).format(number), number, 0
         if kind == 1 and pool:
-            return draw(st.sampled_from(pool))
+            return _maybe_negated(draw, draw(st.sampled_from(pool)), shared)
         if kind == 2:
             name = draw(st.sampled_from(("pi", "e")))
             return name, primitives.CONSTANTS[name], 0
-        name = draw(st.sampled_from(VARIABLES))
-        return name, point[name], 0
+        name = draw(st.sampled_from(variables))
+        return _maybe_negated(draw, (name, point[name], 0), shared)
 
     def build(depth):
         if depth == 0 or draw(st.integers(0, 3)) == 0:
@@ -117,7 +140,10 @@ def expressions(draw, max_depth: int = 8) -> Case:
         else:
             row = draw(st.sampled_from(binary_rows))
             a_text, a, a_size = build(depth - 1)
-            b_text, b, b_size = build(depth - 1)
+            if shared and draw(st.integers(0, 3)) == 0:  # the same value twice, or it and minus it
+                b_text, b, b_size = _maybe_negated(draw, (a_text, a, a_size), True)
+            else:
+                b_text, b, b_size = build(depth - 1)
             if row.name == "pow" and draw(st.booleans()):  # a small integral exponent: the powi row
                 b_text, b_size = str(draw(st.integers(-3, 4))), 0
                 b = float(b_text)
@@ -131,8 +157,17 @@ def expressions(draw, max_depth: int = 8) -> Case:
         pool.append(node)
         return node
 
+    lines, names, defined = [], [], 0
+    if definitions:  # no draw without: the examples of plain expressions stay as they were
+        count = draw(st.integers(0, definitions))
+        for name in draw(st.lists(st.sampled_from(DEFINITION_NAMES), min_size=count, max_size=count, unique=True)):
+            body, value, body_size = build(draw(st.integers(1, max_depth)))
+            lines.append(f"{name} = {body}")
+            names.append((name, value, 0))
+            defined += body_size
+            pool[:] = names  # later lines share the defined names, not the insides of their bodies
     text, _, size = build(draw(st.integers(1, max_depth)))
-    return Case(text, point, size)
+    return Case(draw(st.sampled_from(("; ", "\n"))).join([*lines, text]), point, size + defined)
 
 
 # ---------------------------------------------------------------- hostile text
