@@ -2,12 +2,14 @@
 
 `expressions()` draws an expression together with a point at which every primitive in it is applied
 inside its row's sampling domain (values are tracked while the tree is built), so the expression,
-its gradient and SymPy's are all defined and well-conditioned there.
+its gradient and SymPy's are all defined and well-conditioned there. `branch_programs()` draws
+programs whose definitions hold branches read inside later branches, with what they mean (`reference`).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import os
 import re
@@ -333,3 +335,244 @@ def _check_expression(node, local_names: set[str], imported: set[str]) -> None:
         elif not isinstance(child, ast.Tuple | ast.Load | ast.operator | ast.unaryop | ast.expr_context | ast.cmpop
                             | ast.boolop):
             raise UnsafeCode(f"expression {type(child).__name__}")
+
+
+# ---------------------------------------------------------------- programs with branches in branches
+BRANCH_INPUTS = ("x", "y", "z")
+# Functions defined and tame on every real number: applied anywhere.
+_TOTAL_UNARY = ("sin", "cos", "tanh", "atan")
+# Functions with a smaller domain, applied only in the branch of a where() whose condition keeps them
+# in it (text, and the bounds of the condition): the branch not taken must never be evaluated.
+_GUARDED = {
+    "log": ("{e} > 0.25", ">", 0.25),
+    "sqrt": ("{e} > 0.25", ">", 0.25),
+    "asin": ("{e} > -0.75 and {e} < 0.75", "and", 0.75),
+    "div": ("{e} < -0.5 or {e} > 0.5", "or", 0.5),  # 1 / e
+}
+_BRANCH_CONSTANTS = ("0.5", "1", "2", "1.5", "0.25", "3")
+_COMPARE_ROWS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+
+
+@dataclass(frozen=True)
+class BranchProgram:
+    """Definitions holding branches (where, min, max) that later definitions and the outputs read
+    inside their own branches and conditions; then two outputs (the first is the function, both make
+    a Jacobian). `trees` is each output as a tree of table rows, ("input", name) and ("const", value)
+    leaves, definitions shared as the same subtree: what the text means, for `reference`."""
+
+    definitions: tuple[str, ...]
+    outputs: tuple[str, ...]
+    trees: tuple[tuple, ...]
+    points: tuple[dict[str, float], ...]
+
+    def program(self, outputs: int = 1) -> str:
+        return "\n".join([*self.definitions, ", ".join(self.outputs[:outputs])])
+
+
+@st.composite
+def branch_programs(draw, definitions: int = 3, max_depth: int = 3) -> BranchProgram:
+    """A program whose definitions hold where(), min() or max() and are read inside later branches
+    (and conditions). Functions with a smaller domain than the reals appear only under a where()
+    keeping them in it, so the program is defined everywhere and points are drawn in [-3, 3]^3."""
+    defined: list[tuple[str, tuple]] = []  # (name, tree)
+
+    def leaf(prefer_defined: bool = False) -> tuple[str, tuple]:
+        if defined and (prefer_defined or draw(st.integers(0, 2)) == 0):
+            return draw(st.sampled_from(defined))
+        if draw(st.integers(0, 3)) == 0:
+            text = draw(st.sampled_from(_BRANCH_CONSTANTS))
+            return text, ("const", float(text))
+        name = draw(st.sampled_from(BRANCH_INPUTS))
+        return name, ("input", name)
+
+    def condition(depth: int) -> tuple[str, tuple]:
+        left, left_tree = value(depth)
+        right, right_tree = value(depth) if draw(st.booleans()) else leaf()
+        if right == left:  # x < x is a tie everywhere
+            right, right_tree = "1.5", ("const", 1.5)
+        symbol = draw(st.sampled_from(sorted(_COMPARE_ROWS)))
+        text, tree = f"{left} {symbol} {right}", (_COMPARE_ROWS[symbol], left_tree, right_tree)
+        joint = draw(st.integers(0, 5))
+        if joint == 0:
+            return f"not ({text})", ("not", tree)
+        if joint in (1, 2) and depth > 0:
+            other, other_tree = condition(depth - 1)
+            word = ("and", "or")[joint - 1]
+            return f"({text}) {word} ({other})", (word, tree, other_tree)
+        return text, tree
+
+    def where(depth: int, prefer_defined: bool = True) -> tuple[str, tuple]:
+        test, test_tree = condition(depth - 1)
+        yes, yes_tree = value(depth - 1, prefer_defined)
+        no, no_tree = value(depth - 1, prefer_defined)
+        if no == yes:  # where(c, u, u) is u: make the branches differ
+            no, no_tree = f"({yes} * 2)", ("mul", yes_tree, ("const", 2.0))
+        return f"where({test}, {yes}, {no})", ("where", test_tree, yes_tree, no_tree)
+
+    def extremum(depth: int, prefer_defined: bool = True) -> tuple[str, tuple]:
+        name = draw(st.sampled_from(("min", "max")))
+        args = list({text: tree for text, tree in (value(depth - 1, prefer_defined) for _ in range(3))}.items())
+        if len(args) == 1:  # min(x, x) is a tie everywhere
+            args.append(("-1.5", ("const", -1.5)) if args[0][0] == "0.5" else ("0.5", ("const", 0.5)))
+        tree = args[0][1]
+        for _, arg in args[1:]:  # as the parser writes it: max(a, b) = where(a >= b, a, b)
+            tree = ("where", ({"max": "ge", "min": "le"}[name], tree, arg), tree, arg)
+        return f"{name}({', '.join(text for text, _ in args)})", tree
+
+    def guarded(depth: int, prefer_defined: bool = True) -> tuple[str, tuple]:
+        function = draw(st.sampled_from(sorted(_GUARDED)))
+        inner, e = value(depth - 1)
+        if _constant(e):  # asin(2) in the text is a DomainError, whatever branch it is in
+            inner = draw(st.sampled_from(BRANCH_INPUTS))
+            e = ("input", inner)
+        spelling, kind, bound = _GUARDED[function]
+        low, high = ("const", -bound), ("const", bound)
+        test = {
+            ">": ("gt", e, high),
+            "and": ("and", ("gt", e, low), ("lt", e, high)),
+            "or": ("or", ("lt", e, low), ("gt", e, high)),
+        }[kind]
+        if function == "div":
+            text, tree = f"1 / ({inner})", ("div", ("const", 1.0), e)
+        else:
+            text, tree = f"{function}({inner})", (function, e)
+        other, other_tree = value(depth - 1, prefer_defined)
+        return f"where({spelling.format(e=f'({inner})')}, {text}, {other})", ("where", test, tree, other_tree)
+
+    def value(depth: int, prefer_defined: bool = False) -> tuple[str, tuple]:
+        kind = draw(st.integers(0, 7)) if depth > 0 else 0
+        if kind == 0:
+            return leaf(prefer_defined)
+        if kind == 1:
+            name = draw(st.sampled_from(_TOTAL_UNARY))
+            inner, tree = value(depth - 1, prefer_defined)
+            return f"{name}({inner})", (name, tree)
+        if kind in (2, 3):
+            symbol, name = draw(st.sampled_from((("+", "add"), ("-", "sub"), ("*", "mul"))))
+            a, a_tree = value(depth - 1, prefer_defined)
+            b, b_tree = value(depth - 1, prefer_defined)
+            return f"({a} {symbol} {b})", (name, a_tree, b_tree)
+        return (extremum, guarded, where, where)[kind - 4](depth, prefer_defined)
+
+    lines = []
+    for number in range(draw(st.integers(1, definitions))):
+        # Every definition holds a branch; later ones read earlier ones, preferably inside branches.
+        make = draw(st.sampled_from((where, extremum, guarded)))
+        text, tree = make(draw(st.integers(1, max_depth)), number > 0)
+        name = f"d{number + 1}"
+        lines.append(f"{name} = {text}")
+        defined.append((name, tree))
+    outputs = [where(draw(st.integers(1, max_depth))) for _ in range(2)]
+    # Thousandths of the way off the constants, so that x > 0.25 is never a tie; nearer ties (x < y
+    # with x = y) are for the reference to notice.
+    coordinate = st.integers(-3000, 3000).map(lambda k: k / 1000 + 1 / 4096)
+    points = tuple({name: draw(coordinate) for name in BRANCH_INPUTS} for _ in range(draw(st.integers(2, 4))))
+    return BranchProgram(tuple(lines), tuple(text for text, _ in outputs), tuple(tree for _, tree in outputs), points)
+
+
+def _constant(tree: tuple) -> bool:
+    """Whether a program tree reads no input (symdiff evaluates it while compiling)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if node[0] == "input":
+            return False
+        if node[0] != "const":
+            stack.extend(node[1:])
+    return True
+
+
+@dataclass(frozen=True)
+class Reference:
+    value: float
+    gradient: tuple[float, ...]  # over BRANCH_INPUTS
+    hessian: tuple[tuple[float, ...], ...]
+    scale: float  # the largest magnitude of any value, derivative or second derivative on the way
+
+
+def reference(tree: tuple, point: dict[str, float], tie: float | None = None) -> Reference | None:
+    """The value, gradient and Hessian of a program's output at `point`, by walking its tree with
+    second-order dual numbers: each row's value from its real evaluation, its first and second partials
+    from SymPy differentiating the row's SymPy counterpart (not from the table's partials), and only the
+    branch taken evaluated. None where a value leaves the reals, or, given `tie`, where a comparison on
+    the way is that near a tie. (Generated code computes each value with the same operations, so it
+    decides ties as the reference does: no tie needs skipping there.)"""
+    n = len(BRANCH_INPUTS)
+    zero = (0.0,) * n
+    memo: dict[int, tuple] = {}  # id(subtree) -> (value, gradient, hessian): definitions are shared
+    scale = [0.0]
+
+    def walk(node: tuple):
+        known = memo.get(id(node))
+        if known is not None:
+            return known
+        op = node[0]
+        if op == "const":
+            result = (node[1], zero, (zero,) * n)
+        elif op == "input":
+            k = BRANCH_INPUTS.index(node[1])
+            result = (point[node[1]], tuple(float(j == k) for j in range(n)), (zero,) * n)
+        elif op == "where":
+            result = walk(node[2] if truth(node[1]) else node[3])
+        else:
+            result = _chain(op, [walk(arg) for arg in node[1:]])
+        value, gradient, hessian = result
+        scale[0] = max(scale[0], abs(value), *map(abs, gradient), *(abs(h) for row in hessian for h in row))
+        memo[id(node)] = result
+        return result
+
+    def truth(node: tuple) -> bool:
+        op = node[0]
+        if op == "not":
+            return not truth(node[1])
+        if op in ("and", "or"):
+            first, second = truth(node[1]), truth(node[2])  # both are comparisons: total
+            return (first and second) if op == "and" else (first or second)
+        left, right = walk(node[1])[0], walk(node[2])[0]
+        if tie is not None and abs(left - right) <= tie * (1.0 + abs(left) + abs(right)):
+            raise _Tie
+        return bool(primitives.lookup(op).evaluate(left, right))
+
+    try:
+        value, gradient, hessian = walk(tree)
+    except (_Tie, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    if not all(math.isfinite(v) for v in (value, *gradient, *(h for row in hessian for h in row))):
+        return None
+    return Reference(value, gradient, hessian, scale[0])
+
+
+class _Tie(Exception):
+    pass
+
+
+def _chain(op: str, args: list[tuple]):
+    """op applied to second-order dual numbers: value, gradient g = sum f_i g_i, Hessian
+    H = sum f_i H_i + sum f_ij g_i g_j^T."""
+    values = [a[0] for a in args]
+    first, second = _row_partials(op)(*values)
+    n = len(args[0][1])
+    gradient = tuple(sum(float(first[i]) * args[i][1][k] for i in range(len(args))) for k in range(n))
+    hessian = tuple(
+        tuple(
+            sum(float(first[i]) * args[i][2][r][c] for i in range(len(args)))
+            + sum(float(second[i][j]) * args[i][1][r] * args[j][1][c] for i in range(len(args)) for j in range(len(args)))
+            for c in range(n)
+        )
+        for r in range(n)
+    )
+    return float(primitives.lookup(op).evaluate(*values)), gradient, hessian
+
+
+@functools.cache
+def _row_partials(op: str):
+    """A row's first and second partials, from SymPy's derivative of its SymPy counterpart, as a
+    function of the operands' values."""
+    import sympy
+
+    row = primitives.lookup(op)
+    params = sympy.symbols(f"p0:{row.arity}", real=True)
+    expr = row.sympy(*params)
+    first = [sympy.diff(expr, p) for p in params]
+    second = [[sympy.diff(d, p) for p in params] for d in first]
+    return sympy.lambdify(params, [first, second], modules="math")
