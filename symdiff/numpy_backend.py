@@ -136,7 +136,7 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
 
 
 def out_keyword(adjoint: Adjoint) -> str:
-    """The entry points' keyword for arrays to write into: `out`, unless an input takes that name."""
+    """The entry points' keyword for arrays to write into: `out`, unless an input or a definition takes that name."""
     return _own_names(set(assign_names(adjoint.tape, adjoint.wrt).values))["out"]
 
 
