@@ -174,8 +174,11 @@ def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[st
     output_needs = _refs([tape.output])
     gradient_needs = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     gradient_needs |= branch_conditions((step.path for step in adjoint.steps), set())
+    # Only what f() computes: a definition nothing reads raises in neither.
     guards = frozenset(
-        i for i, instr in enumerate(tape.instrs) if instr.op != INPUT and primitives.lookup(instr.op).guard_domain
+        i
+        for i in _closure_with_conditions(tape, output_needs)
+        if tape.instrs[i].op != INPUT and primitives.lookup(tape.instrs[i].op).guard_domain
     )
     seed = "" if not isinstance(tape.output, Ref) else f" (seed {names.adjoint(tape.output.index)} = 1)"
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
@@ -228,11 +231,13 @@ def _forward(
     reverse sweep reads them. `flags`: the branch flags computed so far (see nest)."""
     used = _closure_with_conditions(tape, roots)
     needed = used | _closure_with_conditions(tape, set(guards))
+    read = {arg.index for index in needed for arg in tape.instrs[index].args if type(arg) is Ref}
     lines = []
     for index, instr in enumerate(tape.instrs):
         if index not in needed or instr.op == INPUT or index in skip:
             continue
-        if index in used or index not in guards:  # an operand of a guard is read by the guard
+        # A guard is only checked, unless a line computed for another guard reads its value.
+        if index in used or index not in guards or index in read:
             lines.append((tape.path(index), Line(printer.names.value(index), "=", printer.definition(index), "")))
         else:
             lines.extend((tape.path(index), line) for line in _guard(instr, index, printer))

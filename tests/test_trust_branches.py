@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from fuzzing import check_generated_module
+from fuzzing import BRANCH_INPUTS, branch_programs, check_generated_module, examples, reference
+from hypothesis import given, settings
 
 import symdiff
 from symdiff.api import build_tape
@@ -77,6 +78,22 @@ def test_a_tape_that_is_computable_in_order_keeps_its_numbering():
     ]
 
 
+def test_a_domain_check_whose_value_another_check_reads_is_computed():
+    # grad wrt x needs no value of y's branch, only the domain checks of both logs; the outer one reads
+    # where(y > 0.25, log(y), y), which read a log(y) that was only checked, never stored (NameError).
+    g = symdiff.compile_grad("log(where(y > 0.25, log(y), y)) + x", wrt="x")
+    assert g(1.0, 2.0) == (1.0,) and g(1.0, 0.1) == (1.0,)
+    with pytest.raises(ValueError):
+        g(1.0, -2.0)  # as f() does: log(-2)
+    check_generated_module(g.source)
+
+
+def test_grad_checks_the_domain_of_what_f_computes_only():
+    # d is read by nothing: f(-1) is -1, and grad(-1) raised ValueError for log(-1).
+    g = symdiff.compile_grad("d = log(x); x")
+    assert g.value(-1.0) == -1.0 and g(-1.0) == (1.0,) and g.value_and_grad(-1.0) == (-1.0, (1.0,))
+
+
 def nested(depth: int) -> str:
     """where() nested `depth` deep in the else branches: for x in (k - 1, k), k <= depth, the branch
     k deep is taken, with value k*x and derivative k; beyond, the innermost else branch, x."""
@@ -135,3 +152,57 @@ def test_the_cli_writes_no_module_beyond_the_limit(tmp_path):
     )
     assert result.returncode == 2 and "Limits.max_branch_depth" in result.stderr
     assert not target.exists()
+
+
+# ---------------------------------------------------------------- random programs (item 8's property)
+DIRECTION = {"x": 1.0, "y": -0.5, "z": 0.25}
+
+
+def agree(got, want, scale: float) -> bool:
+    """Equal up to rounding: simplify may reorder sums, each rounding by at most an ulp of the
+    largest quantity on the way."""
+    return abs(got - want) <= 1e-9 * max(1.0, scale)
+
+
+@settings(max_examples=examples(50, 20_000))
+@given(branch_programs())
+def test_programs_with_branches_in_branches_run_and_agree_with_the_reference(case):
+    """Every generated Python module of a program whose definitions hold branches used inside other
+    branches runs, at every point, and agrees with the program's meaning (fuzzing.reference: its tree
+    walked with second-order dual numbers, the branch taken only)."""
+    text, both = case.program(1), case.program(2)
+    g = symdiff.compile_grad(text)
+    jvp, hessian = symdiff.compile_jvp(text), symdiff.compile_hessian(text)
+    jacobians = [symdiff.compile_jacobian(both, mode=mode) for mode in ("forward", "reverse")]
+    for point in case.points:
+        references = [reference(tree, point) for tree in case.trees]
+        if None in references:
+            continue  # a comparison on the way is (nearly) a tie
+        first, second = references
+        scale = max(first.scale, second.scale)
+        args = [point[name] for name in g.inputs]
+        at = [BRANCH_INPUTS.index(name) for name in g.inputs]
+        value, gradient = first.value, [first.gradient[k] for k in at]
+        hess = [[first.hessian[r][c] for c in at] for r in at]
+        direction = [DIRECTION[name] for name in g.inputs]
+
+        assert agree(g.value(*args), value, scale)
+        assert all(map(agree, g(*args), gradient, [scale] * len(at)))
+        got_value, got_gradient = g.value_and_grad(*args)
+        assert agree(got_value, value, scale) and all(map(agree, got_gradient, gradient, [scale] * len(at)))
+
+        got_value, slope = jvp(args, direction)
+        assert agree(got_value, value, scale) and agree(slope, sum(map(float.__mul__, gradient, direction)), scale)
+
+        got_value, got_gradient, got_hessian = hessian(*args)
+        assert agree(got_value, value, scale) and all(map(agree, got_gradient, gradient, [scale] * len(at)))
+        assert all(agree(got_hessian[r][c], hess[r][c], scale) for r in range(len(at)) for c in range(len(at)))
+        _, _, product = hessian.hvp(args, direction)
+        assert all(agree(product[r], sum(map(float.__mul__, hess[r], direction)), scale) for r in range(len(at)))
+
+        for jacobian in jacobians:
+            rows = jacobian(*[point[name] for name in jacobian.inputs])
+            want = [[ref.gradient[BRANCH_INPUTS.index(name)] for name in jacobian.inputs] for ref in references]
+            assert all(agree(got, w, scale) for row, want_row in zip(rows, want) for got, w in zip(row, want_row))
+    for module in (g, jvp, hessian, *jacobians):
+        check_generated_module(module.source)
