@@ -422,7 +422,7 @@ def branch_programs(draw, definitions: int = 3, max_depth: int = 3) -> BranchPro
     def guarded(depth: int, prefer_defined: bool = True) -> tuple[str, tuple]:
         function = draw(st.sampled_from(sorted(_GUARDED)))
         inner, e = value(depth - 1)
-        if _constant(e):  # asin(2) in the text is a DomainError, whatever branch it is in
+        if _folded(e) is not None:  # asin(2) in the text is a DomainError, whatever branch it is in
             inner = draw(st.sampled_from(BRANCH_INPUTS))
             e = ("input", inner)
         spelling, kind, bound = _GUARDED[function]
@@ -470,16 +470,19 @@ def branch_programs(draw, definitions: int = 3, max_depth: int = 3) -> BranchPro
     return BranchProgram(tuple(lines), tuple(text for text, _ in outputs), tuple(tree for _, tree in outputs), points)
 
 
-def _constant(tree: tuple) -> bool:
-    """Whether a program tree reads no input (symdiff evaluates it while compiling)."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if node[0] == "input":
-            return False
-        if node[0] != "const":
-            stack.extend(node[1:])
-    return True
+def _folded(tree: tuple) -> float | None:
+    """The number symdiff makes of a program tree while compiling, or None if it reads an input
+    there: constants fold, and a where() with a constant condition is the branch it takes."""
+    op = tree[0]
+    if op == "const":
+        return tree[1]
+    if op == "input":
+        return None
+    if op == "where":
+        condition = _folded(tree[1])
+        return None if condition is None else _folded(tree[2] if condition else tree[3])
+    args = [_folded(arg) for arg in tree[1:]]
+    return None if None in args else float(primitives.lookup(op).evaluate(*args))
 
 
 @dataclass(frozen=True)
