@@ -16,7 +16,9 @@ class Limits:
     # with the square of the depth (1,000 deep: a few seconds; 2,000: four times as long)
     max_branch_depth: int = 1_000
     verify_max_entries: int = 20_000  # SymPy's proof slows down sharply beyond this
-    verify_max_depth: int = 150  # SymPy recurses on nesting; Python's stack ends near 1,000 frames
+    # SymPy recurses on nesting; Python's stack ends near 1,000 frames. A chain of + and - (or of *
+    # and /) is one flat Add (Mul) for SymPy, one level however long.
+    verify_max_depth: int = 150
 
 
 DEFAULT_LIMITS = Limits()
