@@ -21,7 +21,7 @@ from .render import render
 from .reverse import check_wrt, reverse
 from .simplify import simplify_sweep
 from .tape import INPUT, Tape
-from .verify import DEFAULT_TIMEOUT, Report, verify_programs
+from .verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def gradient_source(expr: str, wrt=None, *, simplified: bool = True, limits: Lim
 
 
 def verify(expr: str, wrt=None, *, timeout: float = DEFAULT_TIMEOUT, limits: Limits = DEFAULT_LIMITS) -> Report:
-    """Prove with SymPy that symdiff's gradient of `expr`, and its simplification, are right."""
+    """Prove with SymPy that symdiff's gradient of `expr`, and its simplification, are right, and
+    that the module gradient_source(expr) writes computes it."""
     programs = build(expr, wrt, limits)
     return verify_programs(programs.raw, programs.adjoint, timeout, limits)
 
@@ -182,7 +183,10 @@ class Gradient(_Point):
         return write_atomic(path, self.source, force)
 
     def verify(self, timeout: float = DEFAULT_TIMEOUT) -> Report:
-        return verify_programs(self.programs.raw, self.programs.adjoint, timeout)
+        """Prove the gradient right with SymPy, and the functions this object runs with it."""
+        entries = {"f": self.value, "grad": self, "value_and_grad": self.value_and_grad}
+        module = Emitted("python", entries.__getitem__, python=lambda name: render_module(self._program, (name,)))
+        return verify_programs(self.programs.raw, self.programs.adjoint, timeout, modules=(module,))
 
     def __repr__(self) -> str:
         return f"<symdiff gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"

@@ -1,20 +1,27 @@
-"""verify: prove an adjoint program right with SymPy.
+"""verify: prove an adjoint program, and the code generated from it, right with SymPy.
 
 Each partial is rebuilt as a SymPy expression by running the program symbolically, then compared
 with sympy.diff of the expression: symbolically first (the difference simplifies to 0, under a time
 budget), else numerically at seeded random points. The unsimplified program is checked against the
 simplified one the same way, and every derivative rule the tape uses is checked on its own, so a
-wrong rule is reported at the place in the input that uses it.
+wrong rule is reported at the place in the input that uses it. Last, the generated code itself is
+run: a Python module on SymPy symbols where it does not branch, and every module at points chosen
+so that each where() goes both ways. A module that raises or differs is a failed proof.
 """
 
 from __future__ import annotations
 
+import builtins
 import math
 import operator
 import random
+import re
 import signal
 import threading
+import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import sympy
 
@@ -27,11 +34,15 @@ from .tape import INPUT, Const, Ref, Tape
 
 DEFAULT_TIMEOUT = 5.0  # seconds of sympy.simplify per comparison before falling back to numbers
 _POINTS, _NEEDED = 40, 4
+# Generated code is run at no fewer than this many points, more when its branches need them, chosen
+# among this many seeded candidates.
+_MODULE_POINTS, _CANDIDATES = 3, 256
+ENTRY_POINTS = ("f", "grad", "value_and_grad")
 
 
 @dataclass(frozen=True)
 class Check:
-    subject: str  # what was compared: "d/dx1", or "rule sin'(x)"
+    subject: str  # what was compared: "d/dx1", "rule sin'(x)", or generated code: "python grad"
     equal: bool | None  # None: neither proven nor refuted
     method: str  # "symbolic", "numeric (N points)", or why neither worked
     expected: str  # the two sides, printed when they were not proven equal (printing costs more
@@ -45,40 +56,88 @@ class Report:
     gradient: tuple[Check, ...]  # program vs sympy.diff, one per wrt
     simplification: tuple[Check, ...]  # simplified vs unsimplified program, one per wrt
     rules: tuple[Check, ...]  # each (row, operand) the tape uses: partial vs sympy.diff of the row
+    emitted: tuple[Check, ...] = ()  # each entry point of the generated code vs the proven values
+    unreached: tuple[str, ...] = ()  # branches of the input no check point took (none ran their code)
 
     @property
     def ok(self) -> bool:
-        return all(check.equal is True for check in self.gradient + self.simplification + self.rules)
+        checks = self.gradient + self.simplification + self.rules + self.emitted
+        return all(check.equal is True for check in checks)
 
     def __str__(self) -> str:
         lines = [f"verify: {self.expression}"]
-        for title, checks in (
-            ("gradient vs sympy.diff", self.gradient),
-            ("simplified vs unsimplified program", self.simplification),
-            ("derivative rules used", self.rules),
+        for title, checks, got in (
+            ("gradient vs sympy.diff", self.gradient, "program"),
+            ("simplified vs unsimplified program", self.simplification, "program"),
+            ("derivative rules used", self.rules, "program"),
+            ("generated code vs proven gradient", self.emitted, "code"),
         ):
             lines.append(f"  {title}:")
+            width = max((len(check.subject) for check in checks), default=0) if got == "code" else 14
             for check in checks:
                 verdict = {True: "ok", False: "MISMATCH", None: "inconclusive"}[check.equal]
-                lines.append(f"    {check.subject:<14} {verdict:<12} {check.method}")
+                lines.append(f"    {check.subject:<{width}} {verdict:<12} {check.method}")
                 if check.equal is not True:
                     lines.append(f"      expected {_short(check.expected)}")
-                    lines.append(f"      program  {_short(check.actual)}")
+                    lines.append(f"      {got:<8} {_short(check.actual)}")
             if not checks:
                 lines.append("    (nothing to check)")
+        lines.extend(f"    branch never taken at the check points: {branch}" for branch in self.unreached)
         lines.append("result: " + ("all proven equal" if self.ok else "NOT proven"))
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Emitted:
+    """Generated code to check against the proof, as users run it.
+
+    `entry(name)` gives entry point `name` ("f", "grad", "value_and_grad", and "batch" for the array
+    backends), loading it if need be; it may raise, as may the entry point. For Python code,
+    `python(name)` is the source text that defines entry point `name`, to run on SymPy symbols."""
+
+    backend: str
+    entry: Callable[[str], Callable]
+    names: tuple[str, ...] = ENTRY_POINTS
+    python: Callable[[str], str] | None = None
+
+
 def verify_programs(
-    raw: Adjoint, simplified: Adjoint, timeout: float = DEFAULT_TIMEOUT, limits: Limits = DEFAULT_LIMITS
+    raw: Adjoint,
+    simplified: Adjoint,
+    timeout: float = DEFAULT_TIMEOUT,
+    limits: Limits = DEFAULT_LIMITS,
+    modules: Sequence[Emitted] | None = None,
 ) -> Report:
+    """Prove `simplified` (and `raw`) right, and the generated `modules` with them. By default the
+    module checked is the Python module rendered from `simplified`, as `symdiff grad` writes it."""
     tape = raw.tape
     _check_size(tape, limits)
+    if modules is None:
+        modules = (python_module(_render(simplified)),)
     try:
-        return _verify(raw, simplified, timeout)
+        return _verify(raw, simplified, timeout, tuple(modules))
     except RecursionError:
         raise LimitError("expression is nested too deeply for SymPy to verify", tape.source, (0, 0)) from None
+
+
+def _render(adjoint: Adjoint) -> str:
+    from .render import render  # the renderer is the stage after this one's input, not a dependency of the proof
+
+    return render(adjoint)
+
+
+def python_module(source: str) -> Emitted:
+    """A generated Python module's text, loaded once as it would be imported."""
+    namespace: dict = {}
+
+    def entry(name: str) -> Callable:
+        if not namespace:
+            loaded = {"__name__": "symdiff_verified"}
+            exec(compile(source, "<symdiff-verified>", "exec"), loaded)
+            namespace.update(loaded)
+        return namespace[name]
+
+    return Emitted("python", entry, python=lambda name: source)
 
 
 def _check_size(tape: Tape, limits: Limits) -> None:
@@ -108,7 +167,7 @@ def _check_size(tape: Tape, limits: Limits) -> None:
             )
 
 
-def _verify(raw: Adjoint, simplified: Adjoint, timeout: float) -> Report:
+def _verify(raw: Adjoint, simplified: Adjoint, timeout: float, modules: tuple[Emitted, ...]) -> Report:
     tape = raw.tape
     symbols = {name: sympy.Symbol(name, real=True) for name in tape.inputs + raw.wrt}
     forward = sympy_forward(tape, symbols)
@@ -124,7 +183,13 @@ def _verify(raw: Adjoint, simplified: Adjoint, timeout: float) -> Report:
     simplification = tuple(
         compare(s, e, a, timeout, points) for s, e, a in zip(subjects, from_raw, from_simplified)
     )
-    return Report(tape.source, gradient, simplification, check_rules(tape, timeout))
+    # The programs' partials that are proven equal to sympy.diff's (the raw one through the simplified).
+    programs = [from_simplified] if all(c.equal for c in gradient) else []
+    if programs and all(c.equal for c in simplification):
+        programs.append(from_raw)
+    proven = _Proven(tape, forward, raw.wrt, symbols, function, tuple(expected), timeout, points, programs)
+    emitted = tuple(check for module in modules for check in _check_module(module, proven))
+    return Report(tape.source, gradient, simplification, check_rules(tape, timeout), emitted, proven.unreached())
 
 
 # SymPy's Add and Mul are flat: a chain of rows whose SymPy counterparts are + and - (or * and /) is
@@ -432,7 +497,7 @@ class _Sampler:
     def agree(self, expected: sympy.Expr, actual: sympy.Expr) -> tuple[bool | None, int]:
         count = 0
         for point in self._points():
-            exact = {s: sympy.Rational(*v.as_integer_ratio()) for s, v in point.items()}
+            exact = {s: float_exactly(v) for s, v in point.items()}
             a, b = _real(expected, exact), _real(actual, exact)
             if a is None or b is None:
                 continue
@@ -442,6 +507,12 @@ class _Sampler:
             if count >= _NEEDED:
                 break
         return (True, count) if count else (None, 0)
+
+
+def float_exactly(value: float) -> sympy.Float:
+    """A double as a 40-digit SymPy Float: its exact value, where a Rational with a 2^52 denominator
+    makes SymPy look for exact roots of huge integers in x^y (minutes, gigabytes)."""
+    return sympy.Float(value, 40)
 
 
 def _real(expr: sympy.Expr, point) -> float | None:
@@ -458,4 +529,366 @@ def _short(text: str, width: int = 200) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-__all__ = ["Check", "Report", "verify_programs", "SymdiffError"]
+# --- The generated code itself -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Point:
+    values: tuple[float, ...]  # the inputs, in the tape's order
+    proven: tuple[float, ...]  # the value, then each partial, from the proof (30 digits, rounded)
+    scale: float  # the sum of |forward value| over the tape there: what rounding may cost
+
+    def close(self, index: int, got: float) -> bool:
+        want = self.proven[index]
+        return abs(want - got) <= 1e-9 * (1 + abs(want) + abs(got)) + 64 * 2.0**-52 * self.scale
+
+
+class _Proven:
+    """What generated code must compute: the proven value and gradient, symbolically, and at check
+    points chosen (once, when first needed) so that every where() of the input goes both ways."""
+
+    def __init__(self, tape: Tape, forward, wrt, symbols, function, expected, timeout, sampler, programs=()):
+        self.tape, self.forward, self.wrt, self.timeout, self.sampler = tape, forward, wrt, timeout, sampler
+        self.inputs = [symbols[name] for name in tape.inputs]
+        self.function, self.expected = function, expected
+        # Per result (value, then each partial): expressions proven equal to it. Code whose symbolic
+        # result is one of them, term for term, needs no simplification of its own.
+        self.equivalents = ((function,), *((e, *alternatives) for e, *alternatives in zip(expected, *programs)))
+        self._points: tuple[_Point, ...] | None = None
+        self._unreached: tuple[str, ...] = ()
+
+    def labels(self, entry: str) -> tuple[str, ...]:
+        partials = tuple(f"d/d{name}" for name in self.wrt)
+        return tuple(("value", *partials)[slot] for slot in self.slots(entry))
+
+    def slots(self, entry: str) -> tuple[int, ...]:
+        """Where each of an entry point's results sits in a point's `proven` (value first)."""
+        n = len(self.wrt)
+        return {"f": (0,), "grad": tuple(range(1, n + 1))}.get(entry, tuple(range(n + 1)))
+
+    def points(self) -> tuple[_Point, ...]:
+        if self._points is None:
+            self._points, self._unreached = _choose_points(self)
+        return self._points
+
+    def unreached(self) -> tuple[str, ...]:
+        return self._unreached
+
+    def where(self, point: _Point) -> str:
+        return _short(", ".join(f"{n}={v!r}" for n, v in zip(self.tape.inputs, point.values)), 120)
+
+
+def _check_module(module: Emitted, proven: _Proven) -> list[Check]:
+    checks, run = [], _SymbolicRun(proven.tape, proven.forward, proven.inputs)
+    for entry in module.names:
+        symbolic = _on_symbols(module, entry, proven, run) if module.python is not None else None
+        checks.extend(symbolic if symbolic is not None else _at_points(module, entry, proven))
+    return checks
+
+
+def _describe(error: BaseException) -> str:
+    return _short(f"{type(error).__name__}: {error}")
+
+
+# Running Python code on symbols: each value is a node that records the row applied, so the results
+# become SymPy through the same flat builder as the tape. A test of a node's truth (an if, a where,
+# a domain guard) is a branch: that entry point is then run at the check points instead. Generated
+# code imports math's functions: here they are the rows spelled NAME(params) in Python.
+
+
+class _Branch(Exception):
+    """Generated code tested a symbolic value."""
+
+
+@cache
+def _spelled(symbol: str, arity: int) -> primitives.Primitive:
+    """The row that generated Python writes with this operator."""
+    for row in primitives.TABLE.values():
+        if row.python.strip() == symbol and row.arity == arity:
+            return row
+    raise KeyError(f"no row is written {symbol!r} in Python")
+
+
+def _binary(symbol: str, reflected: bool = False):
+    def apply(self, other):
+        return self.run.node(_spelled(symbol, 2), (other, self) if reflected else (self, other))
+
+    return apply
+
+
+class _Traced:
+    __slots__ = ("row", "args", "run", "entry")
+
+    def __init__(self, row: primitives.Primitive | None, args: tuple, run: _SymbolicRun, entry: int | None):
+        self.row, self.args, self.run = row, args, run  # row None: an input, args (its symbol,)
+        self.entry = entry  # the tape entry computing the same row of the same operands, if any
+
+    def __bool__(self):
+        raise _Branch
+
+    def __neg__(self):
+        return self.run.node(_spelled("-", 1), (self,))
+
+    __add__, __radd__ = _binary("+"), _binary("+", True)
+    __sub__, __rsub__ = _binary("-"), _binary("-", True)
+    __mul__, __rmul__ = _binary("*"), _binary("*", True)
+    __truediv__, __rtruediv__ = _binary("/"), _binary("/", True)
+    __pow__, __rpow__ = _binary("**"), _binary("**", True)
+    __lt__, __le__, __gt__, __ge__ = _binary("<"), _binary("<="), _binary(">"), _binary(">=")
+    __eq__, __ne__ = _binary("=="), _binary("!=")
+    __hash__ = object.__hash__
+
+
+class _SymbolicRun:
+    """Runs of one module's entry points on symbols. Nodes are shared by (row, operands), so lines
+    that several entry points compute alike (f's forward sweep is value_and_grad's) become SymPy
+    once; a node that applies a tape entry's row to that entry's operands takes its proven value."""
+
+    def __init__(self, tape: Tape, forward, symbols: list[sympy.Symbol]):
+        self.tape, self.forward = tape, forward
+        self.nodes: dict[tuple, _Traced] = {}
+        self.inputs = [
+            _Traced(None, (symbol,), self, tape.input_index(name)) for name, symbol in zip(tape.inputs, symbols)
+        ]
+        self.math = types.ModuleType("math")  # as generated code imports it: each row spelled NAME(params)
+        for row in primitives.TABLE.values():
+            call = re.fullmatch(r"(\w+)\((.*)\)", row.python)
+            if call and call[2] == ", ".join("{" + param + "}" for param in row.params):
+                setattr(self.math, call[1], lambda *args, row=row: self.node(row, args))
+        self.value = _Builder(self._parts, self._leaf, key=id)  # the nodes table keeps every node alive
+
+    def node(self, row: primitives.Primitive, args: tuple) -> _Traced:
+        key = (row.name, *(id(a) if type(a) is _Traced else (type(a), repr(a)) for a in args))
+        node = self.nodes.get(key)
+        if node is None:
+            node = self.nodes[key] = _Traced(row, args, self, self._entry(row, args))
+        return node
+
+    def _entry(self, row: primitives.Primitive, args: tuple) -> int | None:
+        operands = []
+        for a in args:
+            if type(a) is _Traced and a.entry is not None:
+                operands.append(Ref(a.entry))
+            elif type(a) is float:
+                operands.append(Const(a))
+            else:
+                return None
+        return self.tape.keys.get((row.name, tuple(operands)))
+
+    def run(self, source: str, entry: str):
+        def import_(name, globals=None, locals=None, fromlist=(), level=0):
+            if name == "math":
+                return self.math
+            raise ImportError(f"generated code run on symbols may import only math, not {name}")
+
+        namespace = {"__name__": "symdiff_symbolic", "__builtins__": {**vars(builtins), "__import__": import_}}
+        exec(compile(source, "<symdiff-symbolic>", "exec"), namespace)
+        return namespace[entry](*self.inputs)
+
+    @staticmethod
+    def _parts(node):
+        return (node.row, node.args) if type(node) is _Traced and node.entry is None else None
+
+    def _leaf(self, node) -> sympy.Expr:
+        if type(node) is _Traced:
+            return self.forward[node.entry]
+        if type(node) in (float, int):
+            return sympy_number(node)
+        raise TypeError(f"generated code computed a {type(node).__name__}")
+
+
+def _results(entry: str, result, partials: int) -> list:
+    """An entry point's results as one list, the value first (shape checked)."""
+    if entry == "f":
+        return [result]
+    if entry == "value_and_grad":
+        value, gradient = result
+        return [value, *_results("grad", gradient, partials)]
+    gradient = list(result)
+    if len(gradient) != partials:
+        raise ValueError(f"returned {len(gradient)} partials, expected {partials}")
+    return gradient
+
+
+def _on_symbols(module: Emitted, entry: str, proven: _Proven, run: _SymbolicRun) -> list[Check] | None:
+    """Checks of an entry point run on SymPy symbols; None when it cannot be (it branches, or uses
+    a function with no symbolic counterpart, or fails): the check points then decide."""
+    try:
+        result = run.run(module.python(entry), entry)
+        got = [run.value(value) for value in _results(entry, result, len(proven.wrt))]
+    except Exception:  # the code under test may fail in any way; the numbers will say how
+        return None
+    subject = f"{module.backend} {entry}"
+    checks = [
+        _compare_proven(f"{subject}: {label}", proven.equivalents[slot], have, proven)
+        for label, slot, have in zip(proven.labels(entry), proven.slots(entry), got)
+    ]
+    failed = [check for check in checks if check.equal is not True]
+    if failed:
+        return failed
+    numeric = sum(check.method != "symbolic" for check in checks)
+    return [Check(subject, True, "run on symbols" + (f"; {numeric} compared at points" if numeric else ""), "", "")]
+
+
+def _compare_proven(subject: str, equivalents: tuple[sympy.Expr, ...], got: sympy.Expr, proven: _Proven) -> Check:
+    for known in equivalents[1:]:
+        if got == known or got - known == 0:
+            return Check(subject, True, "symbolic", "", "")
+    return compare(subject, equivalents[0], got, proven.timeout, proven.sampler)
+
+
+def _at_points(module: Emitted, entry: str, proven: _Proven) -> list[Check]:
+    subject = f"{module.backend} {entry}"
+    points = proven.points()
+    if not points:
+        return [Check(subject, None, "no check point where the expression and its gradient are defined", "", "")]
+    try:
+        function = module.entry(entry)
+    except Exception as error:  # the code under test may fail in any way
+        return [Check(subject, False, "could not be loaded", "an entry point", _describe(error))]
+    if entry == "batch":
+        return [_batch(subject, function, points, proven)]
+    slots, labels = proven.slots(entry), proven.labels(entry)
+    for point in points:
+        wanted = tuple(point.proven[i] for i in slots)
+        try:
+            got = [float(value) for value in _results(entry, function(*point.values), len(proven.wrt))]
+        except Exception as error:  # the code under test may fail in any way
+            return [Check(subject, False, f"raised at {proven.where(point)}", repr(wanted), _describe(error))]
+        for label, slot, value in zip(labels, slots, got):
+            if not point.close(slot, value):
+                return [Check(subject, False, f"{label} differs at {proven.where(point)}", repr(wanted), repr(tuple(got)))]
+    return [Check(subject, True, f"numeric ({len(points)} points)", "", "")]
+
+
+def _batch(subject: str, batch: Callable, points: tuple[_Point, ...], proven: _Proven) -> Check:
+    """All check points in one batch call, laid out input by input."""
+    columns = [[point.values[i] for point in points] for i in range(len(proven.inputs))]
+    wanted = [point.proven for point in points]
+    try:
+        values, grads = batch(columns, value=True, grad=True)
+        got = [
+            (float(values[k]), *(float(grads[j][k]) for j in range(len(proven.wrt)))) for k in range(len(points))
+        ]
+        if len(values) != len(points) or len(grads) != len(proven.wrt):
+            raise ValueError(f"returned {len(values)} values and {len(grads)} rows of partials")
+    except Exception as error:  # the code under test may fail in any way
+        return Check(subject, False, f"raised at {len(points)} points", repr(wanted), _describe(error))
+    for point, row in zip(points, got):
+        for slot, label in enumerate(proven.labels("value_and_grad")):
+            if not point.close(slot, row[slot]):
+                return Check(subject, False, f"{label} differs at {proven.where(point)}", repr(point.proven), repr(row))
+    return Check(subject, True, f"numeric ({len(points)} points)", "", "")
+
+
+# Check points: seeded candidates, evaluated in floats along the tape; a candidate is kept while
+# fewer than _MODULE_POINTS are, or when it takes a branch no kept point takes. Branches are the
+# (where entry, condition) pairs; candidates also try the constants that conditions compare with.
+
+
+def _choose_points(proven: _Proven) -> tuple[tuple[_Point, ...], tuple[str, ...]]:
+    tape = proven.tape
+    branches = [
+        index
+        for index, instr in enumerate(tape.instrs)
+        if instr.op != INPUT and primitives.lookup(instr.op).branches and isinstance(instr.args[0], Ref)
+    ]
+    wanted = {(index, holds) for index in branches for holds in (True, False)}
+    taken: set[tuple[int, bool]] = set()
+    chosen: list[_Point] = []
+    for values in _candidates(tape):
+        run = _run_tape(tape, values)
+        if run is None:
+            continue
+        outcomes, scale = run
+        if len(chosen) >= _MODULE_POINTS and outcomes <= taken:
+            continue
+        exact = _proven_at(proven, values, outcomes)
+        if exact is None:
+            continue
+        chosen.append(_Point(values, exact, scale))
+        taken |= outcomes
+        if len(chosen) >= _MODULE_POINTS and taken >= wanted:
+            break
+    unreached = tuple(
+        f"{tape.source[slice(*tape.instrs[index].span)]} with its condition {'true' if holds else 'false'}"
+        for index, holds in sorted(wanted - taken)
+    )
+    return tuple(chosen), unreached
+
+
+def _candidates(tape: Tape):
+    rng = random.Random(20261122)
+    boxes = [(0.1, 0.9), (1.0, 3.0), (-0.9, -0.1), (-3.0, -1.0)]
+    specials = sorted(
+        {0.0}
+        | {
+            arg.value
+            for instr in tape.instrs
+            if instr.op != INPUT and primitives.lookup(instr.op).boolean
+            for arg in instr.args
+            if isinstance(arg, Const) and math.isfinite(arg.value)
+        }
+    )
+    for attempt in range(_CANDIDATES):
+        values: list[float] = []
+        for _ in tape.inputs:
+            draw = rng.random() if attempt % 2 else 1.0  # every other candidate tries special values
+            if draw < 0.2:
+                values.append(rng.choice(specials))
+            elif draw < 0.3 and values:
+                values.append(rng.choice(values))  # so that x == y can hold
+            else:
+                values.append(rng.uniform(*rng.choice(boxes[: 1 + attempt % 4])))
+        yield tuple(values)
+
+
+def _run_tape(tape: Tape, point: tuple[float, ...]) -> tuple[set[tuple[int, bool]], float] | None:
+    """The branches taken at `point` and the sum of |forward value|; None where the expression is not
+    a finite real (outside a domain, or overflowing)."""
+    inputs = dict(zip(tape.inputs, point))
+    values: list[float | None] = []
+    taken, scale = set(), 0.0
+    try:
+        for index, instr in enumerate(tape.instrs):
+            if instr.op == INPUT:
+                values.append(inputs.get(instr.name))
+                continue
+            if not all(values[c] is not None and bool(values[c]) == holds for c, holds in tape.path(index)):
+                values.append(None)  # in a branch not taken: not computed
+                continue
+            row = primitives.lookup(instr.op)
+            value = row.evaluate(*(a.value if isinstance(a, Const) else values[a.index] for a in instr.args))
+            if row.branches and isinstance(instr.args[0], Ref):
+                taken.add((index, bool(values[instr.args[0].index])))
+            if not row.boolean:
+                # Exact arithmetic has one zero: where floats carry -0.0 (atan2(-0.0, -1) is -pi,
+                # atan2(0, -1) is pi) the two may rightly differ.
+                if not math.isfinite(value) or (value == 0.0 and math.copysign(1.0, value) < 0):
+                    return None
+                scale += abs(value)
+            values.append(value)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    output = tape.output.value if isinstance(tape.output, Const) else values[tape.output.index]
+    return (taken, scale) if output is not None and math.isfinite(output) else None
+
+
+def _proven_at(proven: _Proven, values: tuple[float, ...], outcomes) -> tuple[float, ...] | None:
+    """The proven value and gradient at a point, as reals; None where one is not a finite real, or
+    where exact arithmetic takes another branch than floats do (a condition decided by rounding)."""
+    exact = {symbol: float_exactly(value) for symbol, value in zip(proven.inputs, values)}
+    for index, holds in outcomes:
+        condition = proven.forward[proven.tape.instrs[index].args[0].index].xreplace(exact)
+        if condition not in (sympy.true, sympy.false) or bool(condition) != holds:
+            return None
+    result = []
+    for expr in (proven.function, *proven.expected):
+        value = _real(expr.xreplace(exact), {})
+        if value is None:
+            return None
+        result.append(value)
+    return tuple(result)
+
+
+__all__ = ["Check", "Emitted", "Report", "python_module", "verify_programs", "SymdiffError"]
