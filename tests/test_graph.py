@@ -111,6 +111,20 @@ def test_pictures_render(tmp_path):
 
 
 @needs_dot
+def test_a_picture_saved_through_a_link_keeps_the_link(tmp_path):
+    """Pictures are written as modules are: into the link's target, the link kept (issue 19, item 6)."""
+    drawing = graph(TEXTBOOK)
+    (tmp_path / "pictures").mkdir()
+    for suffix in ("png", "svg", "dot"):
+        link = tmp_path / f"g.{suffix}"
+        link.symlink_to(Path("pictures") / f"real.{suffix}")  # dangling: the first save creates the target
+        drawing.save(link)
+        drawing.save(link)  # ours now, so replaced
+        assert link.is_symlink() and generated_by_symdiff(tmp_path / "pictures" / f"real.{suffix}")
+    assert sorted(path.name for path in (tmp_path / "pictures").iterdir()) == ["real.dot", "real.png", "real.svg"]
+
+
+@needs_dot
 def test_cli_writes_pictures(tmp_path):
     target = tmp_path / "g.png"
     result = subprocess.run([sys.executable, "-m", "symdiff", "graph", TEXTBOOK, "--at", "x1=2,x2=3", "-o", str(target)],
