@@ -14,6 +14,7 @@ from .api import (
 )
 from .errors import (
     ArgumentError,
+    CacheWarning,
     CompilerError,
     DomainError,
     LimitError,
@@ -28,6 +29,7 @@ from .version import __version__
 
 __all__ = [
     "ArgumentError",
+    "CacheWarning",
     "CompilerError",
     "DomainError",
     "Gradient",

@@ -79,3 +79,9 @@ def _window(text: str, column: int, width: int = 76) -> tuple[str, int]:
     prefix = "..." if start else ""
     suffix = "..." if start + width < len(safe) else ""
     return prefix + shown + suffix, column - start + len(prefix)
+
+
+class CacheWarning(UserWarning):
+    """Part of symdiff's cache was not read because someone else could have written it (a warning,
+    not an error: symdiff goes on without that cache)."""
+

@@ -20,11 +20,9 @@ import warnings
 from functools import cache
 from pathlib import Path
 
+from .errors import CacheWarning
+
 _PACKAGE = Path(__file__).resolve().parent
-
-
-class CacheWarning(UserWarning):
-    """Part of symdiff's cache was not read because someone else could have written it."""
 
 
 @cache

@@ -21,10 +21,9 @@ import pytest
 from support import needs_compiler
 
 import symdiff
-from symdiff import c_backend, resources
+from symdiff import CacheWarning, c_backend, resources
 from symdiff.api import build
 from symdiff.errors import CompilerError
-from symdiff.resources import CacheWarning
 
 pytestmark = pytest.mark.usefixtures("private_c_cache")
 
