@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import primitives
 from .adjoint import Adjoint
 from .errors import ArgumentError, SymdiffError
 from .files import write_atomic
@@ -20,7 +19,7 @@ from .parse import parse_program, single_output
 from .render import render
 from .reverse import check_wrt, reverse
 from .simplify import simplify_sweep
-from .tape import INPUT, Tape
+from .tape import Tape
 from .verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
 
 
@@ -89,7 +88,6 @@ def compile_grad(
     programs = build(expr, wrt, limits)
     if backend == "python":
         return Gradient(programs, simplified)
-    no_branches(programs.tape, f"the {backend} backend")
     from .backends import compile_backend
 
     return compile_backend(backend, programs, simplified)
@@ -190,19 +188,6 @@ class Gradient(_Point):
 
     def __repr__(self) -> str:
         return f"<symdiff gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
-
-
-def no_branches(tape: Tape, what: str) -> None:
-    """Branches (where, min, max) are compiled to real if statements by the Python backend's reverse
-    sweep only; elsewhere both branches would run and poison the derivative."""
-    for instr in tape.instrs:
-        if instr.op != INPUT and primitives.lookup(instr.op).branches:
-            raise SymdiffError(
-                f"{what} does not support where(), min() or max() yet; compile_grad with the Python "
-                "backend does",
-                tape.source,
-                instr.span,
-            )
 
 
 def compile_jvp(expr, *, limits: Limits = DEFAULT_LIMITS) -> Jvp:

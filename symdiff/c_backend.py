@@ -32,7 +32,7 @@ from .names import Names, assign_names, usable
 from .primitives import TABLE
 from .render import _docstring, _environment, _Printer
 from .resources import private_folder, trusted_cache, trusted_file
-from .tape import INPUT, Ref, Tape
+from .tape import INPUT, Ref, Tape, no_branches
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
 # -fopenmp they use every core and SIMD across points; where the compiler has no OpenMP runtime,
@@ -222,6 +222,7 @@ def c_module(
     adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None, shared_sweep_lines: int = SHARED_SWEEP_LINES
 ) -> Module:
     tape = adjoint.tape
+    no_branches(tape, "the c backend")
     names = c_names(tape, adjoint.wrt, prefix)
     printer = _Printer(tape, names, "c")
     x, grad, value, n, k, start, end, carry = _own_names(names)

@@ -44,14 +44,14 @@ from sympy.printing.str import StrPrinter
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term
-from .api import Programs, build, no_branches
+from .api import Programs, build
 from .errors import ArgumentError, DomainError, SymdiffError
 from .expr import Apply, Num, Var, postorder
 from .parse import parse
 from .primitives import ATOM
 from .printing import expression_text, format_tree, number_text
 from .render import _environment
-from .tape import INPUT, Const, Instr, Ref, Tape
+from .tape import INPUT, Const, Instr, Ref, Tape, no_branches
 from .version import __version__
 
 SCHEMA = "symdiff.explain/1"

@@ -19,7 +19,7 @@ from .errors import SymdiffError
 from .names import Names, assign_names
 from .printing import number_text
 from .render import _docstring, _environment, _Printer, _refs
-from .tape import INPUT, Const, Ref, Tape
+from .tape import INPUT, Const, Ref, Tape, no_branches
 
 # Points per block: the largest power of two whose live buffers fit in 8 MiB, within these bounds.
 # A ufunc call costs ~0.3-0.45 us, so short blocks pay in overhead; long ones pay where rows leave L2.
@@ -94,6 +94,7 @@ def render_numpy(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> st
 
 def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Module:
     tape = adjoint.tape
+    no_branches(tape, "the numpy backend")
     names = assign_names(tape, adjoint.wrt)
     params = [names.params[name] for name in tape.inputs]
     own = _own_names(set(names.values))

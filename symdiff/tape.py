@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import copysign
 
-from .errors import Span
+from .errors import Span, SymdiffError
+from .primitives import lookup
 
 INPUT = "input"  # the op of an entry that reads one of the function's inputs
 
@@ -91,3 +92,16 @@ class Tape:
             if index in needed:
                 needed.update(a.index for a in self.instrs[index].args if isinstance(a, Ref))
         return needed
+
+
+def no_branches(tape: Tape, what: str) -> None:
+    """Refuse a tape with branches (where, min, max) where `what` would run both and poison the
+    derivative; the Python backend compiles them to real if statements."""
+    for instr in tape.instrs:
+        if instr.op != INPUT and lookup(instr.op).branches:
+            raise SymdiffError(
+                f"{what} does not support where(), min() or max() yet; compile_grad with the Python "
+                "backend does",
+                tape.source,
+                instr.span,
+            )

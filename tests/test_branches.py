@@ -7,7 +7,7 @@ import sympy
 from fuzzing import check_generated_module
 
 import symdiff
-from symdiff import SymdiffError
+from symdiff import SymdiffError, cli
 
 
 def test_the_branch_not_taken_is_never_evaluated():
@@ -106,6 +106,15 @@ def test_numpy_and_c_backends_refuse_branches_clearly():
     for backend in ("numpy", "c"):
         with pytest.raises(SymdiffError, match=f"the {backend} backend does not support where"):
             symdiff.compile_grad("max(x, y)", backend=backend)
+
+
+def test_the_cli_writes_no_numpy_or_c_module_that_would_run_both_branches(capsys):
+    """`symdiff grad --lang numpy|c` wrote such modules with exit 0 (the check was only in compile_grad)."""
+    for lang in ("numpy", "c"):
+        assert cli.main(["grad", "where(x > 0, sqrt(x), 0)", "--lang", lang]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith(f"error: 1:1: the {lang} backend does not support where(), min() or max() yet")
 
 
 def test_explain_and_graph_refuse_branches_clearly():
