@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Term, is_atom
+from .algebra import ZERO, fold, fold_term, is_zero
 from .reverse import local_partial
-from .simplify import ZERO, fold, fold_term, is_zero
 from .tape import INPUT, Const, Ref, Tape
 
 
