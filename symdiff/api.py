@@ -3,14 +3,11 @@ parse -> lower -> reverse -> simplify -> render, and wraps the generated module 
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import linecache
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
 from .adjoint import Adjoint
+from .calling import bind, load, paused_gc
 from .errors import ArgumentError, SymdiffError
 from .files import write_atomic
 from .limits import DEFAULT_LIMITS, Limits
@@ -99,29 +96,11 @@ class _Point:
     inputs: tuple[str, ...]
 
     def _point(self, args: tuple, kwargs: dict) -> list[float]:
-        if kwargs:
-            args = self._bind(args, kwargs)
-        if len(args) != len(self.inputs):
-            raise ArgumentError(
-                f"expected {len(self.inputs)} values ({', '.join(self.inputs) or 'none'}), got {len(args)}"
-            )
+        args = bind(self.inputs, args, kwargs)
         try:
             return [float(value) for value in args]
         except (TypeError, ValueError) as error:
             raise ArgumentError(f"point values must be real numbers: {error}") from None
-
-    def _bind(self, args: tuple, kwargs: dict) -> tuple:
-        values = dict(zip(self.inputs, args))
-        for name, value in kwargs.items():
-            if name not in self.inputs:
-                raise ArgumentError(f"unknown input {name!r}; inputs are {', '.join(self.inputs) or 'none'}")
-            if name in values:
-                raise ArgumentError(f"input {name!r} given twice")
-            values[name] = value
-        missing = [name for name in self.inputs if name not in values]
-        if missing:
-            raise ArgumentError(f"missing value for {', '.join(missing)}")
-        return tuple(values[name] for name in self.inputs)
 
 
 class Gradient(_Point):
@@ -146,7 +125,7 @@ class Gradient(_Point):
     def _function(self, name: str):
         function = self._compiled.get(name)
         if function is None:
-            function = self._compiled[name] = _compile_function(render_module(self._program, (name,)), name)
+            function = self._compiled[name] = load(render_module(self._program, (name,)), "python")[name]
         return function
 
     @property
@@ -221,7 +200,7 @@ class _Module(_Point):
     def _function(self, name: str):
         compiled = self.__dict__.setdefault("_compiled", {})
         if name not in compiled:
-            compiled[name] = _compile_function(self.source, name)
+            compiled[name] = load(self.source, "python")[name]
         return compiled[name]
 
     def save(self, path, force: bool = False):
@@ -277,30 +256,6 @@ def render_module(program: Adjoint, functions: tuple[str, ...] | None = None) ->
     """render(), with the cycle collector paused: a large program's text is millions of objects."""
     with paused_gc():
         return render(program, functions=functions)
-
-
-def _compile_function(source: str, name: str):
-    """Compile generated source; a stable file name (a digest of the text) lets tracebacks show it."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    filename = f"<symdiff-{digest}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"__name__": f"symdiff_generated_{digest}"}
-    with paused_gc():
-        exec(compile(source, filename, "exec"), namespace)
-    return namespace[name]
-
-
-@contextmanager
-def paused_gc():
-    """symdiff's data is acyclic, so the cycle collector only costs time while large expressions are
-    built (it rescans the growing heap); it is switched back on afterwards if it was on."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 __all__ = [

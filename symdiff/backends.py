@@ -8,10 +8,9 @@ compiler and calls it through ctypes (symdiff.c_backend).
 
 from __future__ import annotations
 
-import hashlib
-import linecache
 from functools import cached_property
 
+from .calling import bind, load
 from .errors import ArgumentError, SymdiffError
 from .files import write_atomic
 from .tape import no_branches
@@ -71,13 +70,7 @@ class CompiledGradient:
         raise NotImplementedError
 
     def _point(self, args: tuple, kwargs: dict) -> tuple:
-        if kwargs:
-            args = bind(self.inputs, args, kwargs)
-        if len(args) != len(self.inputs):
-            raise ArgumentError(
-                f"expected {len(self.inputs)} values ({', '.join(self.inputs) or 'none'}), got {len(args)}"
-            )
-        return args
+        return bind(self.inputs, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<symdiff {self.backend} gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
@@ -153,7 +146,7 @@ class NumpyGradient(CompiledGradient):
         if function is None:
             alone = name in ("f", "grad")
             text = render_numpy(self._adjoint, (name,)) if alone else self.source
-            function = self._compiled[name] = _exec(text)[name]
+            function = self._compiled[name] = load(text, "numpy")[name]
         return function
 
 
@@ -167,16 +160,6 @@ class _LazyFunctions(dict):
     def __missing__(self, name: str):
         self[name] = self._compile_one(name)
         return self[name]
-
-
-def _exec(source: str) -> dict:
-    """Run generated source; a stable file name (a digest of the text) lets tracebacks show lines."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    filename = f"<symdiff-numpy-{digest}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"__name__": f"symdiff_numpy_{digest}"}
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace
 
 
 def batch_outputs(points, out, value: bool, grad: bool, partials: int) -> tuple:
@@ -220,18 +203,3 @@ def header_text(docstring: str, backend: str) -> str:
         rest.pop()
     first = [line.replace(". Do not edit", f", {backend}. Do not edit", 1) for line in generated]
     return "\n".join([*first, "", *rest])
-
-
-def bind(inputs: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
-    """Positional and keyword arguments as one tuple in the order of `inputs`."""
-    values = dict(zip(inputs, args))
-    for name, value in kwargs.items():
-        if name not in inputs:
-            raise ArgumentError(f"unknown input {name!r}; inputs are {', '.join(inputs) or 'none'}")
-        if name in values:
-            raise ArgumentError(f"input {name!r} given twice")
-        values[name] = value
-    missing = [name for name in inputs if name not in values]
-    if missing:
-        raise ArgumentError(f"missing value for {', '.join(missing)}")
-    return tuple(values[name] for name in inputs)

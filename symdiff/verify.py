@@ -27,6 +27,7 @@ import sympy
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Term
+from .calling import load
 from .errors import LimitError, Span, SymdiffError
 from .limits import DEFAULT_LIMITS, Limits
 from .reverse import local_partial
@@ -132,9 +133,7 @@ def python_module(source: str) -> Emitted:
 
     def entry(name: str) -> Callable:
         if not namespace:
-            loaded = {"__name__": "symdiff_verified"}
-            exec(compile(source, "<symdiff-verified>", "exec"), loaded)
-            namespace.update(loaded)
+            namespace.update(load(source, "verified"))
         return namespace[name]
 
     return Emitted("python", entry, python=lambda name: source)
