@@ -453,4 +453,11 @@ def _expected(terminals) -> str:
     return " or ".join(sorted(_TOKEN_WORDS.get(n, n) for n in names)) or "more input"
 
 
-__all__ = ["parse", "UnexpectedEOF"]
+
+@cache
+def parse_partial(text: str) -> Expr:
+    """A primitive row's partial formula as an AST over the row's params and `out` (parsed once per text)."""
+    return parse(text)
+
+
+__all__ = ["parse", "parse_partial", "UnexpectedEOF"]

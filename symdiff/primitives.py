@@ -13,14 +13,9 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import sympy
-
-if TYPE_CHECKING:
-    from .expr import Expr
 
 # Printing precedence: higher binds tighter. Atoms (numbers, names, calls) are ATOM.
 # Conditions bind loosest, as in Python: or < and < not < comparisons < arithmetic.
@@ -259,16 +254,6 @@ def user_functions() -> tuple[str, ...]:
 def is_user_function(name: str) -> bool:
     row = TABLE.get(name)
     return row is not None and row.user_callable
-
-
-@cache
-def parse_partial(text: str) -> Expr:
-    """A partial's formula as an AST over the row's params and `out` (parsed once per text)."""
-    from .parse import parse  # the parser reads this table, so it is imported when first needed
-
-    return parse(text)
-
-
 
 
 # Every name a Python spelling calls: generated modules import them from math (`from math import

@@ -14,6 +14,7 @@ from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term
 from .errors import SymdiffError
 from .expr import Apply, Num, Var, postorder
+from .parse import parse_partial
 from .tape import INPUT, Atom, Const, Ref, Tape
 
 # The chain rule multiplies an adjoint by a local partial; this is the table row it multiplies with.
@@ -95,7 +96,7 @@ def _builder(text: str, params: tuple[str, ...]) -> Builder:
     """A function building the partial `text` from operands and `out`: the formula is walked once,
     here, and every use afterwards only assembles terms (reverse calls this once per operand)."""
     built: list[Builder] = []
-    for node in postorder(primitives.parse_partial(text)):
+    for node in postorder(parse_partial(text)):
         match node:
             case Num(value=value):
                 built.append(_constant(Const(value)))
