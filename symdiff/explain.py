@@ -3,28 +3,42 @@
 Takes the tape and the raw (unsimplified) sweep that api.build derives, runs them at the point, and
 gives the forward table, the seed, every accumulation step in execution order and the gradient, each
 with its symbolic form. The numbers are those the generated code computes; the formulas come from SymPy.
+At a where() (and min and max, written with it) the point decides: the trace records which condition
+held and which operand was taken; entries of the branch not taken are not computed (no value, no
+adjoint) and their steps do not run, as in the generated code.
 
 `str(trace)` is the terminal text; `trace.markdown()`, `.latex()`, `.html()` and `.json()` give the
 other formats, and Jupyter shows the trace as an HTML table (`_repr_html_`) or Markdown.
 
-JSON schema "symdiff.explain/1" (keys always in this order; formulas are in symdiff's own syntax, so
+JSON schema "symdiff.explain/2" (keys always in this order; formulas are in symdiff's own syntax, so
 they parse back; entries are named w1, w2, ... in tape order, or v1, v2, ... if an input is named w1):
-    schema      "symdiff.explain/1"
+    schema      "symdiff.explain/2" (/1 had no branches, computed nor branch keys)
     expression  the source text
     point       {input: value}, inputs in natural order (x2 before x10)
     value       the expression's value at the point
     output      {name: "z", entry: "w5" or null (a constant), definition: "w5" or the constant}
     forward     [{entry, op ("input" or a primitive), definition (an input's name, else over earlier
-                  entries: "w1 * w2"), operands [entry names], value, adjoint (after the sweep),
-                  span [start, end] (character offsets of the entry's first occurrence)}]
+                  entries: "w1 * w2"), operands [entry names], value (a number; true or false for a
+                  condition; null when not computed), adjoint (after the sweep; null for a condition
+                  and when not computed), span [start, end] (character offsets of the entry's first
+                  occurrence), computed (false for an entry of a branch not taken at the point),
+                  branch [{condition (an entry), value (true or false)}] (the conditions under which
+                  the entry is computed, outermost first; [] when every branch needs it)}]
+    branches    [{entry (a where() that ran), function ("where", "if", "max" or "min", as written),
+                  source (the text written), condition (its condition's entry), condition_text (the
+                  condition as written, or for max and min over the inputs: "x >= y"), value (the
+                  condition's value at the point), taken (the operand used: an entry or a constant),
+                  taken_text (it as written), not_taken, not_taken_text, skipped [the entries not
+                  computed because of this choice]}], in tape order; [] without where()
     seed        {adjoint: "w5", value: 1.0}, or null when the output is a constant
     reverse     [{step (from 1), target (the entry whose adjoint is updated), origin (the entry whose
                   local partial is used), operand (its position among origin's operands, from 0),
                   partial (d origin / d target, over entries), partial_value, origin_adjoint,
                   contribution (origin_adjoint * partial_value), total (target's adjoint after the
-                  step), total_formula (that total over entries, or null when too long to show)}]
+                  step), total_formula (that total over entries, or null when too long to show)}],
+                  the steps that ran (none of a branch not taken)
     gradient    [{wrt, entry (null if the input does not occur), formula (over the inputs, or null
-                  when too long to show), value}], one per differentiated input, in order
+                  when too long to show; in the branches taken), value}], one per differentiated input
 """
 
 from __future__ import annotations
@@ -51,10 +65,10 @@ from .parse import parse
 from .primitives import ATOM
 from .printing import expression_text, format_tree, number_text
 from .render import _environment
-from .tape import INPUT, Const, Instr, Ref, Tape, no_branches
+from .tape import INPUT, Const, Instr, Ref, Tape
 from .version import __version__
 
-SCHEMA = "symdiff.explain/1"
+SCHEMA = "symdiff.explain/2"
 FORMATS = ("text", "markdown", "latex", "json", "html")
 
 # Formulas are shown only while they stay small. Each limit bounds the work of one SymPy operation as
@@ -83,9 +97,28 @@ class Entry:
     op: str  # "input", or a primitive's table name
     definition: str  # an input's own name ("x1"), else symdiff syntax over earlier entries ("w1 * w2")
     operands: tuple[str, ...]  # the entries it reads, constants left out
-    value: float
-    adjoint: float  # d output / d entry, once the sweep is done
+    value: float | bool | None  # True or False for a condition; None when not computed
+    adjoint: float | None  # d output / d entry, once the sweep is done; None for a condition or when not computed
     span: tuple[int, int]
+    computed: bool = True  # False: the entry lies in a branch not taken at this point
+    branch: tuple[tuple[str, bool], ...] = ()  # computed only where these conditions have these values
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A where() that ran (min and max are written with it): which condition held, which operand it took."""
+
+    entry: str  # the where() entry: "w5"
+    function: str  # as the user wrote it: "where", "if", "max" or "min"
+    source: str  # the text written: "where(x > 0, log(x), x^2)", "max(x, y)"
+    condition: str  # the condition's entry: "w2"
+    condition_text: str  # the condition as written ("x > 0"), or over inputs and entries ("x >= y")
+    value: bool  # the condition's value at the point
+    taken: str  # the operand used: an entry's name or a constant
+    taken_text: str  # that operand as the user wrote it: "log(x)", a definition's name, "x"
+    not_taken: str
+    not_taken_text: str
+    skipped: tuple[str, ...]  # entries not computed because of this choice, in tape order
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +156,8 @@ class Trace:
     output_definition: str
     value: float
     entries: tuple[Entry, ...]
-    steps: tuple[Accumulation, ...]
+    branches: tuple[Branch, ...]  # the where() entries that ran, in tape order
+    steps: tuple[Accumulation, ...]  # the steps that ran
     partials: tuple[Partial, ...]
 
     def __str__(self) -> str:
@@ -189,18 +223,20 @@ def explain(expr, at: Mapping[str, float], wrt=None) -> Trace:
 def trace(programs: Programs, at: Mapping[str, float]) -> Trace:
     """The walk-through of programs that api.build made (graph.py shares them with its picture)."""
     tape, raw = programs.tape, programs.raw
-    no_branches(tape, "explain")
     point = check_point(tape, at)
     names = entry_names(tape)
     numbers = _Numbers()
-    run = _run(tape, raw, numbers, _forward(tape, numbers, point))
+    # The numbers decide every where(): an entry of a branch not taken stays None, and the symbolic
+    # runs below follow the same decisions, so their formulas are those of the branches taken.
+    forward = _forward(tape, numbers, point)
+    run = _run(tape, raw, numbers, forward, forward)
     # Running totals over entries treat every entry as a symbol (w2 + cos(w1)); the gradient's formulas
     # are over the inputs, with the forward values substituted (x2 + cos(x1)).
     over_entries = _Formulas(_TOTAL_NODES)
-    totals = _run(tape, raw, over_entries, [sympy.Symbol(name, real=True) for name in names])
+    totals = _run(tape, raw, over_entries, [sympy.Symbol(name, real=True) for name in names], forward)
     over_inputs = _Formulas(_RESULT_NODES)
     inputs = {name: sympy.Symbol(name, real=True) for name in tape.inputs}
-    results = _run(tape, raw, over_inputs, _forward(tape, over_inputs, inputs))
+    results = _run(tape, raw, over_inputs, _forward(tape, over_inputs, inputs, forward), forward)
     return Trace(
         expression=tape.source,
         point=tuple(point.items()),
@@ -209,6 +245,7 @@ def trace(programs: Programs, at: Mapping[str, float]) -> Trace:
         output_definition=atom_text(tape.output, names),
         value=run.output,
         entries=_entries(tape, names, run),
+        branches=_branches(tape, names, run),
         steps=_accumulations(tape, raw, names, run, totals),
         partials=_partials(tape, raw, names, run, results),
     )
@@ -259,15 +296,19 @@ def atom_text(atom, names: tuple[str, ...]) -> str:
 def accumulations(tape: Tape, raw: Adjoint):
     """The raw sweep's += steps in execution order, as (step, operand position, local partial term).
 
-    reverse() emits, for each entry p, one step per variable operand in operand order, each with the
-    term adjoint(p) * partial; the position is recovered from that order and checked against the target.
+    reverse() emits, for each entry p, one step per variable operand that has a partial (a condition
+    has none) in operand order, each with the term adjoint(p) * partial; the position is recovered from
+    that order and checked against the target.
     """
     used: dict[int, int] = defaultdict(int)
     for step in raw.steps:
         if step.origin is None:
             continue
-        args = tape.instrs[step.origin].args
-        position = [k for k, arg in enumerate(args) if isinstance(arg, Ref)][used[step.origin]]
+        origin = tape.instrs[step.origin]
+        partials = primitives.lookup(origin.op).partials
+        args = origin.args
+        differentiable = [k for k, arg in enumerate(args) if isinstance(arg, Ref) and partials[k] is not None]
+        position = differentiable[used[step.origin]]
         used[step.origin] += 1
         match step.term:
             case Op(args=(Bar(index=p), partial)) if p == step.origin and args[position] == Ref(step.target):
@@ -383,26 +424,31 @@ class _Formulas:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    forward: tuple  # per entry
-    partials: tuple  # per accumulation step: the local partial
-    origins: tuple  # per accumulation step: the origin's adjoint it multiplies
+    forward: tuple  # per entry; None for an entry of a branch not taken
+    ran: tuple[int, ...]  # the accumulation steps that ran, by number among all of them (from 0)
+    partials: tuple  # per step that ran: the local partial
+    origins: tuple  # per step that ran: the origin's adjoint it multiplies
     contributions: tuple
-    totals: tuple  # per accumulation step: the target's adjoint after it
+    totals: tuple  # per step that ran: the target's adjoint after it
     adjoints: tuple  # per entry, at the end
     gradient: tuple  # per wrt
     output: object
 
 
-def _run(tape: Tape, raw: Adjoint, algebra, forward: list) -> _Run:
-    """Execute the raw program over `forward` values, recording every accumulation step."""
+def _run(tape: Tape, raw: Adjoint, algebra, forward: list, decided: list) -> _Run:
+    """Execute the raw program over `forward` values, recording every accumulation step that runs:
+    those of the branches taken by `decided`, the forward values at the point."""
     adjoints: list = [algebra.number(0.0)] * len(tape.instrs)
-    partials, origins, contributions, totals = [], [], [], []
-    steps = accumulations(tape, raw)
+    ran, partials, origins, contributions, totals = [], [], [], [], []
+    steps = enumerate(accumulations(tape, raw))
     for step in raw.steps:
         if step.origin is None:  # the zeroing and the seed
             adjoints[step.target] = _term(step.term, forward, adjoints, algebra)
             continue
-        _, _, partial_term = next(steps)
+        number, (_, _, partial_term) = next(steps)
+        if not _taken(step.path, decided):
+            continue
+        ran.append(number)
         origins.append(adjoints[step.origin])
         partial, contribution, total = _accumulate(tape, step, partial_term, forward, adjoints, algebra)
         adjoints[step.target] = total
@@ -411,6 +457,7 @@ def _run(tape: Tape, raw: Adjoint, algebra, forward: list) -> _Run:
         totals.append(total)
     return _Run(
         forward=tuple(forward),
+        ran=tuple(ran),
         partials=tuple(partials),
         origins=tuple(origins),
         contributions=tuple(contributions),
@@ -421,12 +468,24 @@ def _run(tape: Tape, raw: Adjoint, algebra, forward: list) -> _Run:
     )
 
 
-def _forward(tape: Tape, algebra, inputs: Mapping) -> list:
-    """Every entry's value, inputs taken from `inputs` (numbers, or SymPy symbols)."""
+def _forward(tape: Tape, algebra, inputs: Mapping, decided: list | None = None) -> list:
+    """Every entry's value, inputs taken from `inputs` (numbers, or SymPy symbols); None for an entry
+    of a branch not taken. The branches are those the numbers `decided` take (None: these values)."""
     values: list = []
-    for instr in tape.instrs:
-        if instr.op == INPUT:
+    for index, instr in enumerate(tape.instrs):
+        if instr.op == INPUT:  # a parameter: given, whichever branch needs it
             values.append(inputs[instr.name])
+            continue
+        decisions = values if decided is None else decided
+        if not _taken(tape.path(index), decisions):
+            values.append(None)  # never evaluated: outside its branch it may be undefined (log(-3))
+            continue
+        row = primitives.lookup(instr.op)
+        if row.branches:  # where(c, a, b) is the operand its condition picks
+            values.append(_term(instr.args[1 if decisions[instr.args[0].index] else 2], values, (), algebra))
+            continue
+        if row.boolean and decided is not None:  # the numbers decided the conditions; no formula needs them
+            values.append(None)
             continue
         args = tuple(_term(arg, values, (), algebra) for arg in instr.args)
         try:
@@ -435,6 +494,12 @@ def _forward(tape: Tape, algebra, inputs: Mapping) -> list:
             message = f"{_applied(instr, args)} has no real value at this point ({error})"
             raise DomainError(message, tape.source, instr.span) from None
     return values
+
+
+def _taken(path: tuple[tuple[int, bool], ...], decided: list) -> bool:
+    """Whether every condition on `path` has its value in the numbers `decided` (a condition not
+    computed, None, has neither: the entry lies inside a branch not taken)."""
+    return all(decided[condition] is not None and bool(decided[condition]) == value for condition, value in path)
 
 
 def _applied(instr: Instr, values) -> str:
@@ -474,36 +539,120 @@ def _term(term: Term, forward, adjoints, algebra):
 
 
 def _entries(tape: Tape, names: tuple[str, ...], numbers: _Run) -> tuple[Entry, ...]:
-    return tuple(
-        Entry(
-            name=names[index],
-            op=instr.op,
-            definition=definition_text(instr, names),
-            operands=tuple(names[arg.index] for arg in instr.args if isinstance(arg, Ref)),
-            value=numbers.forward[index],
-            adjoint=numbers.adjoints[index],
-            span=tuple(instr.span),
-        )
-        for index, instr in enumerate(tape.instrs)
+    return tuple(_entry(tape, names, numbers, index) for index in range(len(tape.instrs)))
+
+
+def _entry(tape: Tape, names: tuple[str, ...], numbers: _Run, index: int) -> Entry:
+    instr = tape.instrs[index]
+    value, adjoint = numbers.forward[index], numbers.adjoints[index]
+    condition = instr.op != INPUT and primitives.lookup(instr.op).boolean
+    if value is None or condition:  # a truth value has no derivative; an entry not computed has neither
+        adjoint = None
+    if value is not None and condition:
+        value = bool(value)
+    return Entry(
+        name=names[index],
+        op=instr.op,
+        definition=definition_text(instr, names),
+        operands=tuple(names[arg.index] for arg in instr.args if isinstance(arg, Ref)),
+        value=value,
+        adjoint=adjoint,
+        span=tuple(instr.span),
+        computed=value is not None,
+        branch=() if instr.op == INPUT else tuple((names[c], v) for c, v in tape.path(index)),
     )
+
+
+def _branches(tape: Tape, names: tuple[str, ...], numbers: _Run) -> tuple[Branch, ...]:
+    """Every where() that ran, with the operand its condition picked and what that left uncomputed."""
+    records = []
+    for index, instr in enumerate(tape.instrs):
+        if instr.op == INPUT or not primitives.lookup(instr.op).branches or numbers.forward[index] is None:
+            continue
+        condition, yes, no = instr.args
+        value = bool(numbers.forward[condition.index])
+        taken, other = (yes, no) if value else (no, yes)
+        source = " ".join(tape.source[instr.span[0] : instr.span[1]].split())
+        function = re.match(r"\s*(\w*)", source)[1]
+        function = function if function in _BRANCHING else "where"
+        skipped = () if type(other) is not Ref else tape.closure({other.index})
+        records.append(
+            Branch(
+                entry=names[index],
+                function=function,
+                source=source or term_text(Op(instr.op, instr.args), names),
+                condition=names[condition.index],
+                condition_text=_condition_text(tape, names, condition.index, function),
+                value=value,
+                taken=atom_text(taken, names),
+                taken_text=_operand_text(tape, names, taken, instr.span),
+                not_taken=atom_text(other, names),
+                not_taken_text=_operand_text(tape, names, other, instr.span),
+                skipped=tuple(names[k] for k in sorted(skipped) if numbers.forward[k] is None),
+            )
+        )
+    return tuple(records)
+
+
+# What a where() entry may have been written as (max(a, b) is where(a >= b, a, b), min uses <=).
+_BRANCHING = ("where", "if", "max", "min")
+
+
+def _condition_text(tape: Tape, names: tuple[str, ...], index: int, function: str) -> str:
+    """The condition as the user wrote it; for max and min, which wrote none, the comparison over the
+    inputs' own names and other entries' names (x >= y)."""
+    instr = tape.instrs[index]
+    if function in ("where", "if") and instr.span != (0, 0):
+        return " ".join(tape.source[instr.span[0] : instr.span[1]].split())
+
+    def leaf(atom):
+        if type(atom) is Const:
+            return atom
+        operand = tape.instrs[atom.index]
+        if operand.op == INPUT:
+            return operand.name
+        if primitives.lookup(operand.op).boolean:  # and/or/not over comparisons: spelled out
+            return Op(operand.op, tuple(leaf(arg) for arg in operand.args))
+        return names[atom.index]
+
+    return format_tree(Op(instr.op, tuple(leaf(arg) for arg in instr.args)), str, "symdiff")
+
+
+def _operand_text(tape: Tape, names: tuple[str, ...], atom, span) -> str:
+    """A where() operand as the user wrote it: a definition's name, the source text, or the constant;
+    an entry's name where the text is the whole where() (one step of a max of three or more)."""
+    if type(atom) is Const:
+        return number_text(atom.value, True)
+    instr = tape.instrs[atom.index]
+    if atom.index in tape.labels:
+        return tape.labels[atom.index]
+    if instr.op == INPUT:
+        return instr.name
+    if instr.span == span or instr.span == (0, 0):
+        return names[atom.index]
+    return " ".join(tape.source[instr.span[0] : instr.span[1]].split())
 
 
 def _accumulations(tape, raw, names, run: _Run, totals: _Run) -> tuple[Accumulation, ...]:
-    return tuple(
-        Accumulation(
-            step=number + 1,
-            target=names[step.target],
-            origin=names[step.origin],
-            operand=position,
-            partial=term_text(partial, names),
-            partial_value=run.partials[number],
-            origin_adjoint=run.origins[number],
-            contribution=run.contributions[number],
-            total=run.totals[number],
-            total_formula=formula_text(totals.totals[number], _TOTAL_CHARS),
+    every = list(accumulations(tape, raw))
+    records = []
+    for k, number in enumerate(run.ran):
+        step, position, partial = every[number]
+        records.append(
+            Accumulation(
+                step=k + 1,
+                target=names[step.target],
+                origin=names[step.origin],
+                operand=position,
+                partial=term_text(partial, names),
+                partial_value=run.partials[k],
+                origin_adjoint=run.origins[k],
+                contribution=run.contributions[k],
+                total=run.totals[k],
+                total_formula=formula_text(totals.totals[k], _TOTAL_CHARS),
+            )
         )
-        for number, (step, position, partial) in enumerate(accumulations(tape, raw))
-    )
+    return tuple(records)
 
 
 def _partials(tape, raw, names, numbers: _Run, results: _Run) -> tuple[Partial, ...]:
@@ -591,6 +740,7 @@ class _Page:
     expression: str
     point: str
     forward: _Table
+    branches: tuple[str, ...]  # one sentence per where() that ran: the condition and the operand taken
     seed: str
     why: str
     rule: str
@@ -618,6 +768,7 @@ _LATEX_SPECIAL = {
 }
 _MACRON = "\u0304"  # combining: w̄ is "w" followed by it
 _RIGHT = frozenset({"value", "contribution", "step"})
+_LOCAL_FORMULAS = "These formulas are those of the branches taken: they hold while every condition keeps its value."
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,6 +805,10 @@ class _Style:
             case "latex":
                 return _latex_formula(text)
         return text.replace(" * ", " · ")
+
+    def words(self, text: str) -> str:
+        """Plain words in a cell or a sentence that is otherwise mathematics."""
+        return rf"\text{{{text}}}" if self.kind == "latex" else text
 
     def number(self, value: float) -> str:
         text = format_number(value, self.digits)
@@ -727,12 +882,15 @@ def _page(trace: Trace, style: _Style) -> _Page:
     point = ", ".join(style.math(f"{style.name(name)} = {number_text(value, True)}") for name, value in trace.point)
     output, expression = style.math(style.name(trace.output)), style.code(trace.expression)
     results = tuple(style.wrap(_result(trace, partial, style)) for partial in trace.partials)
+    if trace.branches and results:
+        results += (style.wrap(_LOCAL_FORMULAS),)
     return _Page(
         title=style.wrap(f"Reverse mode, step by step: {output} = {expression} at {point or 'no inputs'}", 0),
         output=output,
         expression=expression,
         point=point or "no inputs",
         forward=_forward_table(trace, style),
+        branches=tuple(style.wrap(line) for line in _branch_lines(trace, style)),
         seed=style.math(_seed(trace, style)),
         why=style.math(f"{style.partial(trace.output, trace.output)} = 1"),
         rule=style.math(rule),
@@ -750,11 +908,46 @@ def _seed(trace: Trace, style: _Style) -> str:
 
 def _forward_table(trace: Trace, style: _Style) -> _Table:
     rows = [
-        (style.name(entry.name), style.formula(entry.definition), style.number(entry.value)) for entry in trace.entries
+        tuple(map(style.math, (style.name(entry.name), style.formula(entry.definition)))) + (_value_cell(entry, style),)
+        for entry in trace.entries
     ]
-    rows.append((style.name(trace.output), style.formula(trace.output_definition), style.number(trace.value)))
-    cells = tuple(tuple(style.math(cell) for cell in row) for row in rows)
-    return _table(("entry", "definition", "value"), cells, style)
+    output = (style.name(trace.output), style.formula(trace.output_definition), style.number(trace.value))
+    rows.append(tuple(style.math(cell) for cell in output))
+    return _table(("entry", "definition", "value"), tuple(rows), style)
+
+
+def _value_cell(entry: Entry, style: _Style) -> str:
+    if not entry.computed:
+        return style.words("not computed")
+    if isinstance(entry.value, bool):  # a condition
+        return style.words("true" if entry.value else "false")
+    return style.math(style.number(entry.value))
+
+
+def _branch_lines(trace: Trace, style: _Style) -> tuple[str, ...]:
+    """`w2 = x > 0 is true: where(x > 0, log(x), x^2) takes log(x) (w3), so x^2 (w4) is not computed.`"""
+    lines = []
+    for branch in trace.branches:
+        taken = _operand(branch.taken, branch.taken_text, style)
+        other = _operand(branch.not_taken, branch.not_taken_text, style)
+        line = (
+            f"{style.math(style.name(branch.condition))} = {style.code(branch.condition_text)} is "
+            f"{'true' if branch.value else 'false'}: {style.code(branch.source)} takes {taken}"
+        )
+        rest = [style.math(style.name(name)) for name in branch.skipped if name != branch.not_taken]
+        if branch.not_taken in branch.skipped:
+            nor = f" (nor {_listed(rest)})" if rest else ""
+            line += f", so {other} is not computed{nor}."
+        else:
+            line += f", not {other}." + (f" Not computed: {_listed(rest)}." if rest else "")
+        lines.append(line)
+    return tuple(lines)
+
+
+def _operand(name: str, text: str, style: _Style) -> str:
+    """A where() operand: `log(x) (w3)`, or just `w3` or `0` when that is all there is to say."""
+    entry = style.math(style.name(name) if name[:1].isalpha() else name)
+    return entry if text == name else f"{style.code(text)} ({entry})"
 
 
 def _reverse_table(trace: Trace, style: _Style, partial_header: str) -> _Table:
@@ -800,13 +993,22 @@ def _fit_last_column(headers, rows: list, short: list, width: int) -> list:
 def _notes(trace: Trace, style: _Style) -> tuple[str, ...]:
     """Where an adjoint receives several contributions: the heart of reverse mode."""
     if not trace.steps:
-        inputs = [entry.definition for entry in trace.entries if entry.name == trace.output_entry]
+        output = [entry for entry in trace.entries if entry.name == trace.output_entry]
+        if output and output[0].op != INPUT:  # where(x > 0, 1, 2): the branch taken is a constant
+            name = style.math(style.name(trace.output))
+            return (f"No steps: the branches taken at this point give {name} a constant value.",)
+        inputs = [entry.definition for entry in output]
         why = f"is the input {style.math(style.name(inputs[0]))} itself" if inputs else "is a constant"
         return (f"No steps: {style.math(style.name(trace.output))} {why}.",)
     by_target: dict[str, list[Accumulation]] = defaultdict(list)
     for step in trace.steps:
         by_target[step.target].append(step)
     notes = []
+    if trace.branches:
+        notes.append(
+            "Only the steps of the branches taken run: a where() passes its adjoint to the operand it took, "
+            "and an entry not computed gets no adjoint."
+        )
     for target, steps in by_target.items():
         if len(steps) > 1:
             numbers = _listed([str(step.step) for step in steps])
@@ -893,7 +1095,11 @@ def _latex_number(text: str) -> str:
 def _latex_formula(text: str) -> str:
     """symdiff syntax -> LaTeX: the table's notation decides operators and parentheses."""
     out: list[tuple[str, int]] = []
-    for node in postorder(parse(text)):
+    try:
+        tree = parse(text)
+    except SymdiffError:  # a condition ("w1 > 0", "w3 and w5") is not an expression
+        return _latex_condition(text)
+    for node in postorder(tree):
         match node:
             case Num(value=value):
                 out.append((_latex_number(number_text(value, True)), ATOM))
@@ -915,7 +1121,7 @@ def _latex_apply(row: primitives.Primitive, operands: list[tuple[str, int]]) -> 
         for (text, precedence), minimum in zip(operands, notation.operand_min, strict=True)
     ]
     if notation.kind == "prefix":
-        return f"{notation.symbol}{texts[0]}", notation.precedence
+        return f"{_LATEX_LOGIC.get(notation.symbol, notation.symbol)}{texts[0]}", notation.precedence
     (left, _), (right, _) = operands
     match notation.symbol:
         case "/":  # a fraction groups its parts itself
@@ -924,7 +1130,27 @@ def _latex_apply(row: primitives.Primitive, operands: list[tuple[str, int]]) -> 
             return f"{{{texts[0]}}}^{{{right}}}", notation.precedence
         case "*":
             return rf"{texts[0]} \cdot {texts[1]}", notation.precedence
-    return f"{texts[0]} {notation.symbol} {texts[1]}", notation.precedence
+    return f"{texts[0]} {_LATEX_LOGIC.get(notation.symbol, notation.symbol)} {texts[1]}", notation.precedence
+
+
+def _latex_condition(text: str) -> str:
+    """A condition over entries and numbers, word by word: names as names, and/or/not as logic."""
+    return _CONDITION_WORD.sub(lambda word: _LATEX_LOGIC.get(word[0]) or _latex_name(word[0]), text)
+
+
+_CONDITION_WORD = re.compile(r"[A-Za-z_]\w*|>=|<=|!=|==")
+# Conditions: comparisons and and/or/not, as mathematics writes them.
+_LATEX_LOGIC = {
+    ">=": r"\geq",
+    "<=": r"\leq",
+    "!=": r"\neq",
+    "==": "=",
+    "and": r"\land",
+    "or": r"\lor",
+    "not": r"\lnot",
+    "not ": r"\lnot ",
+    "where": r"\operatorname{where}",
+}
 
 
 # JSON
@@ -939,6 +1165,7 @@ def _document(trace: Trace) -> dict:
         "value": trace.value,
         "output": {"name": trace.output, "entry": trace.output_entry, "definition": trace.output_definition},
         "forward": [_entry_record(entry) for entry in trace.entries],
+        "branches": [_branch_record(branch) for branch in trace.branches],
         "seed": seed,
         "reverse": [_step_record(step) for step in trace.steps],
         "gradient": [{"wrt": p.wrt, "entry": p.entry, "formula": p.formula, "value": p.value} for p in trace.partials],
@@ -954,6 +1181,24 @@ def _entry_record(entry: Entry) -> dict:
         "value": entry.value,
         "adjoint": entry.adjoint,
         "span": list(entry.span),
+        "computed": entry.computed,
+        "branch": [{"condition": condition, "value": value} for condition, value in entry.branch],
+    }
+
+
+def _branch_record(branch: Branch) -> dict:
+    return {
+        "entry": branch.entry,
+        "function": branch.function,
+        "source": branch.source,
+        "condition": branch.condition,
+        "condition_text": branch.condition_text,
+        "value": branch.value,
+        "taken": branch.taken,
+        "taken_text": branch.taken_text,
+        "not_taken": branch.not_taken,
+        "not_taken_text": branch.not_taken_text,
+        "skipped": list(branch.skipped),
     }
 
 
@@ -972,4 +1217,4 @@ def _step_record(step: Accumulation) -> dict:
     }
 
 
-__all__ = ["Accumulation", "Entry", "FORMATS", "Partial", "SCHEMA", "Trace", "explain", "format_number"]
+__all__ = ["Accumulation", "Branch", "Entry", "FORMATS", "Partial", "SCHEMA", "Trace", "explain", "format_number"]

@@ -117,7 +117,13 @@ def test_the_cli_writes_no_numpy_or_c_module_that_would_run_both_branches(capsys
         assert captured.err.startswith(f"error: 1:1: the {lang} backend does not support where(), min() or max() yet")
 
 
-def test_explain_and_graph_refuse_branches_clearly():
-    for make in (lambda: symdiff.explain("max(x, y)", at={"x": 1, "y": 2}), lambda: symdiff.graph("max(x, y)")):
-        with pytest.raises(SymdiffError, match="does not support where"):
-            make()
+def test_explain_traces_the_branch_taken():
+    """explain refused where(), min() and max() (tests/test_explain_branches.py has the details)."""
+    trace = symdiff.explain("max(x, y)", at={"x": 1, "y": 2})
+    assert [(b.source, b.value, b.taken_text) for b in trace.branches] == [("max(x, y)", False, "y")]
+    assert tuple(p.value for p in trace.partials) == symdiff.compile_grad("max(x, y)")(1, 2) == (0.0, 1.0)
+
+
+def test_graph_refuses_branches_clearly():
+    with pytest.raises(SymdiffError, match="does not support where"):
+        symdiff.graph("max(x, y)")

@@ -318,9 +318,13 @@ def test_json_is_stable_documented_and_round_trips():
     text = trace.json()
     data = json.loads(text)
     assert data == trace.to_dict() and json.dumps(data, indent=2) + "\n" == text
-    assert list(data) == ["schema", "expression", "point", "value", "output", "forward", "seed", "reverse", "gradient"]
+    assert list(data) == [
+        "schema", "expression", "point", "value", "output", "forward", "branches", "seed", "reverse", "gradient",
+    ]
     assert data["schema"] == SCHEMA
-    assert list(data["forward"][0]) == ["entry", "op", "definition", "operands", "value", "adjoint", "span"]
+    assert list(data["forward"][0]) == [
+        "entry", "op", "definition", "operands", "value", "adjoint", "span", "computed", "branch",
+    ]
     assert list(data["reverse"][0]) == [
         "step", "target", "origin", "operand", "partial", "partial_value", "origin_adjoint", "contribution",
         "total", "total_formula",
