@@ -2,7 +2,9 @@
 
 One node per tape entry (inputs included), labelled with its definition, and at a point with its value
 and its adjoint; one edge per variable operand, from the operand to the result, labelled with the local
-partial (and its value). A shared subexpression is one node with several out-edges. The DOT text is
+partial (and its value). A shared subexpression is one node with several out-edges. A condition has no
+partial: its edges are dotted. The edge of each where() operand says when it is used; at a point, the
+branch not taken (entries not computed, steps not run) is dashed grey and labelled "not taken". The DOT text is
 deterministic and needs nothing; SVG and PNG pictures are drawn by Graphviz's `dot` program.
 """
 
@@ -17,9 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import primitives
 from .api import Programs, build
 from .errors import SymdiffError
 from .explain import (
+    Accumulation,
     Trace,
     _Style,
     _with_value,
@@ -33,7 +37,7 @@ from .explain import (
 from .files import MARKER, write_atomic
 from .printing import number_text
 from .render import _environment
-from .tape import INPUT, Tape, no_branches
+from .tape import INPUT, Ref, Tape
 from .version import __version__
 
 INSTALL_HINT = (
@@ -46,6 +50,11 @@ _TITLE_CHARS = 120
 # Forward values are black; the reverse sweep (adjoints and local partials) is drawn in one other colour.
 _REVERSE_COLOUR = "#b03a2e"
 _INPUT_FILL = "#dbe9f6"
+# What a point leaves out (the branch not taken) is drawn dashed and grey; a condition's edges are dotted.
+_NOT_TAKEN = 'color="grey", fontcolor="grey"'
+_NOT_TAKEN_NODE = f'style="rounded,dashed", {_NOT_TAKEN}'
+_NOT_TAKEN_EDGE = f"style=dashed, {_NOT_TAKEN}"
+_CONDITION_EDGE = "style=dotted"
 _DOT_TIMEOUT = 120  # seconds; dot lays out thousands of nodes in far less
 
 
@@ -65,6 +74,7 @@ class Edge:
     tail: str
     head: str
     label: str
+    attributes: str = ""  # more DOT attributes, each after ", " ("" for none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +114,6 @@ class Graph:
 def graph(expr, at: Mapping[str, float] | None = None, wrt=None) -> Graph:
     """The computational graph of `expr`; with a point `at`, every node and edge also shows numbers."""
     programs = build(expr, wrt)
-    no_branches(programs.tape, "graph")
     walk = None if at is None else trace(programs, at)
     return Graph(programs.tape.source, dot_text(programs, walk))
 
@@ -137,27 +146,74 @@ def _node(tape: Tape, index: int, names: tuple[str, ...], walk: Trace | None, st
         attributes.append(f'shape=ellipse, style=filled, fillcolor="{_INPUT_FILL}"')
     if getattr(tape.output, "index", None) == index:
         attributes.append("peripheries=2")
+    entry = None if walk is None else walk.entries[index]
+    if entry is not None and not entry.computed:
+        attributes.append(_NOT_TAKEN_NODE)
     extra = "".join(f", {attribute}" for attribute in attributes)
-    if walk is None:
+    if entry is None:
         return Node(names[index], html.escape(line), extra)
-    entry = walk.entries[index]
+    if not entry.computed:
+        return Node(names[index], f"{html.escape(line)}<br/>not taken", extra)
+    if isinstance(entry.value, bool):  # a condition: a truth value, with no adjoint
+        return Node(names[index], html.escape(f"{line} is {'true' if entry.value else 'false'}"), extra)
     adjoint = html.escape(f"{style.bar(entry.name)} = {style.number(entry.adjoint)}")
     value = html.escape(f"{line} = {style.number(entry.value)}")
     return Node(names[index], f'{value}<br/><font color="{_REVERSE_COLOUR}">{adjoint}</font>', extra)
 
 
 def _edges(programs: Programs, names: tuple[str, ...], walk: Trace | None, style: _Style):
-    """One edge per accumulation step of the raw sweep, from the operand to the result."""
-    steps = list(accumulations(programs.tape, programs.raw))
+    """One edge per operand, from the operand to the result, in tape order: a derivative's edge for each
+    accumulation step of the raw sweep, a dotted one for each operand that has no partial (conditions)."""
+    tape = programs.tape
+    ran = {} if walk is None else {(step.origin, step.operand): step for step in walk.steps}
+    edges = [
+        (step.origin, position, _partial_edge(tape, names, step.origin, position, partial, walk, ran, style))
+        for step, position, partial in accumulations(tape, programs.raw)
+    ]
+    edges.extend(_condition_edges(tape, names, walk))
     # The sweep visits entries from the last to the first; the picture lists them in tape order.
-    for k in sorted(range(len(steps)), key=lambda k: (steps[k][0].origin, steps[k][1])):
-        step, _, partial = steps[k]
-        if walk is None:
-            shown = style.formula(term_text(partial, names))
-        else:
-            shown = _with_value(walk.steps[k].partial, walk.steps[k].partial_value, style)
-        label = f"{style.partial(names[step.origin], names[step.target])} = {shown}"
-        yield Edge(names[step.target], names[step.origin], html.escape(label))
+    yield from (edge for _, _, edge in sorted(edges, key=lambda item: item[:2]))
+
+
+def _partial_edge(
+    tape: Tape, names, origin: int, position: int, partial, walk: Trace | None, ran: dict, style: _Style
+) -> Edge:
+    target = tape.instrs[origin].args[position].index
+    symbol = style.partial(names[origin], names[target])
+    step: Accumulation | None = ran.get((names[origin], position))
+    attributes = ""
+    if walk is None:
+        label = f"{symbol} = {style.formula(term_text(partial, names))}{_when(tape, names, origin, position)}"
+    elif step is None:  # a step of a branch not taken: it never ran
+        label, attributes = f"{symbol} = {style.formula(term_text(partial, names))}, not taken", f", {_NOT_TAKEN_EDGE}"
+    else:
+        label = f"{symbol} = {_with_value(step.partial, step.partial_value, style)}"
+    return Edge(names[target], names[origin], html.escape(label), attributes)
+
+
+def _when(tape: Tape, names, origin: int, position: int) -> str:
+    """For an operand of a where(), the condition under which it is used: ` if w2`, ` if not w2`."""
+    instr = tape.instrs[origin]
+    branches = primitives.lookup(instr.op).branches
+    if not branches or branches[position] is None:
+        return ""
+    return f" if {'' if branches[position] else 'not '}{names[instr.args[0].index]}"
+
+
+def _condition_edges(tape: Tape, names, walk: Trace | None):
+    """Dotted edges for the operands that have no partial: a where()'s condition, a comparison's operands."""
+    for origin, instr in enumerate(tape.instrs):
+        if instr.op == INPUT:
+            continue
+        row = primitives.lookup(instr.op)
+        for position, arg in enumerate(instr.args):
+            if type(arg) is not Ref or row.partials[position] is not None:
+                continue
+            label = "condition" if row.branches else ""
+            attributes = f", {_CONDITION_EDGE}"
+            if walk is not None and not walk.entries[origin].computed:
+                label, attributes = "not taken" if row.branches else "", f", {_CONDITION_EDGE}, {_NOT_TAKEN}"
+            yield origin, position, Edge(names[arg.index], names[origin], label, attributes)
 
 
 def _title(tape: Tape, names: tuple[str, ...], walk: Trace | None) -> str:
@@ -174,6 +230,11 @@ def _title(tape: Tape, names: tuple[str, ...], walk: Trace | None) -> str:
     legend = "each edge carries the local partial ∂result/∂operand"
     if walk is not None:
         legend = "values in black; in red, the reverse sweep: each adjoint, and on each edge the local partial"
+    if tape.paths:  # the tape has a where()
+        taken = (
+            "dashed grey: the branch not taken" if walk is not None else "each edge into a where() says when it is used"
+        )
+        legend += f"; dotted: conditions; {taken}"
     return f"{html.escape(text)}<br/>{html.escape(held + legend)}"
 
 

@@ -124,6 +124,7 @@ def test_explain_traces_the_branch_taken():
     assert tuple(p.value for p in trace.partials) == symdiff.compile_grad("max(x, y)")(1, 2) == (0.0, 1.0)
 
 
-def test_graph_refuses_branches_clearly():
-    with pytest.raises(SymdiffError, match="does not support where"):
-        symdiff.graph("max(x, y)")
+def test_graph_marks_the_branch_not_taken():
+    """graph refused where(), min() and max() (tests/test_explain_branches.py has the details)."""
+    dot = symdiff.graph("max(x, y)", at={"x": 1, "y": 2}).dot
+    assert '"w1" -> "w4" [label=<∂w4/∂w1 = 1, not taken>, style=dashed, color="grey", fontcolor="grey"];' in dot

@@ -237,3 +237,45 @@ def test_cli_explains_max(capsys):
         "   dz/dy = w2_bar = 1",
     ]:
         assert line in lines
+
+
+def test_graph_marks_the_branch_not_taken():
+    dot = symdiff.graph(LOG_OR_SQUARE, at={"x": -3}).dot
+    lines = dot.splitlines()
+    for line in [
+        '  "w2" [label=<w2 = w1 &gt; 0 is false>];',
+        '  "w3" [label=<w3 = log(w1)<br/>not taken>, style="rounded,dashed", color="grey", fontcolor="grey"];',
+        '  "w4" [label=<w4 = w1 ^ 2 = 9<br/><font color="#b03a2e">w̄4 = 1</font>>];',
+        '  "w1" -> "w2" [label=<>, style=dotted];',
+        '  "w1" -> "w3" [label=<∂w3/∂w1 = 1 / w1, not taken>, style=dashed, color="grey", fontcolor="grey"];',
+        '  "w1" -> "w4" [label=<∂w4/∂w1 = 2 · w1 ^ (2 - 1) = -6>];',
+        '  "w2" -> "w5" [label=<condition>, style=dotted];',
+        '  "w3" -> "w5" [label=<∂w5/∂w3 = 1, not taken>, style=dashed, color="grey", fontcolor="grey"];',
+        '  "w4" -> "w5" [label=<∂w5/∂w4 = 1>];',
+    ]:
+        assert line in lines
+    assert "nan" not in dot
+    # At x = 2 the other branch is the one not taken.
+    dot = symdiff.graph(LOG_OR_SQUARE, at={"x": 2}).dot
+    assert '  "w4" [label=<w4 = w1 ^ 2<br/>not taken>, style="rounded,dashed", color="grey", fontcolor="grey"];' in dot
+    assert '  "w3" -> "w5" [label=<∂w5/∂w3 = 1>];' in dot
+
+
+def test_graph_without_a_point_shows_both_branches_with_their_conditions():
+    lines = symdiff.graph("max(x, y)").dot.splitlines()
+    assert [line for line in lines if "->" in line] == [
+        '  "w1" -> "w3" [label=<>, style=dotted];',
+        '  "w2" -> "w3" [label=<>, style=dotted];',
+        '  "w3" -> "w4" [label=<condition>, style=dotted];',
+        '  "w1" -> "w4" [label=<∂w4/∂w1 = 1 if w3>];',
+        '  "w2" -> "w4" [label=<∂w4/∂w2 = 1 if not w3>];',
+    ]
+    assert "dashed" not in "\n".join(lines) and "not taken" not in "\n".join(lines)
+
+
+def test_graph_of_a_nested_where_greys_the_inner_where_with_its_branch():
+    dot = symdiff.graph(NESTED, at={"x": -4, "y": 1}).dot
+    grey = [line.split('"')[1] for line in dot.splitlines() if "->" not in line and "rounded,dashed" in line]
+    assert grey == ["w4", "w5", "w6", "w7", "w8"]  # the condition y > 0 too: it is never computed
+    assert '  "w4" -> "w8" [label=<not taken>, style=dotted, color="grey", fontcolor="grey"];' in dot
+    assert '  "w8" -> "w13" [label=<∂w13/∂w8 = 1, not taken>, style=dashed, color="grey", fontcolor="grey"];' in dot
