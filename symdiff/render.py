@@ -1,25 +1,43 @@
-"""render: Adjoint -> the source of a standalone module (imports only from math; never symdiff).
+"""render: Program -> the source of a standalone Python module (imports only from math; never symdiff).
 
-All decisions (names, which forward entries each function needs, `=` or `+=`, comments) are made
-here and handed to a logic-free Jinja template as records of strings.
+The Python printer: program.py decides what each function computes, where and in which order; this
+module chooses names and spellings, writes notes and the docstring, tests nested branches through
+flags (program.flat), and hands a logic-free Jinja template records of strings.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
 import jinja2
 
 from . import primitives
-from .adjoint import Adjoint, Bar, Op, Step, Term, sign_into_constant
+from .adjoint import Adjoint, Bar, Op, Term
 from .names import Names, assign_names
 from .printing import format_flat, format_tree, number_text
+from .program import (
+    GRADIENT_ENTRIES,
+    Assign,
+    Check,
+    Entry,
+    Flag,
+    If,
+    Index,
+    Loop,
+    Matrix,
+    Program,
+    Scalar,
+    Section,
+    Vector,
+    build_program,
+    flat,
+    operations,
+    refs,
+)
 from .resources import templates_dir
-from .tape import INPUT, Const, Instr, Ref, Tape
+from .tape import Const, Ref, Tape
 from .version import __version__
 
 
@@ -74,7 +92,12 @@ def _environment() -> jinja2.Environment:
 
 def render(adjoint: Adjoint, template: str = "python.py.j2", functions: tuple[str, ...] | None = None) -> str:
     """The module's text; `functions` limits it to some of f, grad, value_and_grad (default: all)."""
-    module = python_module(adjoint) if functions is None else python_module(adjoint, functions=functions)
+    return program_text(build_program(adjoint, GRADIENT_ENTRIES if functions is None else functions), template)
+
+
+def program_text(program: Program, template: str = "python.py.j2") -> str:
+    """The Python module printing `program`."""
+    module = print_program(program)
     return _environment().get_template(template).render(
         docstring=module.docstring, imports=module.imports, functions=module.functions
     )
@@ -83,7 +106,9 @@ def render(adjoint: Adjoint, template: str = "python.py.j2", functions: tuple[st
 class _Printer:
     """Prints terms and forward entries of one tape with one set of names."""
 
-    def __init__(self, tape: Tape, names: Names, dialect: str, numbered_outputs=False, numbered_seeds=False):
+    def __init__(
+        self, tape: Tape, names: Names, dialect: str, numbered_outputs=False, numbered_seeds=False, flag_names=None
+    ):
         self.tape, self.names, self.dialect = tape, names, dialect
         self._definitions: dict[int, str] = {}  # each entry is printed once, however often it is used
         self._comments: dict[int, str] = {}
@@ -92,7 +117,7 @@ class _Printer:
         self.numbered_outputs, self.numbered_seeds = numbered_outputs, numbered_seeds
         # A branch more than one where() deep is tested through a flag, numbered on from the tape's
         # last entry (w{n+1}, w{n+2}, ...: names no input or definition may take), the same in every function.
-        self._flags: dict[tuple, str] = {}
+        self._flags: dict[tuple, str] = {} if flag_names is None else flag_names
 
     def branch(self, path: tuple) -> str:
         """The truth value under which a block of branch `path` runs: its condition (`w2`, `not w2`)
@@ -116,9 +141,15 @@ class _Printer:
             defined.add(path)
             name = self._flags.get(path)
             if name is None:
-                name = self._flags[path] = f"w{len(self.tape.instrs) + len(self._flags) + 1}"
+                name = self._flag(path)
             lines.append(Line(name, "=", f"{self.branch(path[:-1])} and {self.branch(path[-1:])}", ""))
         return lines
+
+    def _flag(self, path: tuple) -> str:
+        name = self._flags.get(path)
+        if name is None:
+            name = self._flags[path] = f"w{len(self.tape.instrs) + len(self._flags) + 1}"
+        return name
 
     def term(self, term: Term) -> str:
         return format_tree(term, self._leaf, self.dialect)
@@ -152,6 +183,10 @@ class _Printer:
         if isinstance(node, Bar):
             number = str(node.output + 1) if self.numbered_outputs else ""
             return self.names.adjoint(node.index) + number
+        if type(node) is Flag:
+            return self._flag(node.path)
+        if type(node) is Index:
+            return node.name
         of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
         if of is not None:
             return f"{self._leaf(of)}_dot" + (str(node.seed + 1) if self.numbered_seeds else "")
@@ -161,310 +196,137 @@ class _Printer:
         return self._leaf(node)
 
 
-FUNCTIONS = ("f", "grad", "value_and_grad")
+FUNCTIONS = GRADIENT_ENTRIES
 
 
 def python_module(adjoint: Adjoint, dialect: str = "python", functions: tuple[str, ...] = FUNCTIONS) -> Module:
     """The render context of a module defining `functions` (a subset of FUNCTIONS, in that order)."""
-    tape = adjoint.tape
-    names = assign_names(tape, adjoint.wrt)
-    printer = _Printer(tape, names, dialect)
-    params = ", ".join(names.params[name] for name in tape.inputs)
-    value = printer.atom(tape.output)
-    output_needs = _refs([tape.output])
-    gradient_needs = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
-    gradient_needs |= branch_conditions((step.path for step in adjoint.steps), set())
-    # Only what f() computes: a definition nothing reads raises in neither.
-    guards = frozenset(
-        i
-        for i in _closure_with_conditions(tape, output_needs)
-        if tape.instrs[i].op != INPUT and primitives.lookup(tape.instrs[i].op).guard_domain
-    )
-    seed = "" if not isinstance(tape.output, Ref) else f" (seed {names.adjoint(tape.output.index)} = 1)"
-    wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
-
-    def with_gradient(roots: set[int], guarded: frozenset[int], extra_reads: tuple = ()) -> tuple[tuple, str]:
-        """The forward and reverse blocks of a function that returns the gradient, and its gradient
-        text; forward values that only one reverse term reads are computed in that term."""
-        in_place = _read_once_by_sweep(adjoint, _closure_with_conditions(tape, roots | guarded), guarded, extra_reads)
-        flags: set[tuple] = set()  # the branch flags this function has computed
-        forward = _forward(tape, roots, printer, guarded, skip=in_place, flags=flags)
-        lines = nest(_reverse_lines(adjoint.steps, printer, in_place), printer, flags)
-        gradient = _tuple_text([printer.atom(_substituted(term, in_place)) for term in adjoint.gradient])
-        return _blocks(forward, Block(f"reverse sweep{seed}", lines)), gradient
-
-    def grad() -> Function:
-        blocks, gradient = with_gradient(gradient_needs, guards)
-        doc = f"Gradient ({wrt}); computes only the forward values the reverse sweep reads."
-        return Function("grad", params, doc, blocks, gradient)
-
-    def value_and_grad() -> Function:
-        blocks, gradient = with_gradient(output_needs | gradient_needs, frozenset(), (tape.output,))
-        return Function("value_and_grad", params, "Value and gradient from one forward sweep.", blocks,
-                        f"{value}, {gradient}")
-
-    builders = {
-        "f": lambda: Function(
-            "f", params, "Value of the expression.", _blocks(_forward(tape, output_needs, printer)), value
-        ),
-        "grad": grad,
-        "value_and_grad": value_and_grad,
-    }
-    chosen = tuple(builders[name]() for name in FUNCTIONS if name in functions)
-    return Module(_docstring(tape.source, tape, names, adjoint.wrt), math_imports(chosen), chosen)
+    return print_program(build_program(adjoint, functions), dialect)
 
 
-def _blocks(*candidates: Block) -> tuple[Block, ...]:
-    return tuple(block for block in candidates if block.lines)
+# Entries whose several sweeps are told apart by number: adjoints by output (x_bar1, x_bar2), tangents
+# by seed (x_dot1, x_bar_dot2).
+NUMBERED = {"jacobian": (True, True), "value_and_jacobian": (True, True), "hessian": (False, True)}
+
+TITLES = {
+    "jvp": "Directional derivative (forward mode)",
+    "jacobian": "Jacobian ({mode} mode)",
+    "hessian": "Hessian (forward over reverse)",
+}
 
 
-def _forward(
-    tape: Tape,
-    roots: set[int],
-    printer: _Printer,
-    guards: frozenset[int] = frozenset(),
-    skip: Collection[int] = (),
-    flags: set[tuple] | None = None,
-) -> Block:
-    """The forward lines computing `roots`; `guards` are computed too, for their domain check only
-    (their names start with "_" since nothing reads them). Entries in `skip` are computed where the
-    reverse sweep reads them. `flags`: the branch flags computed so far (see nest)."""
-    used = _closure_with_conditions(tape, roots)
-    needed = used | _closure_with_conditions(tape, set(guards))
-    read = {arg.index for index in needed for arg in tape.instrs[index].args if type(arg) is Ref}
-    lines = []
-    for index, instr in enumerate(tape.instrs):
-        if index not in needed or instr.op == INPUT or index in skip:
-            continue
-        # A guard is only checked, unless a line computed for another guard reads its value.
-        if index in used or index not in guards or index in read:
-            lines.append((tape.path(index), Line(printer.names.value(index), "=", printer.definition(index), "")))
-        else:
-            lines.extend((tape.path(index), line) for line in _guard(instr, index, printer))
-    return Block("forward sweep", nest(lines, printer, flags))
-
-
-def _guard(instr: Instr, index: int, printer: _Printer) -> tuple[Line, Line]:
-    """`if not x > 0.0: log(x)`: outside the row's domain, evaluate it to raise as f() does."""
-    row = primitives.lookup(instr.op)
-    condition = row.guard_domain.format(**dict(zip(row.params, (printer.atom(arg) for arg in instr.args))))
-    note = f"  # {printer.source_definition(index)} is undefined here: raise as f() does"
-    return Line(f"if not {condition}:", "", "", note), Line(printer.definition(index), "", "", "", "    ")
-
-
-def _closure_with_conditions(tape: Tape, roots: set[int]) -> set[int]:
-    """The entries needed for `roots`, including the conditions of the branches they are in."""
-    needed, known = tape.closure(roots), set()
-    while missing := branch_conditions((tape.path(i) for i in needed), known) - needed:
-        needed = tape.closure(needed | missing)
-    return needed
-
-
-def branch_conditions(paths: Iterable[tuple], known: set[tuple]) -> set[int]:
-    """The conditions of the branches `paths` and of those enclosing them, except `known` branches
-    (the new ones are added to it). Each branch is visited once, not once per line in it: a path is
-    as long as its branch is deep."""
-    conditions = set()
-    for path in paths:
-        while path and path not in known:
-            known.add(path)
-            conditions.add(path[-1][0])
-            path = path[:-1]
-    return conditions
-
-
-def _read_once_by_sweep(adjoint: Adjoint, computed: set[int], guards: frozenset[int], extra_reads: tuple) -> dict:
-    """Forward entries (index -> their operation as a term) that nothing reads but one reverse term
-    outside every branch: that term computes them in place, as the same operation on the same
-    operands, so the bits do not change. In CPython a value that is never stored is a temporary whose
-    float is recycled at once, while each stored one stays alive until the function returns (a product
-    of two stored values in pairwise-30's gradient: 67 -> 51 us). Entries that raise outside their
-    domain stay where f() evaluates them."""
-    tape = adjoint.tape
-    forward_reads: set[int] = set(_refs(extra_reads))
-    for index in computed:
-        forward_reads.update(arg.index for arg in tape.instrs[index].args if type(arg) is Ref)
-    sweep_reads: dict[int, int] = defaultdict(int)
-    branches: set[tuple] = set()
-    for step in adjoint.steps:
-        if step.path:  # in a branch: the value must exist before the branch is entered
-            forward_reads |= _refs([step.term]) | branch_conditions([step.path], branches)
-        else:
-            _count_refs(step.term, sweep_reads, forward_reads)
-    for term in adjoint.gradient:
-        _count_refs(term, sweep_reads, forward_reads)
-    return {
-        index: Op(tape.instrs[index].op, tape.instrs[index].args)
-        for index, count in sorted(sweep_reads.items())
-        if count == 1
-        and index in computed
-        and index not in forward_reads
-        and index not in guards
-        and tape.instrs[index].op != INPUT
-        and not tape.path(index)
-        and not primitives.lookup(tape.instrs[index].op).guard_domain
-    }
-
-
-def _count_refs(term: Term, counts: dict[int, int], named: set[int]) -> None:
-    """Adds each forward value's reads in `term` to `counts`; adds to `named` the bases of squares,
-    which print as w * w (the correctly rounded square, where x ** 2 calls pow) and so need a name."""
-    stack = [term]
-    while stack:
-        node = stack.pop()
-        kind = type(node)
-        if kind is Op:
-            stack.extend(node.args)
-            base = node.args[0]
-            if type(base) is Ref and primitives.lookup(node.op).squares_as_product and node.args[1] == TWO:
-                named.add(base.index)
-        elif kind is Ref:
-            counts[node.index] += 1
-
-
-TWO = Const(2.0)
-
-
-def _substituted(term: Term, in_place: Mapping[int, Term]) -> Term:
-    """`term` with the forward values in `in_place` replaced by their operations (bottom up, no
-    recursion: a term can be as deep as a long sum)."""
-    if not in_place:
-        return term
-    if type(term) is Ref:
-        return in_place.get(term.index, term)
-    if type(term) is not Op:
-        return term
-    done: dict[int, Term] = {}  # id(node) -> its substituted copy
-    stack: list[tuple[Op, bool]] = [(term, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if id(node) in done:
-            continue
-        children = [arg for arg in node.args if type(arg) is Op and id(arg) not in done]
-        if children and not expanded:
-            stack.append((node, True))
-            stack.extend((child, False) for child in children)
-            continue
-        args = tuple(
-            done[id(arg)] if type(arg) is Op else in_place.get(arg.index, arg) if type(arg) is Ref else arg
-            for arg in node.args
-        )
-        done[id(node)] = node if args == node.args else Op(node.op, args)
-    return done[id(term)]
-
-
-# An adjoint's first contributions are summed in one statement, x_bar = a + b - c, as the textbook
-# writes the chain rule; the rest (rare) continue with +=, so no line grows without bound.
-TERMS_PER_LINE = 4
-
-
-def _reverse_lines(
-    steps: tuple[Step, ...], printer: _Printer, in_place: Mapping[int, Term] | None = None
-) -> list[tuple[tuple, Line]]:
-    """(path, line) per statement of the reverse sweep: a run of steps that assigns an adjoint and
-    then adds to it in the same branch becomes one line, evaluated in the same order. Forward values
-    in `in_place` are computed in the term that reads them."""
-    if in_place:
-        steps = tuple(
-            Step(step.target, step.mode, _substituted(step.term, in_place), step.origin, step.path, step.merged)
-            for step in steps
-        )
-    items, start = [], 0
-    while start < len(steps):
-        first, end = steps[start], start + 1
-        if first.mode == "=" and first.origin is not None:
-            while (
-                end < len(steps)
-                and end - start < TERMS_PER_LINE
-                and steps[end].target == first.target
-                and steps[end].path == first.path
-                and steps[end].mode != "="
-            ):
-                end += 1
-        run = steps[start:end]
-        items.append((first.path, _reverse_line(run[0], printer) if len(run) == 1 else _sum_line(run, printer)))
-        start = end
-    return items
-
-
-def _sum_line(run: tuple[Step, ...], printer: _Printer) -> Line:
-    terms = [(step.mode, step.term) for step in run]
-    total = terms[0][1]
-    if isinstance(total, Op) and total.op == "neg" and terms[1][0] == "+=":
-        # -u + t is exactly t - u in IEEE arithmetic, and one negation fewer.
-        total, terms = Op("sub", (terms[1][1], total.args[0])), terms[1:]
+def print_program(program: Program, dialect: str = "python") -> Module:
+    """The render context of `program`: one name per value in the whole module, and one per branch
+    flag (w{n+1}, ...: the same flag in every function)."""
+    tape, header = program.tape, program.header
+    names = assign_names(tape, header.wrt)
+    flag_names: dict[tuple, str] = {}
+    printers: dict[tuple[bool, bool], _Printer] = {}
+    functions = []
+    for entry in program.entries:
+        numbered = NUMBERED.get(entry.name, (False, False))
+        printer = printers.get(numbered)
+        if printer is None:
+            printer = printers[numbered] = _Printer(tape, names, dialect, *numbered, flag_names=flag_names)
+        functions.append(_function(flat(entry), printer))
+    functions = tuple(functions)
+    if header.kind == "gradient":
+        docstring = _docstring(header.source, tape, names, header.wrt)
     else:
-        total = sign_into_constant(total)
-    for mode, term in terms[1:]:
-        total = Op("add" if mode == "+=" else "sub", (total, term))
-    origins = "; ".join(printer.source_definition(origin) for step in run for origin in step.origins)
-    return Line(printer.names.adjoint(run[0].target), "=", printer.term(total), f"  # {origins}")
+        docstring = _derivatives_docstring(TITLES[header.kind].format(mode=header.mode), header.source,
+                                           header.inputs, header.wrt)
+    return Module(docstring, python_imports(operations(program)), functions)
 
 
-def _reverse_line(step: Step, printer: _Printer) -> Line:
-    note = "; ".join(printer.source_definition(origin) for origin in step.origins)
-    note = f"  # {note}" if note else ""
-    term = sign_into_constant(step.term) if step.mode == "=" else step.term
-    return Line(printer.names.adjoint(step.target), step.mode, printer.atom(term), note)
+def _function(entry: Entry, printer: _Printer) -> Function:
+    params = []
+    for param in entry.params:
+        name = printer.names.params[param.name]
+        params.append(f"{name}_dot" if param.tangent else name)
+    blocks = []
+    for section in entry.body:
+        title = section.title
+        if section.seed is not None:
+            title += f" (seed {printer.leaf(section.seed)} = 1)"
+        lines: list[Line] = []
+        _lines(section.body, printer, "", lines)
+        blocks.append(Block(title, tuple(lines)))
+    return Function(entry.name, ", ".join(params), entry.doc, tuple(blocks), _results(entry, printer))
 
 
-def nest(items: list[tuple[tuple, Line]], printer: _Printer, defined: set[tuple] | None = None) -> tuple[Line, ...]:
-    """Lines that run only in a branch go under an `if`, so a branch not taken is never evaluated;
-    consecutive lines of one branch share it. Branches inside branches are not nested ifs (CPython
-    refuses 100 levels of indentation): each block tests one truth value, its condition or a flag
-    (printer.flags), so indentation never grows with nesting. `defined`: the flags the function has
-    computed already (updated here)."""
-    defined = set() if defined is None else defined
-    lines: list[Line] = []
-    current: tuple = ()
-    for path, line in items:
-        if not path and not current:  # outside every branch (without where(), every line): as it is
-            lines.append(line)
-            continue
-        if path != current:
-            lines.extend(printer.flags(path, defined))
-            if path:
-                lines.append(Line(f"if {printer.branch(path)}:", "", "", ""))
-            current = path
-        lines.append(Line(line.target, line.op, line.rhs, line.note, "    " + line.indent) if path else line)
-    return tuple(lines)
+INDENT = "    "
 
 
-# Calls of math's functions, matched only where a word starts (\b): a megabyte-long name costs
-# one linear scan, not one per character.
-_MATH_CALL = re.compile(r"\b(" + "|".join(sorted(primitives.PYTHON_IMPORTS)) + r")\(")
+def _lines(nodes, printer: _Printer, indent: str, out: list[Line]) -> None:
+    """Appends the statements of `nodes`, indented one step more per If or Loop they are in."""
+    leaf, instrs, values = printer._leaf, printer.tape.instrs, printer.names.values
+    for node in nodes:
+        kind = type(node)
+        if kind is Assign:
+            target, term = node.target, node.term
+            name = values[target.index] if type(target) is Ref else leaf(target)
+            if not node.read:
+                name = f"_{name}"  # evaluated only so that a point outside the domain raises
+            if type(target) is Ref and type(term) is Op and term.args is instrs[target.index].args:
+                rhs = printer.definition(target.index)  # its tape entry: printed once per module
+            elif type(term) is Op and not any(type(arg) is Op for arg in term.args):
+                rhs = format_flat(term.op, term.args, leaf, printer.dialect)  # no walk
+            else:
+                rhs = printer.atom(term)
+            note = "; ".join(printer.source_definition(origin) for origin in node.origins)
+            out.append(Line(name, node.mode, rhs, f"  # {note}" if note else "", indent))
+        elif kind is Check:
+            instr = instrs[node.index]
+            row = primitives.lookup(instr.op)
+            condition = row.guard_domain.format(**dict(zip(row.params, (printer.atom(a) for a in instr.args))))
+            note = f"  # {printer.source_definition(node.index)} is undefined here: raise as f() does"
+            out.append(Line(f"if not {condition}:", "", "", note, indent))
+            out.append(Line(printer.definition(node.index), "", "", "", indent + INDENT))
+        elif kind is If:
+            truth = leaf(node.condition)
+            out.append(Line(f"if {truth}:" if node.body else f"if not {truth}:", "", "", "", indent))
+            _lines(node.body or node.orelse, printer, indent + INDENT, out)
+            if node.body and node.orelse:
+                out.append(Line("else:", "", "", "", indent))
+                _lines(node.orelse, printer, indent + INDENT, out)
+        elif kind is Loop:
+            out.append(Line(f"for {node.index.name} in range({node.start}, {node.stop}):", "", "", "", indent))
+            _lines(node.body, printer, indent + INDENT, out)
+        elif kind is Section:
+            out.append(Line(f"# {node.title}", "", "", "", indent))
+            _lines(node.body, printer, indent, out)
+        else:
+            raise AssertionError(f"unexpected node {node!r}")
 
 
-def math_imports(functions: tuple[Function, ...]) -> tuple[str, ...]:
-    """`from math import cos, sin`: the functions the printed lines call (a search of the text, no
-    walk over the terms), or nothing."""
-    called: set[str] = set()
-    for text in _printed(functions):
-        if "(" in text:
-            called.update(_MATH_CALL.findall(text))
-    used = sorted(called)
-    return (f"from math import {', '.join(used)}",) if used else ()
+def _results(entry: Entry, printer: _Printer) -> str:
+    texts = []
+    for result in entry.results:
+        match result:
+            case Scalar(term=term):
+                texts.append(printer.atom(term))
+            case Vector(terms=terms):
+                texts.append(_tuple_text([printer.atom(term) for term in terms]))
+            case Matrix(rows=rows):
+                texts.append(_tuple_text([_tuple_text([printer.atom(term) for term in row]) for row in rows]))
+    return ", ".join(texts)
 
 
-def _printed(functions: tuple[Function, ...]):
-    """The code text of every statement and return value of `functions`."""
-    for function in functions:
-        yield function.result
-        for block in function.blocks:
-            yield from (line.text for line in block.lines)
+def python_imports(rows: frozenset[str]) -> tuple[str, ...]:
+    """`from math import cos, sin`: the functions the Python spellings of `rows` call, or nothing."""
+    called = {name for row in rows for name in _calls(primitives.lookup(row).python)}
+    return (f"from math import {', '.join(sorted(called))}",) if called else ()
+
+
+@cache
+def _calls(spelling: str) -> tuple[str, ...]:
+    """The functions a row's Python spelling calls ("(copysign(1.0, {x}) if {x} else 0.0)": copysign)."""
+    return tuple(re.findall(r"([A-Za-z_]\w*)\(", spelling))
 
 
 def _refs(terms) -> set[int]:
-    """The forward values the adjoint terms read."""
-    found, stack = set(), list(terms)
-    while stack:
-        term = stack.pop()
-        kind = type(term)
-        if kind is Op:
-            stack.extend(term.args)
-        elif kind is Ref:
-            found.add(term.index)
-    return found
+    """The forward values the adjoint terms read (program.refs; kept for the NumPy and C backends)."""
+    return refs(terms)
 
 
 def _tuple_text(items: list[str]) -> str:
@@ -485,4 +347,14 @@ def _docstring(source: str, tape: Tape, names: Names, wrt: tuple[str, ...]) -> s
         f"Generated by symdiff {__version__}. Do not edit: regenerate it with symdiff.\n"
         f"Inputs, in order: {inputs or 'none'}.\n"
         f"Gradient with respect to: {', '.join(wrt) or 'nothing'}.\n"
+    )
+
+
+def _derivatives_docstring(what: str, source: str, inputs: tuple[str, ...], wrt: tuple[str, ...]) -> str:
+    lines = [line.strip() for line in source.splitlines() if line.strip()]
+    expression = " ".join(source.split()) if len(lines) == 1 else "\n".join(f"    {x}" for x in lines)
+    return (
+        f"{what} of\n\n    {expression.strip()}\n\n"
+        f"Generated by symdiff {__version__}. Do not edit: regenerate it with symdiff.\n"
+        f"Inputs, in order: {', '.join(inputs) or 'none'}." + (f"\nDerivatives with respect to: {', '.join(wrt)}." if wrt else "") + "\n"
     )
