@@ -282,13 +282,12 @@ def _lines(nodes, printer: _Printer, indent: str, out: list[Line]) -> None:
             note = f"  # {printer.source_definition(node.index)} is undefined here: raise as f() does"
             out.append(Line(f"if not {condition}:", "", "", note, indent))
             out.append(Line(printer.definition(node.index), "", "", "", indent + INDENT))
-        elif kind is If:
+        elif kind is If:  # flat: one branch, `if w2:`, `if not w2:` or `if w9:` (a flag)
+            if node.body and node.orelse:
+                raise AssertionError("program.flat gives each If one branch")
             truth = leaf(node.condition)
             out.append(Line(f"if {truth}:" if node.body else f"if not {truth}:", "", "", "", indent))
             _lines(node.body or node.orelse, printer, indent + INDENT, out)
-            if node.body and node.orelse:
-                out.append(Line("else:", "", "", "", indent))
-                _lines(node.orelse, printer, indent + INDENT, out)
         elif kind is Loop:
             out.append(Line(f"for {node.index.name} in range({node.start}, {node.stop}):", "", "", "", indent))
             _lines(node.body, printer, indent + INDENT, out)
