@@ -169,18 +169,18 @@ class Trace:
 
     def text(self, ascii: bool = False, digits: int = 3, width: int = 100) -> str:
         """For a terminal: aligned columns within `width` where possible; `ascii` avoids Unicode."""
-        return _render("explain.txt.j2", _page(self, _Style("ascii" if ascii else "text", digits, width)))
+        return _render("explain.txt.j2", _page(self, Style("ascii" if ascii else "text", digits, width)))
 
     def markdown(self, digits: int = 3) -> str:
-        return _render("explain.md.j2", _page(self, _Style("markdown", digits)))
+        return _render("explain.md.j2", _page(self, Style("markdown", digits)))
 
     def html(self, digits: int = 3) -> str:
-        return _render("explain.html.j2", _page(self, _Style("html", digits)))
+        return _render("explain.html.j2", _page(self, Style("html", digits)))
 
     def latex(self, digits: int = 3, standalone: bool = True) -> str:
         """A document that compiles with pdflatex; `standalone=False` gives the body alone, which
         needs \\usepackage{amsmath,longtable} in the enclosing document."""
-        body = _render("explain.tex.j2", _page(self, _Style("latex", digits)))
+        body = _render("explain.tex.j2", _page(self, Style("latex", digits)))
         if not standalone:
             return body
         return _environment().get_template("explain-document.tex.j2").render(body=body, generator=_generator())
@@ -772,8 +772,8 @@ _LOCAL_FORMULAS = "These formulas are those of the branches taken: they hold whi
 
 
 @dataclass(frozen=True, slots=True)
-class _Style:
-    """How one format writes names, adjoints, partials, formulas and numbers."""
+class Style:
+    """How one format writes names, adjoints, partials, formulas and numbers (graph.py draws with the text one)."""
 
     kind: str  # "text", "ascii", "markdown", "html" or "latex"
     digits: int = 3
@@ -876,7 +876,7 @@ def _generator() -> str:
     return f"symdiff {__version__}"
 
 
-def _page(trace: Trace, style: _Style) -> _Page:
+def _page(trace: Trace, style: Style) -> _Page:
     letter = trace.entries[0].name[0] if trace.entries else "w"
     rule, partial_header = style.sweep_rule(letter)
     point = ", ".join(style.math(f"{style.name(name)} = {number_text(value, True)}") for name, value in trace.point)
@@ -900,13 +900,13 @@ def _page(trace: Trace, style: _Style) -> _Page:
     )
 
 
-def _seed(trace: Trace, style: _Style) -> str:
+def _seed(trace: Trace, style: Style) -> str:
     if trace.output_entry is None:
         return f"{style.bar(trace.output)} = 1"
     return f"{style.bar(trace.output)} = {style.bar(trace.output_entry)} = 1"
 
 
-def _forward_table(trace: Trace, style: _Style) -> _Table:
+def _forward_table(trace: Trace, style: Style) -> _Table:
     rows = [
         tuple(map(style.math, (style.name(entry.name), style.formula(entry.definition)))) + (_value_cell(entry, style),)
         for entry in trace.entries
@@ -916,7 +916,7 @@ def _forward_table(trace: Trace, style: _Style) -> _Table:
     return _table(("entry", "definition", "value"), tuple(rows), style)
 
 
-def _value_cell(entry: Entry, style: _Style) -> str:
+def _value_cell(entry: Entry, style: Style) -> str:
     if not entry.computed:
         return style.words("not computed")
     if isinstance(entry.value, bool):  # a condition
@@ -924,7 +924,7 @@ def _value_cell(entry: Entry, style: _Style) -> str:
     return style.math(style.number(entry.value))
 
 
-def _branch_lines(trace: Trace, style: _Style) -> tuple[str, ...]:
+def _branch_lines(trace: Trace, style: Style) -> tuple[str, ...]:
     """`w2 = x > 0 is true: where(x > 0, log(x), x^2) takes log(x) (w3), so x^2 (w4) is not computed.`"""
     lines = []
     for branch in trace.branches:
@@ -944,13 +944,13 @@ def _branch_lines(trace: Trace, style: _Style) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _operand(name: str, text: str, style: _Style) -> str:
+def _operand(name: str, text: str, style: Style) -> str:
     """A where() operand: `log(x) (w3)`, or just `w3` or `0` when that is all there is to say."""
     entry = style.math(style.name(name) if name[:1].isalpha() else name)
     return entry if text == name else f"{style.code(text)} ({entry})"
 
 
-def _reverse_table(trace: Trace, style: _Style, partial_header: str) -> _Table:
+def _reverse_table(trace: Trace, style: Style, partial_header: str) -> _Table:
     headers = ("step", "update", partial_header, "contribution", "running total")
     full, short = [], []
     for step in trace.steps:
@@ -958,13 +958,13 @@ def _reverse_table(trace: Trace, style: _Style, partial_header: str) -> _Table:
             f"{style.bar(step.target)} {style.plus_equals} {style.bar(step.origin)} {style.times} "
             f"{style.partial(step.origin, step.target)}"
         )
-        cells = (update, _with_value(step.partial, step.partial_value, style), style.number(step.contribution))
+        cells = (update, with_value(step.partial, step.partial_value, style), style.number(step.contribution))
         total = f"{style.bar(step.target)} = "
         full.append(
             (
                 str(step.step),
                 *map(style.math, cells),
-                style.math(total + _with_value(step.total_formula, step.total, style)),
+                style.math(total + with_value(step.total_formula, step.total, style)),
             )
         )
         short.append(style.math(total + style.number(step.total)))
@@ -973,7 +973,7 @@ def _reverse_table(trace: Trace, style: _Style, partial_header: str) -> _Table:
     return _table(headers, tuple(full), style)
 
 
-def _with_value(formula: str | None, value: float, style: _Style) -> str:
+def with_value(formula: str | None, value: float, style: Style) -> str:
     """`cos(w1) = -0.416`, or just the number when the formula is missing or is itself a number."""
     number = style.number(value)
     if formula is None or not any(isinstance(node, Var) for node in postorder(parse(formula))):
@@ -990,7 +990,7 @@ def _fit_last_column(headers, rows: list, short: list, width: int) -> list:
     return [row if _width(row[-1]) <= room else (*row[:-1], brief) for row, brief in zip(rows, short, strict=True)]
 
 
-def _notes(trace: Trace, style: _Style) -> tuple[str, ...]:
+def _notes(trace: Trace, style: Style) -> tuple[str, ...]:
     """Where an adjoint receives several contributions: the heart of reverse mode."""
     if not trace.steps:
         output = [entry for entry in trace.entries if entry.name == trace.output_entry]
@@ -1024,16 +1024,16 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items if len(items) <= _LISTED else [*items[: _LISTED - 1], "...", items[-1]])
 
 
-def _result(trace: Trace, partial: Partial, style: _Style) -> str:
+def _result(trace: Trace, partial: Partial, style: Style) -> str:
     symbol = style.partial(trace.output, partial.wrt)
     if partial.entry is None:
         return f"{style.math(symbol + ' = 0')} ({style.math(style.name(partial.wrt))} does not occur)"
-    line = f"{symbol} = {style.bar(partial.entry)} = {_with_value(partial.formula, partial.value, style)}"
+    line = f"{symbol} = {style.bar(partial.entry)} = {with_value(partial.formula, partial.value, style)}"
     remark = " (the formula is too long to show)" if partial.formula is None else ""
     return style.math(line) + remark
 
 
-def _table(headers: tuple[str, ...], rows: tuple[tuple[str, ...], ...], style: _Style) -> _Table:
+def _table(headers: tuple[str, ...], rows: tuple[tuple[str, ...], ...], style: Style) -> _Table:
     right = [header in _RIGHT for header in headers]
     match style.kind:
         case "markdown":

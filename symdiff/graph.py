@@ -24,15 +24,15 @@ from .api import Programs, build
 from .errors import SymdiffError
 from .explain import (
     Accumulation,
+    Style,
     Trace,
-    _Style,
-    _with_value,
     accumulations,
     definition_text,
     entry_names,
     output_name,
     term_text,
     trace,
+    with_value,
 )
 from .files import MARKER, write_atomic
 from .printing import number_text
@@ -121,7 +121,7 @@ def graph(expr, at: Mapping[str, float] | None = None, wrt=None) -> Graph:
 def dot_text(programs: Programs, walk: Trace | None) -> str:
     tape = programs.tape
     names = entry_names(tape)
-    style = _Style("text")
+    style = Style("text")
     nodes = tuple(_node(tape, index, names, walk, style) for index in range(len(tape.instrs)))
     edges = tuple(_edges(programs, names, walk, style))
     return (
@@ -138,7 +138,7 @@ def dot_text(programs: Programs, walk: Trace | None) -> str:
     )
 
 
-def _node(tape: Tape, index: int, names: tuple[str, ...], walk: Trace | None, style: _Style) -> Node:
+def _node(tape: Tape, index: int, names: tuple[str, ...], walk: Trace | None, style: Style) -> Node:
     instr = tape.instrs[index]
     line = f"{names[index]} = {style.formula(definition_text(instr, names))}"
     attributes = []
@@ -161,7 +161,7 @@ def _node(tape: Tape, index: int, names: tuple[str, ...], walk: Trace | None, st
     return Node(names[index], f'{value}<br/><font color="{_REVERSE_COLOUR}">{adjoint}</font>', extra)
 
 
-def _edges(programs: Programs, names: tuple[str, ...], walk: Trace | None, style: _Style):
+def _edges(programs: Programs, names: tuple[str, ...], walk: Trace | None, style: Style):
     """One edge per operand, from the operand to the result, in tape order: a derivative's edge for each
     accumulation step of the raw sweep, a dotted one for each operand that has no partial (conditions)."""
     tape = programs.tape
@@ -176,7 +176,7 @@ def _edges(programs: Programs, names: tuple[str, ...], walk: Trace | None, style
 
 
 def _partial_edge(
-    tape: Tape, names, origin: int, position: int, partial, walk: Trace | None, ran: dict, style: _Style
+    tape: Tape, names, origin: int, position: int, partial, walk: Trace | None, ran: dict, style: Style
 ) -> Edge:
     target = tape.instrs[origin].args[position].index
     symbol = style.partial(names[origin], names[target])
@@ -187,7 +187,7 @@ def _partial_edge(
     elif step is None:  # a step of a branch not taken: it never ran
         label, attributes = f"{symbol} = {style.formula(term_text(partial, names))}, not taken", f", {_NOT_TAKEN_EDGE}"
     else:
-        label = f"{symbol} = {_with_value(step.partial, step.partial_value, style)}"
+        label = f"{symbol} = {with_value(step.partial, step.partial_value, style)}"
     return Edge(names[target], names[origin], html.escape(label), attributes)
 
 
