@@ -13,7 +13,6 @@ from functools import cached_property
 from .calling import bind, load
 from .errors import ArgumentError, SymdiffError
 from .files import write_atomic
-from .tape import no_branches
 from .verify import DEFAULT_TIMEOUT, Report, verify_programs
 
 BACKENDS = ("python", "numpy", "c")
@@ -21,8 +20,6 @@ BACKENDS = ("python", "numpy", "c")
 
 def compile_backend(name: str, programs, simplified: bool = True):
     adjoint = programs.adjoint if simplified else programs.raw
-    if name in BACKENDS:
-        no_branches(programs.tape, f"the {name} backend")  # at compile time: the source is rendered lazily
     if name == "numpy":
         return NumpyGradient(programs, adjoint)
     if name == "c":

@@ -32,7 +32,7 @@ from .names import Names, assign_names, usable
 from .primitives import TABLE
 from .render import _docstring, _environment, _Printer
 from .resources import private_folder, trusted_cache, trusted_file
-from .tape import INPUT, Ref, Tape, no_branches
+from .tape import INPUT, Ref, Tape
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
 # -fopenmp they use every core and SIMD across points; where the compiler has no OpenMP runtime,
@@ -107,11 +107,36 @@ _IMPLEMENTATION = re.compile(r"_[A-Z_]")
 
 
 @dataclass(frozen=True, slots=True)
-class Line:
-    target: str  # "double x1_bar", or "x1_bar" when it is declared already
+class Stmt:
+    """One statement of a body before it is cut into parts and printed: the variable it assigns and
+    those it reads, by name, and the branch it runs in (Tape.paths, Step.path), so that the cutting
+    and the printing never read C text back."""
+
+    name: str  # the variable it assigns; "" for a store into an array element (`target`)
     op: str  # "=", "+=", "-="
     rhs: str
+    note: str = ""  # "" or "  // comment"
+    reads: tuple[str, ...] = ()  # the variables it reads, its branch's condition or flag included
+    path: tuple[tuple[int, bool], ...] = ()  # runs only in this branch
+    test: str = ""  # the truth value its block tests (w2, !w2, a flag); "" outside every branch
+    target: str = ""  # the array element a store writes (grad[1 * n])
+    const: bool = True  # a forward value: const where it is declared by its assignment
+    load: bool = False  # loads an input from x: a later part loads it again instead of carrying it
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A printed line: `target op rhs;`, or a control line (`if (w2) {`, `}`: no op)."""
+
+    target: str  # "double x1_bar", or "x1_bar" when it is declared already
+    op: str  # "=", "+=", "-=", or "" for a control line
+    rhs: str
     note: str  # "" or "  // comment"
+    indent: str = ""  # four spaces inside a branch's block (blocks never nest: see _Tests)
+
+    @property
+    def text(self) -> str:
+        return f"{self.indent}{self.target} {self.op} {self.rhs};" if self.op else f"{self.indent}{self.target}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,34 +247,47 @@ def c_module(
     adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None, shared_sweep_lines: int = SHARED_SWEEP_LINES
 ) -> Module:
     tape = adjoint.tape
-    no_branches(tape, "the c backend")
     names = c_names(tape, adjoint.wrt, prefix)
     printer = _Printer(tape, names, "c")
     x, grad, value, n, k, start, end, carry = _own_names(names)
     inputs, outputs = len(tape.inputs), len(adjoint.wrt)
     rows = {name: row for row, name in enumerate(tape.inputs)}
-    steps = _reverse_lines(adjoint.steps, printer)
+    steps = _reverse_stmts(adjoint.steps, printer)
     forward = {
-        index: Line(f"const double {names.value(index)}", "=", printer.definition(index), "")
+        index: Stmt(
+            names.value(index),
+            "=",
+            printer.definition(index),
+            reads=tuple(names.value(arg.index) for arg in instr.args if isinstance(arg, Ref)),
+            path=tape.path(index),
+        )
         for index, instr in enumerate(tape.instrs)
         if instr.op != INPUT
     }
+    tests = _Tests(tape, names)  # one per module: a branch's flag has the same name in every function
 
-    def bodies(at, value_at: str, shared: bool) -> tuple[tuple[Line, ...], ...]:
+    def bodies(at, value_at: str, shared: bool) -> tuple[tuple[Stmt, ...], ...]:
         """f's, grad's and (when `shared`, and short) value_and_grad's lines, with the arrays laid
         out by `at(array, row)` (inputs load their row of x)."""
         loads = {
-            index: Line(f"const double {names.value(index)}", "=", at(x, rows[instr.name]), "")
+            index: Stmt(names.value(index), "=", at(x, rows[instr.name]), load=True)
             for index, instr in enumerate(tape.instrs)
             if instr.op == INPUT
         }
         sweep = _Sweep(tape, forward | loads, adjoint.steps, steps)
-        value_store = [(Line(value_at, "=", printer.atom(tape.output), ""), tape.output)]
-        grad_stores = [
-            (Line(at(grad, i), "=", printer.atom(term), ""), term) for i, term in enumerate(adjoint.gradient)
-        ]
-        f_lines, grad_lines = sweep.lines(value_store, reverse=False), sweep.lines(grad_stores)
-        both = sweep.lines(grad_stores + value_store) if shared and len(grad_lines) <= shared_sweep_lines else ()
+
+        def store(target: str, term: Term) -> tuple[Stmt, Term]:
+            return Stmt("", "=", printer.atom(term), reads=_read_names(term, names), target=target), term
+
+        value_store = [store(value_at, tape.output)]
+        grad_stores = [store(at(grad, i), term) for i, term in enumerate(adjoint.gradient)]
+        f_lines = tests.branched(sweep.lines(value_store, reverse=False))
+        grad_lines = tests.branched(sweep.lines(grad_stores))
+        both = (
+            tests.branched(sweep.lines(grad_stores + value_store))
+            if shared and len(grad_lines) <= shared_sweep_lines
+            else ()
+        )
         return f_lines, grad_lines, both if len(both) <= shared_sweep_lines else ()
 
     # One point, strided: input i at x[i * n] (the batch of a long program calls it at x + k).
@@ -287,11 +325,12 @@ def c_module(
     points, loops, batch_wrappers = [], [], []
     for (kind, outs, point_doc, batch_doc), lines, batch_body in zip(kinds, point_lines, batch_lines):
         params = (f"long {n}", f"const double *restrict {x}", *(f"double *restrict {out}" for out in outs))
-        points.append(_point(f"{prefix}_{kind}_at", params, point_doc, lines, x, carry))
+        points.append(_point(f"{prefix}_{kind}_at", params, point_doc, lines, carry))
         name = f"{prefix}_{kind}_batch"
         signature, declaration = _signature("void", name, params)
         if batch_body and len(lines) <= SIMD_LINES:
-            scratch, parts = _cut(batch_body, x, k, start, carry)
+            scratch, cut = _cut(batch_body, k, start, carry)
+            parts = tuple(map(_printed, cut))
             unused = _unused(params[1:], tuple(line for part in parts for line in part))  # the loop reads n
             loops.append(
                 Loop(
@@ -484,139 +523,224 @@ def _own_names(names: Names) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _point(name: str, params: tuple[str, ...], doc: str, lines: tuple[Line, ...], x: str, carry: str) -> Point:
+def _point(name: str, params: tuple[str, ...], doc: str, stmts: tuple[Stmt, ...], carry: str) -> Point:
     signature, declaration = _signature("void", name, params)
-    slots, pieces = _pieces(lines, x, carry)
+    slots, pieces = _pieces(stmts, carry)
     if len(pieces) == 1:
+        lines = _printed(stmts)
         return Point(name, signature, declaration, doc, _unused(params, lines), (), lines, (), ())
     arguments = ", ".join([*(param.split()[-1] for param in params), carry])
     own = (*params, f"double *restrict {carry}")
-    parts = tuple(
-        Part(
-            _signature("static void", f"{name}_part{number}", own)[0],
-            f"{name}, part {number} of {len(pieces)}.",
-            _unused(own, piece),
-            piece,
-        )
-        for number, piece in enumerate(pieces, 1)
-    )
+    parts = []
+    for number, piece in enumerate(pieces, 1):
+        lines = _printed(piece)
+        signature_of_part = _signature("static void", f"{name}_part{number}", own)[0]
+        parts.append(Part(signature_of_part, f"{name}, part {number} of {len(pieces)}.", _unused(own, lines), lines))
     calls = tuple(f"{name}_part{number}({arguments});" for number in range(1, len(pieces) + 1))
     doc += f" In {len(pieces)} parts (GCC's time grows faster than a function's length)."
-    return Point(name, signature, declaration, doc, (), (f"double {carry}[{max(slots, 1)}];",), (), parts, calls)
+    return Point(name, signature, declaration, doc, (), (f"double {carry}[{max(slots, 1)}];",), (), tuple(parts), calls)
 
 
-def _pieces(lines: tuple[Line, ...], x: str, carry: str) -> tuple[int, tuple[tuple[Line, ...], ...]]:
-    """(carried values, pieces): a point body cut before a new value every PART_LINES lines or so. A
-    piece loads the inputs it reads from x again, and other earlier values from carry[slot], each
-    just before its first use; the piece that computes such a value stores it after its last
-    update. The body stays whole if it is short, if a piece would update an earlier piece's value
-    (only in the reverse sweep's own order), or if it would carry more than POINT_CARRY_SLOTS values."""
-    cut: list[list[Line]] = [[]]
-    for line in lines:
-        if len(cut[-1]) >= PART_LINES and line.op == "=":
+def _homes(pieces: list[list[Stmt]]) -> dict[str, tuple[int, Stmt]]:
+    """The piece assigning each variable first (where it is declared), and that statement."""
+    home: dict[str, tuple[int, Stmt]] = {}
+    for number, piece in enumerate(pieces):
+        for stmt in piece:
+            if stmt.name:
+                home.setdefault(stmt.name, (number, stmt))
+    return home
+
+
+def _pieces(stmts: tuple[Stmt, ...], carry: str) -> tuple[int, tuple[tuple[Stmt, ...], ...]]:
+    """(carried values, pieces): a point body cut before a new value every PART_LINES statements or
+    so. A piece loads the inputs it reads from x again, and other earlier values from carry[slot],
+    each just before its first use; the piece that computes such a value stores it after its last
+    update, outside any branch (a value of a branch not taken is its declaration's 0.0, which no
+    reader in that branch will read). A cut may fall inside a branch's run of statements: the next
+    piece opens the block again, testing the carried condition or flag. The body stays whole if it
+    is short, if a piece would update an earlier piece's value (only in the reverse sweep's own
+    order), or if it would carry more than POINT_CARRY_SLOTS values."""
+    cut: list[list[Stmt]] = [[]]
+    for stmt in stmts:
+        if len(cut[-1]) >= PART_LINES and stmt.op == "=":
             cut.append([])
-        cut[-1].append(line)
+        cut[-1].append(stmt)
     if len(cut) < 2:
-        return 0, (lines,)
-    home = {  # the piece declaring each value, and its line
-        line.target.rsplit(" ", 1)[1]: (number, line)
-        for number, piece in enumerate(cut)
-        for line in piece
-        if line.target.startswith(("const double ", "double "))
-    }
+        return 0, (stmts,)
+    home = _homes(cut)
     slots: dict[str, int] = {}
-    pieces: list[list[Line]] = []
+    pieces: list[list[Stmt]] = []
     for number, piece in enumerate(cut):
-        out: list[Line] = []
+        out: list[Stmt] = []
         loaded: set[str] = set()
         read: set[str] = set()
-        for line in piece:
-            if line.op != "=" and home[line.target][0] != number:
-                return 0, (lines,)
-            names = IDENTIFIER.findall(line.rhs)
-            read.update(names)
-            for name in names:
-                origin, definition = home.get(name, (number, line))
+        for stmt in piece:
+            if stmt.op != "=" and home[stmt.name][0] != number:
+                return 0, (stmts,)
+            read.update(stmt.reads)
+            for name in stmt.reads:
+                origin, definition = home.get(name, (number, stmt))
                 if origin >= number or name in loaded:
                     continue
                 loaded.add(name)
-                if _loads(definition, x):  # an input: load it again
+                if definition.load:  # an input: load it again
                     out.append(definition)
                 else:
-                    out.append(Line(f"const double {name}", "=", f"{carry}[{slots.setdefault(name, len(slots))}]", ""))
-            out.append(line)
+                    out.append(Stmt(name, "=", f"{carry}[{slots.setdefault(name, len(slots))}]"))
+            out.append(stmt)
         # An input loaded just before the cut serves the next piece, which loads it itself.
-        pieces.append([line for line in out if line.target.rsplit(" ", 1)[-1] in read or not _loads(line, x)])
+        pieces.append([stmt for stmt in out if not stmt.load or stmt.name in read])
     if len(slots) > POINT_CARRY_SLOTS:
-        return 0, (lines,)
+        return 0, (stmts,)
     return len(slots), tuple(_store_carried(piece, number, home, slots, carry) for number, piece in enumerate(pieces))
 
 
-def _loads(line: Line, x: str) -> bool:
-    """Whether `line` loads an input from x."""
-    return line.rhs.startswith(f"{x}[")
-
-
-def _store_carried(piece: list[Line], number: int, home: dict, slots: dict[str, int], carry: str) -> tuple[Line, ...]:
-    """`piece` with each value a later piece reads stored into carry after the value's last update."""
+def _store_carried(piece: list[Stmt], number: int, home: dict, slots: dict[str, int], carry: str) -> tuple[Stmt, ...]:
+    """`piece` with each value a later piece reads stored into carry after the value's last update,
+    and after the run of its branch's statements that update is in (stores run in every branch)."""
     last = {}
-    for position, line in enumerate(piece):
-        name = line.target.rsplit(" ", 1)[-1]
-        if name in slots and home[name][0] == number:
-            last[name] = position
-    after: dict[int, list[Line]] = {}
+    for position, stmt in enumerate(piece):
+        if stmt.name in slots and home[stmt.name][0] == number:
+            last[stmt.name] = position
+    after: dict[int, list[Stmt]] = {}
     for name, position in last.items():
-        after.setdefault(position, []).append(Line(f"{carry}[{slots[name]}]", "=", name, ""))
-    out: list[Line] = []
-    for position, line in enumerate(piece):
-        out.append(line)
+        while piece[position].test and position + 1 < len(piece) and piece[position + 1].test == piece[position].test:
+            position += 1
+        after.setdefault(position, []).append(Stmt("", "=", name, reads=(name,), target=f"{carry}[{slots[name]}]"))
+    out: list[Stmt] = []
+    for position, stmt in enumerate(piece):
+        out.append(stmt)
         out.extend(after.get(position, ()))
     return tuple(out)
 
 
-def _cut(lines: tuple[Line, ...], x: str, k: str, start: str, carry: str) -> tuple:
+def _cut(stmts: tuple[Stmt, ...], k: str, start: str, carry: str) -> tuple:
     """(scratch, parts): the body cut after every ROWS_PER_LOOP stores. A part re-loads the inputs it
-    needs and reads other earlier values from `carry`; a body whose later part would update an
-    earlier part's adjoint (only in the reverse sweep's own order), or that needs too many carried
-    values, stays one loop."""
-    parts: list[list[Line]] = [[]]
-    for line in lines:
-        parts[-1].append(line)
-        if "[" in line.target and sum("[" in other.target for other in parts[-1]) == ROWS_PER_LOOP:
+    needs and reads other earlier values from `carry`, stored at the end of the part computing them
+    (outside any branch, as in _pieces); a body whose later part would update an earlier part's
+    adjoint (only in the reverse sweep's own order), or that needs too many carried values, stays
+    one loop."""
+    parts: list[list[Stmt]] = [[]]
+    for stmt in stmts:
+        parts[-1].append(stmt)
+        if not stmt.name and sum(not other.name for other in parts[-1]) == ROWS_PER_LOOP:
             parts.append([])
     parts = [part for part in parts if part]
     if len(parts) < 2:
-        return (), (tuple(lines),)
-    defined = {  # the part declaring each value, and its line
-        line.target.split()[-1]: (number, line)
-        for number, part in enumerate(parts)
-        for line in part
-        if line.target.startswith(("const double ", "double "))
-    }
+        return (), (tuple(stmts),)
+    defined = _homes(parts)
     slots: dict[str, int] = {}
-    heads: list[list[Line]] = [[] for _ in parts]
-    tails: list[list[Line]] = [[] for _ in parts]
+    heads: list[list[Stmt]] = [[] for _ in parts]
+    tails: list[list[Stmt]] = [[] for _ in parts]
     for number, part in enumerate(parts):
         taken: set[str] = set()
-        for line in part:
-            if line.op != "=" and defined[line.target.split()[-1]][0] != number:
-                return (), (tuple(lines),)
-            for name in IDENTIFIER.findall(line.rhs):
+        for stmt in part:
+            if stmt.op != "=" and defined[stmt.name][0] != number:
+                return (), (tuple(stmts),)
+            for name in stmt.reads:
                 origin, definition = defined.get(name, (number, None))
                 if origin >= number or name in taken:
                     continue
                 taken.add(name)
-                if definition.rhs.startswith(f"{x}["):  # an input: load it again
+                if definition.load:  # an input: load it again
                     heads[number].append(definition)
                     continue
                 if name not in slots:
                     slots[name] = len(slots)
-                    tails[origin].append(Line(f"{carry}[{slots[name]}][{k} - {start}]", "=", name, ""))
-                heads[number].append(Line(f"const double {name}", "=", f"{carry}[{slots[name]}][{k} - {start}]", ""))
+                    tails[origin].append(Stmt("", "=", name, reads=(name,), target=_element(carry, slots[name], k, start)))
+                heads[number].append(Stmt(name, "=", _element(carry, slots[name], k, start)))
     if len(slots) > CARRY_SLOTS:
-        return (), (tuple(lines),)
+        return (), (tuple(stmts),)
     scratch = (f"double {carry}[{len(slots)}][{TILE}];",) if slots else ()
     return scratch, tuple(tuple(head + part + tail) for head, part, tail in zip(heads, parts, tails))
+
+
+def _element(carry: str, slot: int, k: str, start: str) -> str:
+    return f"{carry}[{slot}][{k} - {start}]"
+
+
+class _Tests:
+    """The truth value each branch's block tests. A branch one where() deep tests its condition
+    (`w2`, `!w2`); a deeper one a flag computed outside every block (`w15 = w6 && !w7`: `&&` reads
+    the condition only where it has a value), as the Python backend does (render.nest), so that
+    blocks never nest: C99 promises only 127 levels of blocks. Flags are numbered on from the tape's
+    last entry, names no input or definition may take."""
+
+    def __init__(self, tape: Tape, names: Names):
+        self._names, self._first = names, len(tape.instrs) + 1
+        self._flags: dict[tuple, str] = {}
+
+    def variable(self, path: tuple) -> str:
+        """The variable the block of `path` reads: its condition, or its flag."""
+        return self._flags[path] if len(path) > 1 else self._names.value(path[0][0])
+
+    def test(self, path: tuple) -> str:
+        if len(path) > 1:
+            return self._flags[path]
+        ((condition, value),) = path
+        return self._names.value(condition) if value else f"!{self._names.value(condition)}"
+
+    def branched(self, stmts: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+        """`stmts` (of one function) with their blocks' tests, and the flags each needs computed before
+        the first statement of its branch, outermost first."""
+        defined: set[tuple] = set()
+        out: list[Stmt] = []
+        for stmt in stmts:
+            if not stmt.path:
+                out.append(stmt)
+                continue
+            missing, path = [], stmt.path
+            while len(path) > 1 and path not in defined:
+                missing.append(path)
+                path = path[:-1]
+            for path in reversed(missing):
+                defined.add(path)
+                flag = self._flags.setdefault(path, f"w{self._first + len(self._flags)}")
+                outer, condition = self.test(path[:-1]), self.test(path[-1:])
+                out.append(Stmt(flag, "=", f"{outer} && {condition}", reads=(self.variable(path[:-1]), self.variable(path[-1:]))))
+            out.append(
+                Stmt(
+                    stmt.name,
+                    stmt.op,
+                    stmt.rhs,
+                    stmt.note,
+                    (*stmt.reads, self.variable(stmt.path)),
+                    stmt.path,
+                    self.test(stmt.path),
+                    stmt.target,
+                    stmt.const,
+                    stmt.load,
+                )
+            )
+        return tuple(out)
+
+
+def _printed(stmts: tuple[Stmt, ...]) -> tuple[Line, ...]:
+    """The lines of `stmts`: consecutive statements of one branch share an `if` block, one level deep.
+    A variable first assigned inside a block is declared just before it, as 0.0, so that code after
+    the block sees it and no compiler finds it maybe uninitialised (a where() reads both of its
+    operands' variables though it uses one)."""
+    lines: list[Line] = []
+    block: list[Line] = []
+    declarations: list[Line] = []
+    declared: set[str] = set()
+    test = ""
+    for stmt in (*stmts, None):
+        if stmt is None or stmt.test != test:
+            if test:
+                lines += [*declarations, Line(f"if ({test}) {{", "", "", ""), *block, Line("}", "", "", "")]
+            if stmt is None:
+                break
+            block, declarations, test = [], [], stmt.test
+        target = stmt.name or stmt.target
+        if stmt.name and stmt.name not in declared:
+            declared.add(stmt.name)
+            if stmt.test:
+                declarations.append(Line(f"double {stmt.name}", "=", "0.0", ""))
+            else:
+                target = f"{'const ' if stmt.const else ''}double {stmt.name}"
+        (block if stmt.test else lines).append(Line(target, stmt.op, stmt.rhs, stmt.note, "    " if stmt.test else ""))
+    return tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -628,19 +752,22 @@ class _Sweep:
     handful are live at a time instead of thousands, which is what GCC's register allocation time
     (most of the build) and the spills grow with. An adjoint's own steps keep their order, so the
     sums are the same in the same order, the same bits. If a step reads an adjoint before all of
-    that adjoint's steps (no reverse sweep does), the steps keep the reverse sweep's order."""
+    that adjoint's steps (no reverse sweep does), the steps keep the reverse sweep's order.
+
+    A statement in a branch also reads the conditions of its branch (Tape.paths, Step.path), so
+    they are computed before it, outside its block."""
 
     tape: Tape
-    definitions: dict[int, Line]  # tape entry -> its line (inputs load their row of x)
+    definitions: dict[int, Stmt]  # tape entry -> its statement (inputs load their row of x)
     steps: tuple[Step, ...]
-    step_lines: tuple[Line, ...]
+    step_lines: tuple[Stmt, ...]
 
-    def lines(self, stores: list[tuple[Line, Term]], reverse: bool = True) -> tuple[Line, ...]:
-        out: list[Line] = []
+    def lines(self, stores: list[tuple[Stmt, Term]], reverse: bool = True) -> tuple[Stmt, ...]:
+        out: list[Stmt] = []
         done: set[tuple[str, int]] = set()
         if reverse and not self._completes_before_reading:
             for line, step in zip(self.step_lines, self.steps):
-                for node in _reads(step.term):
+                for node in _step_reads(step):
                     if node[0] == "ref":  # adjoints are up to date by the order of the steps
                         self._emit(node, done, out)
                 out.append(line)
@@ -654,7 +781,7 @@ class _Sweep:
                 self._emit(("bar", target), done, out)
         return tuple(out)
 
-    def _emit(self, root: tuple[str, int], done: set, out: list[Line]) -> None:
+    def _emit(self, root: tuple[str, int], done: set, out: list[Stmt]) -> None:
         """Post-order: a node's lines after those of everything it reads."""
         stack = [(root, False)]
         while stack:
@@ -671,10 +798,11 @@ class _Sweep:
     def _node_reads(self, node: tuple[str, int]) -> list[tuple[str, int]]:
         kind, index = node
         if kind == "ref":
-            return [("ref", a.index) for a in self.tape.instrs[index].args if isinstance(a, Ref)]
-        return [read for i in self._steps_of.get(index, ()) for read in _reads(self.steps[i].term)]
+            conditions = [("ref", condition) for condition, _ in self.tape.path(index)]
+            return [("ref", a.index) for a in self.tape.instrs[index].args if isinstance(a, Ref)] + conditions
+        return [read for i in self._steps_of.get(index, ()) for read in _step_reads(self.steps[i])]
 
-    def _node_lines(self, node: tuple[str, int]) -> list[Line]:
+    def _node_lines(self, node: tuple[str, int]) -> list[Stmt]:
         kind, index = node
         return (
             [self.definitions[index]] if kind == "ref" else [self.step_lines[i] for i in self._steps_of.get(index, ())]
@@ -698,6 +826,11 @@ class _Sweep:
         )
 
 
+def _step_reads(step: Step) -> list[tuple[str, int]]:
+    """What a step reads: its term's values and adjoints, and its branch's conditions."""
+    return _reads(step.term) + [("ref", condition) for condition, _ in step.path]
+
+
 def _reads(term: Term) -> list[tuple[str, int]]:
     """The forward values ("ref", i) and adjoints ("bar", i) a term reads, in order of appearance."""
     found, stack = {}, [term]
@@ -712,18 +845,28 @@ def _reads(term: Term) -> list[tuple[str, int]]:
     return list(found)
 
 
-def _reverse_lines(steps: tuple[Step, ...], printer: _Printer) -> tuple[Line, ...]:
-    declared: set[int] = set()
-    lines = []
+def _reverse_stmts(steps: tuple[Step, ...], printer: _Printer) -> tuple[Stmt, ...]:
+    names = printer.names
+    stmts = []
     for step in steps:
-        target = printer.names.adjoint(step.target)
-        if step.target not in declared:
-            declared.add(step.target)
-            target = f"double {target}"
         note = "; ".join(printer.source_definition(origin) for origin in step.origins)
-        note = f"  // {note}" if note else ""
-        lines.append(Line(target, step.mode, printer.atom(step.term), note))
-    return tuple(lines)
+        stmts.append(
+            Stmt(
+                names.adjoint(step.target),
+                step.mode,
+                printer.atom(step.term),
+                f"  // {note}" if note else "",
+                _read_names(step.term, names),
+                step.path,
+                const=False,
+            )
+        )
+    return tuple(stmts)
+
+
+def _read_names(term: Term, names: Names) -> tuple[str, ...]:
+    """The variables `term` reads: forward values and adjoints."""
+    return tuple(names.value(index) if kind == "ref" else names.adjoint(index) for kind, index in _reads(term))
 
 
 # --- compiling and loading ----------------------------------------------------------------------
@@ -927,10 +1070,14 @@ class CGradient(CompiledGradient):
         """f at one point given as an array (see grad_array)."""
         if len(x) != len(self.inputs):
             raise ArgumentError(f"value_array: expected {len(self.inputs)} inputs, got {len(x)}")
-        try:
-            return self._c("f")(_address(x))
-        except TypeError:  # a read-only buffer
-            return self._c("f")(_address(array.array("d", x)))
+        if type(x).__module__.split(".")[0] == "numpy":
+            import numpy  # the caller passed NumPy arrays, so NumPy is installed
+
+            x = numpy.ascontiguousarray(x, dtype=numpy.float64)  # no copy for float64 in order
+            return self._c("f")(x.ctypes.data)
+        # Packed to bytes the call keeps alive (the address of a temporary array.array of a list was
+        # freed memory by the time C read it).
+        return self._c("f")(_pack(self._point_struct.pack, x))
 
     @functools.cached_property
     def _point_struct(self) -> struct.Struct:
