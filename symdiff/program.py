@@ -181,9 +181,11 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
     params = tuple(Param(name) for name in tape.inputs)
     value = Scalar("value", tape.output)
 
+    lines: dict[int, Assign] = {}  # forward lines, the same nodes in every entry
+
     def with_gradient(roots: set[int], guarded: frozenset[int], extra_reads: tuple = ()):
         in_place = _read_once_by_sweep(adjoint, closure_with_conditions(tape, roots | guarded), guarded, extra_reads)
-        forward = _forward(tape, roots, guarded, skip=in_place)
+        forward = _forward(tape, lines, roots, guarded, skip=in_place)
         reverse = Section("reverse sweep", nested(_reverse_items(adjoint, in_place)), seed)
         gradient = Vector("gradient", tuple(_substituted(term, in_place) for term in adjoint.gradient))
         return _sections(forward, reverse), gradient
@@ -198,7 +200,8 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
         return Entry("value_and_grad", params, "Value and gradient from one forward sweep.", body, (value, gradient))
 
     builders = {
-        "f": lambda: Entry("f", params, "Value of the expression.", _sections(_forward(tape, output_needs)), (value,)),
+        "f": lambda: Entry("f", params, "Value of the expression.", _sections(_forward(tape, lines, output_needs)),
+                           (value,)),
         "grad": grad,
         "value_and_grad": value_and_grad,
     }
@@ -210,9 +213,12 @@ def _sections(*candidates: Section) -> tuple[Section, ...]:
     return tuple(section for section in candidates if section.body)
 
 
-def _forward(tape: Tape, roots: set[int], guards: frozenset[int] = frozenset(), skip: Collection[int] = ()) -> Section:
+def _forward(
+    tape: Tape, lines: dict[int, Assign], roots: set[int], guards: frozenset[int] = frozenset(), skip: Collection[int] = ()
+) -> Section:
     """The forward sweep computing `roots`; `guards` are only checked (Check), unless a line computed
-    for another guard reads their value. Entries in `skip` are computed where the reverse sweep reads them."""
+    for another guard reads their value. Entries in `skip` are computed where the reverse sweep reads
+    them. `lines`: each entry's line, made once (updated here)."""
     used = closure_with_conditions(tape, roots)
     needed = used | closure_with_conditions(tape, set(guards))
     read = {arg.index for index in needed for arg in tape.instrs[index].args if type(arg) is Ref}
@@ -221,7 +227,10 @@ def _forward(tape: Tape, roots: set[int], guards: frozenset[int] = frozenset(), 
         if index not in needed or instr.op == INPUT or index in skip:
             continue
         if index in used or index not in guards or index in read:
-            items.append((tape.path(index), Assign(Ref(index), "=", Op(instr.op, instr.args))))
+            line = lines.get(index)
+            if line is None:
+                line = lines[index] = Assign(Ref(index), "=", Op(instr.op, instr.args))
+            items.append((tape.path(index), line))
         else:
             items.append((tape.path(index), Check(index)))
     return Section("forward sweep", nested(items))
@@ -492,6 +501,8 @@ def nested(items: Iterable[tuple[Path, Node]]) -> tuple[Node, ...]:
         if path == stack[-1][0]:  # most often: the branch of the node before
             stack[-1][1].append(node)
             continue
+        if not path:
+            del stack[1:]  # back outside every branch
         while path[: len(stack[-1][0])] != stack[-1][0]:
             stack.pop()
         while len(stack[-1][0]) < len(path):
@@ -510,7 +521,7 @@ def nested(items: Iterable[tuple[Path, Node]]) -> tuple[Node, ...]:
     frozen: dict[int, If] = {}
 
     def freeze(nodes: list) -> tuple[Node, ...]:
-        return tuple(frozen[id(node)] if type(node) is _Open else node for node in nodes)
+        return tuple([frozen[id(node)] if type(node) is _Open else node for node in nodes]) if nodes else ()
 
     for block in reversed(opened):
         frozen[id(block)] = If(Ref(block.condition), freeze(block.body), freeze(block.orelse))
@@ -537,10 +548,11 @@ def _flat(nodes: tuple[Node, ...], defined: set[Path]) -> tuple[Node, ...]:
             if run:
                 out.append(_flat_if(current, run))
             run = []
-            out.extend(_flags(path, defined))
+            if len(path) > 1:
+                out.extend(_flags(path, defined))
             current = path
-        if any(type(node) is Loop for node in piece):
-            piece = tuple(replace(node, body=_flat(node.body, defined)) if type(node) is Loop else node for node in piece)
+        if type(piece[0]) is Loop:
+            piece = (replace(piece[0], body=_flat(piece[0].body, defined)),)
         (run if path else out).extend(piece)
     if run:
         out.append(_flat_if(current, run))
@@ -548,13 +560,13 @@ def _flat(nodes: tuple[Node, ...], defined: set[Path]) -> tuple[Node, ...]:
 
 
 def _runs(nodes: tuple[Node, ...], path: Path) -> Iterator[tuple[Path, tuple[Node, ...]]]:
-    """The nodes but Ifs, in order, in runs of consecutive ones with the branch they run in (a loop,
-    not recursion: a branch can be 1,000 where()s deep)."""
+    """The nodes but Ifs, in order, in runs of consecutive ones with the branch they run in, a Loop
+    alone in its run (a loop, not recursion: a branch can be 1,000 where()s deep)."""
     stack: list[tuple[tuple[Node, ...], int, Path]] = [(nodes, 0, path)]
     while stack:
         nodes, start, path = stack.pop()
         end = start
-        while end < len(nodes) and type(nodes[end]) is not If:
+        while end < len(nodes) and type(nodes[end]) is not If and type(nodes[end]) is not Loop:
             end += 1
         if end > start:
             yield path, nodes[start:end]
@@ -562,13 +574,17 @@ def _runs(nodes: tuple[Node, ...], path: Path) -> Iterator[tuple[Path, tuple[Nod
             continue
         node = nodes[end]
         stack.append((nodes, end + 1, path))  # what follows the If, once its branches are done
-        if isinstance(node.condition, Flag):  # already flat
+        if type(node) is Loop:  # a run of its own, for `_flat` to flatten inside
+            yield path, (node,)
+        elif isinstance(node.condition, Flag):  # already flat
             if node.orelse:
                 raise ValueError("a flag's If has no orelse: its branch is a path, not a condition")
             stack.append((node.body, 0, node.condition.path))
         else:  # the body first, then the orelse
-            stack.append((node.orelse, 0, (*path, (node.condition.index, False))))
-            stack.append((node.body, 0, (*path, (node.condition.index, True))))
+            if node.orelse:
+                stack.append((node.orelse, 0, (*path, (node.condition.index, False))))
+            if node.body:
+                stack.append((node.body, 0, (*path, (node.condition.index, True))))
 
 
 def _flat_if(path: Path, run: list[Node]) -> If:
@@ -602,21 +618,24 @@ def _truth(path: Path):
 def operations(program: Program) -> frozenset[str]:
     """The rows of primitives.TABLE the program applies (a backend's imports come from them)."""
     tape, found, stack = program.tape, set(), []
+    seen: set[int] = set()  # ids of Assigns walked: entries share their forward lines
     for entry in program.entries:
         stack.extend(result_terms(entry.results))
         nodes = list(entry.body)
         while nodes:
             node = nodes.pop()
-            match node:
-                case Assign(term=term):
-                    stack.append(term)
-                case Check(index=index):
-                    found.add(tape.instrs[index].op)
-                case Section(body=body) | Loop(body=body):
-                    nodes.extend(body)
-                case If(body=body, orelse=orelse):
-                    nodes.extend(body)
-                    nodes.extend(orelse)
+            kind = type(node)
+            if kind is Assign:
+                if id(node) not in seen:
+                    seen.add(id(node))
+                    stack.append(node.term)
+            elif kind is Check:
+                found.add(tape.instrs[node.index].op)
+            elif kind is If:
+                nodes.extend(node.body)
+                nodes.extend(node.orelse)
+            else:  # a Section or a Loop
+                nodes.extend(node.body)
     while stack:
         term = stack.pop()
         if type(term) is Op:

@@ -178,14 +178,15 @@ class _Printer:
         return text
 
     def _leaf(self, node) -> str:
-        if isinstance(node, Ref):
-            return self.names.value(node.index)
-        if isinstance(node, Bar):
+        kind = type(node)
+        if kind is Ref:
+            return self.names.values[node.index]
+        if kind is Bar:
             number = str(node.output + 1) if self.numbered_outputs else ""
             return self.names.adjoint(node.index) + number
-        if type(node) is Flag:
+        if kind is Flag:
             return self._flag(node.path)
-        if type(node) is Index:
+        if kind is Index:
             return node.name
         of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
         if of is not None:
@@ -259,22 +260,23 @@ INDENT = "    "
 
 def _lines(nodes, printer: _Printer, indent: str, out: list[Line]) -> None:
     """Appends the statements of `nodes`, indented one step more per If or Loop they are in."""
-    leaf, instrs, values = printer._leaf, printer.tape.instrs, printer.names.values
+    leaf, instrs, values, definition = printer._leaf, printer.tape.instrs, printer.names.values, printer.definition
+    append = out.append
     for node in nodes:
         kind = type(node)
         if kind is Assign:
             target, term = node.target, node.term
-            name = values[target.index] if type(target) is Ref else leaf(target)
+            if type(target) is Ref:
+                name = values[target.index]
+                if type(term) is Op and term.args is instrs[target.index].args:
+                    rhs = definition(target.index)  # its tape entry: printed once per module
+                else:
+                    rhs = _rhs(term, printer)
+            else:
+                name, rhs = leaf(target), _rhs(term, printer)
             if not node.read:
                 name = f"_{name}"  # evaluated only so that a point outside the domain raises
-            if type(target) is Ref and type(term) is Op and term.args is instrs[target.index].args:
-                rhs = printer.definition(target.index)  # its tape entry: printed once per module
-            elif type(term) is Op and not any(type(arg) is Op for arg in term.args):
-                rhs = format_flat(term.op, term.args, leaf, printer.dialect)  # no walk
-            else:
-                rhs = printer.atom(term)
-            note = "; ".join(printer.source_definition(origin) for origin in node.origins)
-            out.append(Line(name, node.mode, rhs, f"  # {note}" if note else "", indent))
+            append(Line(name, node.mode, rhs, _note(node.origins, printer) if node.origins else "", indent))
         elif kind is Check:
             instr = instrs[node.index]
             row = primitives.lookup(instr.op)
@@ -296,6 +298,20 @@ def _lines(nodes, printer: _Printer, indent: str, out: list[Line]) -> None:
             _lines(node.body, printer, indent, out)
         else:
             raise AssertionError(f"unexpected node {node!r}")
+
+
+def _rhs(term, printer: _Printer) -> str:
+    if type(term) is Op:
+        for arg in term.args:
+            if type(arg) is Op:
+                return printer.term(term)
+        return format_flat(term.op, term.args, printer._leaf, printer.dialect)  # no walk
+    return printer.atom(term)
+
+
+def _note(origins: tuple[int, ...], printer: _Printer) -> str:
+    """`  # w4 = sin(x1); w3 = x1 * x2`: the entries whose partials the line adds, as written."""
+    return "  # " + "; ".join([printer.source_definition(origin) for origin in origins])
 
 
 def _results(entry: Entry, printer: _Printer) -> str:
