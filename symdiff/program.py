@@ -30,7 +30,9 @@ data and no text a backend must parse: every mathematical decision is taken here
 
 A backend chooses names, spellings and buffers, and prints. It must print every node (a line
 nobody reads has already been dropped here), keep the order, and evaluate a branch's lines only
-in that branch. `flat` turns nested Ifs into one level of Ifs testing one flag each (`w9 = w5 and
+in that branch. A `where` Op in a term (w9 = where(w2, w7, w8), after both branches' Ifs) must read
+only the operand its condition selects: the other was not computed. Ifs nest as deep as the
+where()s (a thousand is a valid program): walk them with a loop, not recursion. `flat` turns nested Ifs into one level of Ifs testing one flag each (`w9 = w5 and
 not w2`), for printers that must not indent per level (CPython refuses 100 levels); `operations`
 lists the rows a program uses, from which a backend writes its imports.
 """
