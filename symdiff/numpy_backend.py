@@ -4,6 +4,10 @@ Each function runs elementwise on arrays that broadcast together (scalars too). 
 processed in cache-sized blocks by three-address code whose every ufunc writes into a reused buffer
 (`out=`), ordered so that a value is read soon after it is computed; any other array type (Dask,
 ...) runs through the same code with no buffers, as plain ufunc calls.
+
+A where() branch runs only on the elements that take it, in the value and in every derivative: the
+lines of branch Tape.paths[i] / Step.path compute on values compressed to its elements, and merge and
+update scatter results back (on other array types: safe substitutes; see templates/numpy_runtime.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from .errors import SymdiffError
 from .names import Names, assign_names
 from .printing import number_text
 from .render import _docstring, _environment, _Printer, _refs
-from .tape import INPUT, Const, Ref, Tape, no_branches
+from .tape import INPUT, Const, Ref, Tape
 
 # Points per block: the largest power of two whose live buffers fit in 8 MiB, within these bounds.
 # A ufunc call costs ~0.3-0.45 us, so short blocks pay in overhead; long ones pay where rows leave L2.
@@ -39,7 +43,10 @@ FUNCTIONS = ("f", "grad", "value_and_grad")  # a module's entry points, in order
 _INFIX_UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "**": "power"}
 _PREFIX_UFUNCS = {"-": "negative"}
 _CALL = re.compile(r"numpy\.(\w+)\((.*)\)")
-_OWN = ("outputs", "buffers", "values", "out", "b", "t", "k", "_run", "_out_rows", "_f_block", "_grad_block", "_value_and_grad_block")
+_OWN = ("outputs", "buffers", "values", "out", "b", "t", "k", "_f_block", "_grad_block", "_value_and_grad_block")
+# The runtime's functions that generated lines call (templates/numpy_runtime.py, included verbatim):
+# where an input or a definition takes one's name, the module calls it by an alias.
+RUNTIME = ("_run", "_branch", "_enter", "_safe", "_merge", "_update")
 
 # With a - b = -(b - a) and the rows' parity, cos(x1 - x2) and cos(x2 - x1) are one ufunc call.
 _COMMUTATIVE = frozenset({"numpy.add", "numpy.multiply"})
@@ -75,6 +82,7 @@ class Function:
 class Module:
     docstring: str
     names: dict[str, str]  # the module's own names, by role (renamed if an input takes one)
+    aliases: tuple[str, ...]  # "_run_ = _run": the runtime's functions, where renamed
     constants: tuple[Line, ...]  # "k1 = 2.0": the ufuncs' constant operands, as 0-d arrays
     functions: tuple[Function, ...]
 
@@ -87,19 +95,24 @@ def render_numpy(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> st
         _environment()
         .get_template("numpy.py.j2")
         .render(
-            docstring=module.docstring, names=module.names, constants=module.constants, functions=module.functions
+            docstring=module.docstring,
+            aliases=module.aliases,
+            names=module.names,
+            constants=module.constants,
+            functions=module.functions,
         )
     )
 
 
 def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Module:
     tape = adjoint.tape
-    no_branches(tape, "the numpy backend")
     names = assign_names(tape, adjoint.wrt)
     params = [names.params[name] for name in tape.inputs]
     own = _own_names(set(names.values))
     value_roots = _refs([tape.output])
     gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
+    gradient_roots |= {condition for step in adjoint.steps for condition, _ in step.path}
+    aliases = tuple(f"{own[name]} = {name}" for name in RUNTIME if own[name] != name)
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
     body = _Body(adjoint, names, own, params)
     docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
@@ -121,7 +134,7 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
 
     if functions in (("f",), ("grad",)):
         alone = value_function() if functions == ("f",) else gradient_function()
-        return Module(docstring, own, _constants(body), (alone,))
+        return Module(docstring, own, aliases, _constants(body), (alone,))
     f, grad = value_function(), gradient_function()  # constants are numbered as printed: f's first
     both = body.function(
         "value_and_grad",
@@ -133,7 +146,7 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
     )
     if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
         both = body.composite(both, f, grad)
-    return Module(docstring, own, _constants(body), (f, grad, both))
+    return Module(docstring, own, aliases, _constants(body), (f, grad, both))
 
 
 def out_keyword(adjoint: Adjoint) -> str:
@@ -151,7 +164,7 @@ def _own_names(taken: set[str]) -> dict[str, str]:
     temporaries and constants are numbered (b0, t1, k1), so they avoid any user name of that shape too."""
     numbered = {match.group(1) for name in taken if (match := re.fullmatch(r"(.*?)\d+", name))}
     own = {}
-    for base in _OWN:
+    for base in _OWN + RUNTIME:
         name = base
         while name in taken or name in numbered:
             name += "_"
@@ -231,15 +244,23 @@ class _Program:
     """Three-address code over numbered values; a value is named for the reader (w3, x1_bar, t2).
     A call the program already makes, up to operand order or a sign, is made once (value numbering
     after the tape's own sharing, which shares even functions of x2 - x1 and x1 - x2 but leaves odd
-    ones apart: at x1 = x2, sin(x2 - x1) is +0.0 and -sin(x1 - x2) is -0.0)."""
+    ones apart: at x1 = x2, sin(x2 - x1) is +0.0 and -sin(x1 - x2) is -0.0).
 
-    def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[str, str]):
+    Every value belongs to a branch, a path as in Tape.paths (() for all elements): a value of a
+    branch holds only the elements that take it, and is computed by a fresh call (buffers hold
+    values of all elements). A value read in a branch inside its own is entered into it first."""
+
+    def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[str, str], params: list[str]):
         self.names, self.own, self.constants = names, own, constants
+        self.params = frozenset(params)  # the inputs' names: values of every element
         self.printer = _Printer(tape, names, "python")
         self.instrs: list[_Instr] = []
         self.labels: list[str | None] = []  # value id -> printed name
         self.current: dict[str, _Arg] = {}  # a forward value's or adjoint's name -> what holds it
-        self.known: dict[tuple, int] = {}  # (ufunc, template, operands) -> the value computing it
+        self.known: dict[tuple, int] = {}  # (ufunc, template, operands, path) -> the value computing it
+        self.path_of: dict[int, tuple] = {}  # value id -> the branch it is a value of
+        self.home: dict[str, tuple] = {}  # an adjoint's name -> the branch it was assigned in
+        self.spaces: dict[tuple, int | str] = {(): "None"}  # branch -> the value naming its elements
 
     def operand(self, term) -> _Arg:
         match term:
@@ -254,57 +275,168 @@ class _Program:
                 return self.current[self.names.adjoint(index)]
         raise AssertionError(f"not an atom: {term!r}")
 
-    def apply(self, op: str, args: tuple, label: str | None = None, note: str = "") -> _Arg:
-        """Emit op(args), nested terms first, each into its own temporary; return the result."""
+    def apply(self, op: str, args: tuple, label: str | None = None, note: str = "", path: tuple = ()) -> _Arg:
+        """Emit op(args) in branch `path`, nested terms first, each into its own temporary; return the result."""
         row = primitives.lookup(op)
+        if row.branches:
+            return self.where(row, args, label, note, path)
         operands: list[_Arg] = []
         for position, arg in enumerate(args):
             if position in row.integer_params:
                 operands.append(_Arg(number_text(arg.value, integral=True)))
+            elif position in row.boolean_params and isinstance(arg, Const):  # `c & 0.0` is a TypeError
+                operands.append(_Arg(str(bool(arg.value))))
             elif isinstance(arg, Op):
-                operands.append(self.apply(arg.op, arg.args))
+                operands.append(self.apply(arg.op, arg.args, path=path))
             else:
                 operands.append(self.operand(arg))
         ufunc, template = _ufunc(row, [self.text(a.base) for a in operands])
         if ufunc == "numpy.negative":
             return operands[0].flipped()
+        # Off its branch, an operand of a value of all elements (other array types) is this point of the row's domain.
+        substitutes = None if row.boolean else tuple(_substitute(low, high) for low, high in row.domain)
         negated = False
         signs = tuple(a.negated for a in operands)
         if ufunc in _SIGNS and signs in _SIGNS[ufunc]:
             name, swap, negated = _SIGNS[ufunc][signs]
             ufunc = f"numpy.{name}"
             operands = [_Arg(a.base) for a in (reversed(operands) if swap else operands)]
+            if swap and substitutes:
+                substitutes = substitutes[::-1]
         elif ufunc is not None and row.parity and operands[0].negated:  # f(-x) from f(x)
             negated = row.parity == "odd"
             operands = [_Arg(operands[0].base)]
         if negated and label is not None:
             # The buffer holds minus the named value: say so (names ending _bar are symdiff's).
             label = f"minus_{label}" if label.endswith("_bar") else None
-        value = self.emit(ufunc, template, operands, label, note)
+        value = self.emit(ufunc, template, operands, label, note, path, substitutes)
         return _Arg(value.base, negated != value.negated)
 
-    def emit(self, ufunc: str | None, template: str, operands: list[_Arg], label: str | None, note: str) -> _Arg:
-        """The value of ufunc(operands): an earlier one if the program has it, up to a sign."""
-        bases = tuple(self.materialised(a) for a in operands)
+    def emit(
+        self,
+        ufunc: str | None,
+        template: str,
+        operands: list[_Arg],
+        label: str | None,
+        note: str,
+        path: tuple = (),
+        substitutes: tuple[float, ...] | None = None,
+    ) -> _Arg:
+        """The value of ufunc(operands) in branch `path`: an earlier one if the program has it, up to a sign."""
+        bases = tuple(self.materialised(a, path=path) for a in operands)
         if ufunc in _COMMUTATIVE:
             bases = tuple(sorted(bases, key=_order))
-        key = (ufunc, template, _exact(bases))
+        key = (ufunc, template, _exact(bases), path)
         if ufunc is not None and key in self.known:
             return _Arg(self.known[key])
-        if ufunc == "numpy.subtract" and (ufunc, template, _exact(bases[::-1])) in self.known:
-            return _Arg(self.known[ufunc, template, _exact(bases[::-1])], True)
-        self.labels.append(label)  # a temporary (None) is numbered when it is printed
-        target = len(self.labels) - 1
-        self.instrs.append(_Instr(target, ufunc, template, bases, note))
+        if ufunc == "numpy.subtract" and (ufunc, template, _exact(bases[::-1]), path) in self.known:
+            return _Arg(self.known[ufunc, template, _exact(bases[::-1]), path], True)
+        if path:  # a fresh array of the branch's elements; its operands are made safe for other array types
+            template, bases = self.in_branch(template, bases, path, substitutes)
+            template = template if ufunc is None else f"{ufunc}({template})"
+        target = self.push(None if path else ufunc, template, bases, label, note, path)
         if ufunc is not None:
             self.known[key] = target
         return _Arg(target)
 
-    def materialised(self, arg: _Arg, label: str | None = None) -> int | str | float:
-        """The operand as a value: a negation still pending is computed here."""
+    def push(self, ufunc: str | None, template: str, bases: tuple, label: str | None, note: str, path: tuple) -> int:
+        self.labels.append(label)  # a temporary (None) is numbered when it is printed
+        target = len(self.labels) - 1
+        self.instrs.append(_Instr(target, ufunc, template, bases, note))
+        self.path_of[target] = path
+        return target
+
+    def in_branch(self, template: str, bases: tuple, path: tuple, substitutes) -> tuple[str, tuple]:
+        """The call's operands read through _safe (values, not constants), with the branch as an operand."""
+        if not substitutes:
+            return template, bases
+        space = len(bases)
+        safe = self.own["_safe"]
+
+        def wrapped(match: re.Match) -> str:
+            position = int(match.group(1))
+            if not self.is_value(bases[position]):
+                return match.group(0)
+            return f"{safe}({{{space}}}, {{{position}}}, {number_text(substitutes[position])})"
+
+        return re.sub(r"\{(\d+)\}", wrapped, template), (*bases, self.space(path))
+
+    def is_value(self, base: int | str | float) -> bool:
+        """A computed value or an input, not a constant or literal text."""
+        return isinstance(base, int) or (isinstance(base, str) and base in self.params)
+
+    def materialised(self, arg: _Arg, label: str | None = None, path: tuple = ()) -> int | str | float:
+        """The operand as a value of branch `path`: a negation still pending is computed here."""
+        base = self.enter(arg.base, path)
         if not arg.negated:
-            return arg.base
-        return self.emit("numpy.negative", "{0}", [_Arg(arg.base)], label, "").base
+            return base
+        return self.emit("numpy.negative", "{0}", [_Arg(base)], label, "", path).base
+
+    def enter(self, base: int | str | float, path: tuple) -> int | str | float:
+        """`base`, a value of a branch enclosing `path` (or of `path` itself), as a value of `path`:
+        compressed one branch at a time, each step shared."""
+        if not self.is_value(base):
+            return base
+        source = self.path_of.get(base, ()) if isinstance(base, int) else ()
+        if path[: len(source)] != source:
+            raise AssertionError(f"a value of branch {source} read in branch {path}")
+        for depth in range(len(source) + 1, len(path) + 1):
+            key = ("enter", _exact((base,)), path[:depth])
+            if key not in self.known:
+                template = f"{self.own['_enter']}({{0}}, {{1}})"
+                self.known[key] = self.push(None, template, (self.space(path[:depth]), base), None, "", path[:depth])
+            base = self.known[key]
+        return base
+
+    def space(self, path: tuple) -> int | str:
+        """The value naming the elements of branch `path` (None: all)."""
+        if path not in self.spaces:
+            outer = self.space(path[:-1])
+            condition, taken = path[-1]
+            test = self.materialised(self.operand(Ref(condition)), path=path[:-1])
+            template = f"{self.own['_branch']}({{0}}, {{1}}, {taken})"
+            self.spaces[path] = self.push(None, template, (outer, test), None, "", path[:-1])
+        return self.spaces[path]
+
+    def where(self, row: primitives.Primitive, args: tuple, label: str | None, note: str, path: tuple) -> _Arg:
+        """A branch row in branch `path`: each branch's operand computed in that branch alone, then merged."""
+        (test,) = [arg for arg, taken in zip(args, row.branches) if taken is None]
+        if isinstance(test, Const):  # a branch known at compile time
+            (arg,) = [arg for arg, taken in zip(args, row.branches) if taken is bool(test.value)]
+            return self.apply(arg.op, arg.args, label, note, path) if isinstance(arg, Op) else self.operand(arg)
+        branches = [(arg, path + ((test.index, taken),)) for arg, taken in zip(args, row.branches) if taken is not None]
+        if [inner[-1][1] for _, inner in branches] != [True, False]:
+            raise AssertionError(f"{row.name}: expected the branch taken, then the other")
+        values = []
+        for arg, inner in branches:
+            operand = self.apply(arg.op, arg.args, path=inner) if isinstance(arg, Op) else self.operand(arg)
+            values.append(self.materialised(operand, path=inner))
+        bases = (*(self.space(inner) for _, inner in branches), *values)
+        return _Arg(self.helper("_merge", bases, label, note, path))
+
+    def helper(self, name: str, bases: tuple, label: str | None, note: str, path: tuple) -> int:
+        """A call of the runtime's function `name` in branch `path`: of all elements, it writes into a
+        buffer (its last positional argument), like a ufunc."""
+        function = self.own[name]
+        template = ", ".join(f"{{{i}}}" for i in range(len(bases)))
+        key = (name, template, _exact(bases), path)
+        if key not in self.known:
+            if path:
+                self.known[key] = self.push(None, f"{function}({template})", bases, label, note, path)
+            else:
+                self.known[key] = self.push(function, template, bases, label, note, path)
+        return self.known[key]
+
+    def scatter(self, inner: _Arg, old: _Arg, home: tuple, path: tuple, label: str | None, note: str) -> _Arg:
+        """`old`, a value of branch `home`, with the elements of branch `path` (inside it) replaced by
+        `inner`: an adjoint after a contribution made in a branch."""
+        value = self.materialised(inner, path=path)
+        for depth in range(len(path), len(home), -1):
+            outer = path[: depth - 1]
+            bases = (self.space(path[:depth]), self.materialised(old, path=outer), value)
+            last = depth - 1 == len(home)
+            value = self.helper("_update", bases, label if last else None, note if last else "", outer)
+        return _Arg(value)
 
     def text(self, base: int | str | float) -> str:
         if isinstance(base, float):
@@ -320,6 +452,11 @@ class _Program:
         if text not in self.constants:
             self.constants[text] = f"{self.own['k']}{len(self.constants) + 1}"
         return self.constants[text]
+
+
+def _substitute(low: float, high: float) -> float:
+    """A point of a row's sampling domain where it is finite and quiet: 1.0, or the middle."""
+    return 1.0 if low <= 1.0 <= high else (low + high) / 2
 
 
 def _exact(bases: tuple) -> tuple:
@@ -374,11 +511,12 @@ class _Body:
 
     def function(self, name, doc, roots, with_reverse, results, shaped) -> Function:
         tape, names, own = self.adjoint.tape, self.names, self.own
-        program = _Program(tape, names, own, self.constants)
-        for index in sorted(tape.closure(roots)):
+        program = _Program(tape, names, own, self.constants, self.params)
+        for index in sorted(_needed(tape, roots)):
             instr = tape.instrs[index]
             if instr.op != INPUT:
-                program.current[names.value(index)] = program.apply(instr.op, instr.args, names.value(index))
+                label = names.value(index)
+                program.current[label] = program.apply(instr.op, instr.args, label, path=tape.path(index))
         if with_reverse:
             for step in self.adjoint.steps:
                 _reverse_step(program, step)
@@ -444,18 +582,37 @@ def _tuple(items: list[str]) -> str:
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
+def _needed(tape: Tape, roots: set[int]) -> set[int]:
+    """The entries needed to compute `roots`, with the conditions of the branches they are in."""
+    needed = tape.closure(roots)
+    while missing := {condition for index in needed for condition, _ in tape.path(index)} - needed:
+        needed = tape.closure(needed | missing)
+    return needed
+
+
 def _reverse_step(program: _Program, step) -> None:
-    """target = term, target += term or target -= term, as ufunc calls."""
+    """target = term, target += term or target -= term, as ufunc calls, in the step's branch: a
+    contribution made in a branch is added on its elements, then scattered into the adjoint."""
     target = program.names.adjoint(step.target)
     note = "; ".join(program.printer.source_definition(origin) for origin in step.origins)
     note = f"  # {note}" if note else ""
-    term = step.term
+    term, path = step.term, step.path
     if step.mode == "=":
         # An atom is not copied: until the next contribution, the adjoint is that atom.
-        value = program.apply(term.op, term.args, target, note) if isinstance(term, Op) else program.operand(term)
+        program.home[target] = path
+        if isinstance(term, Op):
+            value = program.apply(term.op, term.args, target, note, path)
+        else:
+            value = program.operand(term)
     else:
-        addend = program.apply(term.op, term.args) if isinstance(term, Op) else term
-        value = program.apply(_ACCUMULATE[step.mode], (program.current[target], addend), target, note)
+        home = program.home.get(target, ())
+        addend = program.apply(term.op, term.args, path=path) if isinstance(term, Op) else term
+        old = program.current[target]
+        if path == home:
+            value = program.apply(_ACCUMULATE[step.mode], (old, addend), target, note, path)
+        else:
+            inner = program.apply(_ACCUMULATE[step.mode], (old, addend), path=path)
+            value = program.scatter(inner, old, home, path, target, note)
     program.current[target] = value
 
 
