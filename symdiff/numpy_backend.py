@@ -378,14 +378,25 @@ class _Program:
         if not self.is_value(base):
             return base
         source = self.path_of.get(base, ()) if isinstance(base, int) else ()
-        if path[: len(source)] != source:
+        if not set(source) <= set(path):
             raise AssertionError(f"a value of branch {source} read in branch {path}")
-        for depth in range(len(source) + 1, len(path) + 1):
+        # Branch (c3,) holds branch (c2, c3)'s elements in another order of tests: lifted to the branches
+        # both are in, the value's elements land in place, then it is entered.
+        common = _common(source, path)
+        base = self.lift(base, source, common)
+        for depth in range(common + 1, len(path) + 1):
             key = ("enter", _exact((base,)), path[:depth])
             if key not in self.known:
                 template = f"{self.own['_enter']}({{0}}, {{1}})"
                 self.known[key] = self.push(None, template, (self.space(path[:depth]), base), None, "", path[:depth])
             base = self.known[key]
+        return base
+
+    def lift(self, base: int | str | float, source: tuple, depth: int) -> int | str | float:
+        """`base`, a value of branch `source`, as a value of branch source[:depth] that holds 0.0 on
+        the elements outside `source` (which no reader looks at)."""
+        for level in range(len(source), depth, -1):
+            base = self.helper("_update", (self.space(source[:level]), 0.0, base), None, "", source[: level - 1])
         return base
 
     def space(self, path: tuple) -> int | str:
@@ -431,12 +442,14 @@ class _Program:
         """`old`, a value of branch `home`, with the elements of branch `path` (inside it) replaced by
         `inner`: an adjoint after a contribution made in a branch."""
         value = self.materialised(inner, path=path)
-        for depth in range(len(path), len(home), -1):
+        common = _common(home, path)  # home itself, unless `path` tests home's conditions in another order
+        old_base = self.lift(self.materialised(old, path=home), home, common)
+        for depth in range(len(path), common, -1):
             outer = path[: depth - 1]
-            bases = (self.space(path[:depth]), self.materialised(old, path=outer), value)
-            last = depth - 1 == len(home)
+            bases = (self.space(path[:depth]), self.enter(old_base, outer), value)
+            last = depth - 1 == common == len(home)
             value = self.helper("_update", bases, label if last else None, note if last else "", outer)
-        return _Arg(value)
+        return _Arg(self.enter(value, home))
 
     def text(self, base: int | str | float) -> str:
         if isinstance(base, float):
@@ -452,6 +465,14 @@ class _Program:
         if text not in self.constants:
             self.constants[text] = f"{self.own['k']}{len(self.constants) + 1}"
         return self.constants[text]
+
+
+def _common(a: tuple, b: tuple) -> int:
+    """The length of the longest common prefix of two branches' paths."""
+    length = 0
+    while length < min(len(a), len(b)) and a[length] == b[length]:
+        length += 1
+    return length
 
 
 def _substitute(low: float, high: float) -> float:
