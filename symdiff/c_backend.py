@@ -30,8 +30,8 @@ from .backends import CompiledGradient, batch_outputs, header_text
 from .errors import ArgumentError, CompilerError
 from .names import Names, assign_names, usable
 from .primitives import TABLE
-from .render import _docstring, _environment, _Printer
-from .resources import private_folder, trusted_cache, trusted_file
+from .render import Printer, module_docstring
+from .resources import private_folder, templates, trusted_cache, trusted_file
 from .tape import INPUT, Ref, Tape
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
@@ -248,7 +248,7 @@ def c_module(
 ) -> Module:
     tape = adjoint.tape
     names = c_names(tape, adjoint.wrt, prefix)
-    printer = _Printer(tape, names, "c")
+    printer = Printer(tape, names, "c")
     x, grad, value, n, k, start, end, carry = _own_names(names)
     inputs, outputs = len(tape.inputs), len(adjoint.wrt)
     rows = {name: row for row, name in enumerate(tape.inputs)}
@@ -407,7 +407,7 @@ def c_module(
         ),
     ]
     wrappers += batch_wrappers
-    text = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "C99 backend (math.h only)")
+    text = header_text(module_docstring(tape.source, tape, names, adjoint.wrt), "C99 backend (math.h only)")
     text = text.replace("*/", "* /")
     layout = (
         f"One point is an array of {inputs} doubles, the inputs in order. A batch of {n} points is laid out",
@@ -461,7 +461,7 @@ def render_module(module: Module) -> tuple[str, str]:
         "loops": module.loops,
         "wrappers": module.wrappers,
     }
-    environment = _environment()
+    environment = templates()
     return environment.get_template("c.c.j2").render(**fields), environment.get_template("c.h.j2").render(**fields)
 
 
@@ -845,7 +845,7 @@ def _reads(term: Term) -> list[tuple[str, int]]:
     return list(found)
 
 
-def _reverse_stmts(steps: tuple[Step, ...], printer: _Printer) -> tuple[Stmt, ...]:
+def _reverse_stmts(steps: tuple[Step, ...], printer: Printer) -> tuple[Stmt, ...]:
     names = printer.names
     stmts = []
     for step in steps:

@@ -64,7 +64,7 @@ from .expr import Apply, Num, Var, postorder
 from .parse import parse
 from .primitives import ATOM
 from .printing import expression_text, format_tree, number_text
-from .render import _environment
+from .resources import templates
 from .tape import INPUT, Const, Instr, Ref, Tape
 from .version import __version__
 
@@ -183,7 +183,7 @@ class Trace:
         body = _render("explain.tex.j2", _page(self, Style("latex", digits)))
         if not standalone:
             return body
-        return _environment().get_template("explain-document.tex.j2").render(body=body, generator=_generator())
+        return templates().get_template("explain-document.tex.j2").render(body=body, generator=_generator())
 
     def to_dict(self) -> dict:
         """The JSON document as Python data (see the module docstring for the schema)."""
@@ -869,7 +869,7 @@ class Style:
 
 
 def _render(template: str, page: _Page) -> str:
-    return _environment().get_template(template).render(page=page, generator=_generator())
+    return templates().get_template(template).render(page=page, generator=_generator())
 
 
 def _generator() -> str:

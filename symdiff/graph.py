@@ -36,7 +36,7 @@ from .explain import (
 )
 from .files import MARKER, write_atomic
 from .printing import number_text
-from .render import _environment
+from .resources import templates
 from .tape import INPUT, Ref, Tape
 from .version import __version__
 
@@ -125,7 +125,7 @@ def dot_text(programs: Programs, walk: Trace | None) -> str:
     nodes = tuple(_node(tape, index, names, walk, style) for index in range(len(tape.instrs)))
     edges = tuple(_edges(programs, names, walk, style))
     return (
-        _environment()
+        templates()
         .get_template("graph.dot.j2")
         .render(
             marker=f"{MARKER} {__version__}",

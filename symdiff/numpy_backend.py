@@ -22,7 +22,9 @@ from .backends import header_text
 from .errors import SymdiffError
 from .names import Names, assign_names
 from .printing import number_text
-from .render import _docstring, _environment, _Printer, _refs
+from .program import refs
+from .render import Printer, module_docstring
+from .resources import templates
 from .tape import INPUT, Const, Ref, Tape
 
 # Points per block: the largest power of two whose live buffers fit in 8 MiB, within these bounds.
@@ -92,7 +94,7 @@ def render_numpy(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> st
     is all a first call needs (value_and_grad may run f's and grad's bodies, so it takes all)."""
     module = numpy_module(adjoint, functions)
     return (
-        _environment()
+        templates()
         .get_template("numpy.py.j2")
         .render(
             docstring=module.docstring,
@@ -109,13 +111,13 @@ def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Mo
     names = assign_names(tape, adjoint.wrt)
     params = [names.params[name] for name in tape.inputs]
     own = _own_names(set(names.values))
-    value_roots = _refs([tape.output])
-    gradient_roots = _refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
+    value_roots = refs([tape.output])
+    gradient_roots = refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     gradient_roots |= {condition for step in adjoint.steps for condition, _ in step.path}
     aliases = tuple(f"{own[name]} = {name}" for name in RUNTIME if own[name] != name)
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
     body = _Body(adjoint, names, own, params)
-    docstring = header_text(_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
+    docstring = header_text(module_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
 
     def value_function() -> Function:
         doc = f"Value of the expression, elementwise; `{own['out']}`: an array of the points' shape to write it into."
@@ -253,7 +255,7 @@ class _Program:
     def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[str, str], params: list[str]):
         self.names, self.own, self.constants = names, own, constants
         self.params = frozenset(params)  # the inputs' names: values of every element
-        self.printer = _Printer(tape, names, "python")
+        self.printer = Printer(tape, names, "python")
         self.instrs: list[_Instr] = []
         self.labels: list[str | None] = []  # value id -> printed name
         self.current: dict[str, _Arg] = {}  # a forward value's or adjoint's name -> what holds it

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-import jinja2
-
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Term
 from .names import Names, assign_names
@@ -34,9 +32,8 @@ from .program import (
     build_program,
     flat,
     operations,
-    refs,
 )
-from .resources import templates_dir
+from .resources import templates
 from .tape import Const, Ref, Tape
 from .version import __version__
 
@@ -77,19 +74,6 @@ class Module:
     functions: tuple[Function, ...]
 
 
-@cache
-def _environment() -> jinja2.Environment:
-    # Jinja environments are safe to share between threads once built; @cache builds one.
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
 def render(adjoint: Adjoint, template: str = "python.py.j2", functions: tuple[str, ...] | None = None) -> str:
     """The module's text; `functions` limits it to some of f, grad, value_and_grad (default: all)."""
     return program_text(build_program(adjoint, GRADIENT_ENTRIES if functions is None else functions), template)
@@ -98,12 +82,12 @@ def render(adjoint: Adjoint, template: str = "python.py.j2", functions: tuple[st
 def program_text(program: Program, template: str = "python.py.j2") -> str:
     """The Python module printing `program`."""
     module = print_program(program)
-    return _environment().get_template(template).render(
+    return templates().get_template(template).render(
         docstring=module.docstring, imports=module.imports, functions=module.functions
     )
 
 
-class _Printer:
+class Printer:
     """Prints terms and forward entries of one tape with one set of names."""
 
     def __init__(
@@ -222,24 +206,24 @@ def print_program(program: Program, dialect: str = "python") -> Module:
     tape, header = program.tape, program.header
     names = assign_names(tape, header.wrt)
     flag_names: dict[tuple, str] = {}
-    printers: dict[tuple[bool, bool], _Printer] = {}
+    printers: dict[tuple[bool, bool], Printer] = {}
     functions = []
     for entry in program.entries:
         numbered = NUMBERED.get(entry.name, (False, False))
         printer = printers.get(numbered)
         if printer is None:
-            printer = printers[numbered] = _Printer(tape, names, dialect, *numbered, flag_names=flag_names)
+            printer = printers[numbered] = Printer(tape, names, dialect, *numbered, flag_names=flag_names)
         functions.append(_function(flat(entry), printer))
     functions = tuple(functions)
     if header.kind == "gradient":
-        docstring = _docstring(header.source, tape, names, header.wrt)
+        docstring = module_docstring(header.source, tape, names, header.wrt)
     else:
         docstring = _derivatives_docstring(TITLES[header.kind].format(mode=header.mode), header.source,
                                            header.inputs, header.wrt)
     return Module(docstring, python_imports(operations(program)), functions)
 
 
-def _function(entry: Entry, printer: _Printer) -> Function:
+def _function(entry: Entry, printer: Printer) -> Function:
     params = []
     for param in entry.params:
         name = printer.names.params[param.name]
@@ -258,7 +242,7 @@ def _function(entry: Entry, printer: _Printer) -> Function:
 INDENT = "    "
 
 
-def _lines(nodes, printer: _Printer, indent: str, out: list[Line]) -> None:
+def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
     """Appends the statements of `nodes`, indented one step more per If or Loop they are in."""
     leaf, instrs, values, definition = printer._leaf, printer.tape.instrs, printer.names.values, printer.definition
     append = out.append
@@ -300,7 +284,7 @@ def _lines(nodes, printer: _Printer, indent: str, out: list[Line]) -> None:
             raise AssertionError(f"unexpected node {node!r}")
 
 
-def _rhs(term, printer: _Printer) -> str:
+def _rhs(term, printer: Printer) -> str:
     if type(term) is Op:
         for arg in term.args:
             if type(arg) is Op:
@@ -309,12 +293,12 @@ def _rhs(term, printer: _Printer) -> str:
     return printer.atom(term)
 
 
-def _note(origins: tuple[int, ...], printer: _Printer) -> str:
+def _note(origins: tuple[int, ...], printer: Printer) -> str:
     """`  # w4 = sin(x1); w3 = x1 * x2`: the entries whose partials the line adds, as written."""
     return "  # " + "; ".join([printer.source_definition(origin) for origin in origins])
 
 
-def _results(entry: Entry, printer: _Printer) -> str:
+def _results(entry: Entry, printer: Printer) -> str:
     texts = []
     for result in entry.results:
         match result:
@@ -339,16 +323,11 @@ def _calls(spelling: str) -> tuple[str, ...]:
     return tuple(re.findall(r"([A-Za-z_]\w*)\(", spelling))
 
 
-def _refs(terms) -> set[int]:
-    """The forward values the adjoint terms read (program.refs; kept for the NumPy and C backends)."""
-    return refs(terms)
-
-
 def _tuple_text(items: list[str]) -> str:
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
-def _docstring(source: str, tape: Tape, names: Names, wrt: tuple[str, ...]) -> str:
+def module_docstring(source: str, tape: Tape, names: Names, wrt: tuple[str, ...]) -> str:
     lines = [line.strip() for line in source.splitlines() if line.strip()]
     if len(lines) == 1:
         expression = f"f = {' '.join(source.split())}"

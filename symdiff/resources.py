@@ -20,6 +20,8 @@ import warnings
 from functools import cache
 from pathlib import Path
 
+import jinja2
+
 from .errors import CacheWarning
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -36,6 +38,19 @@ def resource_dir(kind: str) -> Path:
 
 def grammar_text(name: str) -> str:
     return (resource_dir("grammars") / name).read_text(encoding="utf-8")
+
+
+@cache
+def templates() -> jinja2.Environment:
+    """The one Jinja environment every template is rendered with (shared between threads once built)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
 
 
 def templates_dir() -> Path:
