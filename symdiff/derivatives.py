@@ -3,7 +3,7 @@
 Each builds straight-line sweeps of Assigns from the tape, the reverse sweeps (reverse.py,
 simplify.py) and tangent sweeps (forward.py) - the same table partials throughout - and hands them to
 program.straight_line_entry, which drops the lines nobody reads and nests branches; the Program is
-printed by the Python printer (render.py). The modules import only math.
+printed by each backend (render.py for Python).
 """
 
 from __future__ import annotations
@@ -11,24 +11,8 @@ from __future__ import annotations
 from .adjoint import Adjoint
 from .forward import Assign, Dot, TangentSweep, adjoint_assigns, forward_assigns, input_seeds, unit_seeds
 from .program import Header, Matrix, Param, Program, Scalar, Vector, straight_line_entry
-from .render import program_text
 from .simplify import simplify_sweep
 from .tape import Ref, Tape
-
-
-def jvp_source(tape: Tape) -> str:
-    """`jvp(*point, *direction) -> (value, directional derivative)`: one forward sweep with tangents."""
-    return program_text(jvp_program(tape))
-
-
-def jacobian_source(tape: Tape, wrt: tuple[str, ...], mode: str) -> str:
-    """`jacobian(*point) -> rows` and `value_and_jacobian(*point) -> (values, rows)`."""
-    return program_text(jacobian_program(tape, wrt, mode))
-
-
-def hessian_source(tape: Tape, adjoint: Adjoint) -> str:
-    """`hessian(*point) -> (value, gradient, rows)` and `hvp(*point, *direction)`."""
-    return program_text(hessian_program(tape, adjoint))
 
 
 def jvp_program(tape: Tape) -> Program:
@@ -115,4 +99,4 @@ def _interleave(program: list[Assign], sweeps: list[TangentSweep]) -> list[Assig
     return lines
 
 
-__all__ = ["hessian_program", "hessian_source", "jacobian_program", "jacobian_source", "jvp_program", "jvp_source"]
+__all__ = ["hessian_program", "jacobian_program", "jvp_program"]

@@ -18,12 +18,11 @@ from functools import cache
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op
-from .backends import header_text
 from .errors import SymdiffError
 from .names import Names, assign_names
 from .printing import number_text
 from .program import refs
-from .render import Printer, module_docstring
+from .render import Printer, header_text, module_docstring
 from .resources import templates
 from .tape import INPUT, Const, Ref, Tape
 

@@ -99,7 +99,7 @@ def test_long_programs_batch_through_the_point_function_with_cheap_flags_and_the
     cheap = symdiff.compile_grad(text, backend="c")
     assert "#pragma omp simd" not in cheap.source and "#pragma omp simd" in fast.source
     assert "symdiff_grad_at(n, x_ + k, grad + k);" in cheap.source  # z and x are inputs
-    assert c_backend._level(c_backend.library_module(cheap._module, "symdiff_grad")) == c_backend.LARGE_FLAGS
+    assert c_backend.library_flags(c_backend.library_module(cheap._module, "symdiff_grad")) == c_backend.LARGE_FLAGS
     points = numpy.random.default_rng(9).uniform(0.2, 2.0, (3, c_backend.PARALLEL_FROM + 5))
     values, grads = cheap.batch(points, value=True, grad=True)
     assert (grads == fast.batch(points)).all() and (values == fast.batch(points, value=True, grad=False)).all()

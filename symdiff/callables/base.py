@@ -1,0 +1,159 @@
+"""base: what every backend's callable shares: the programs and names, binding of arguments, save,
+verify; the derivative callables (jvp, Jacobian, Hessian) over any backend's entry points; and the
+check of a batch's output arrays."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from ..calling import bind
+from ..errors import ArgumentError
+from ..files import write_atomic
+from ..verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
+
+
+class CompiledGradient:
+    """What every backend's callable shares: the programs, the names, binding of arguments."""
+
+    def __init__(self, programs, source: str):
+        self.programs = programs
+        self.expression: str = programs.tape.source
+        self.inputs: tuple[str, ...] = programs.tape.inputs
+        self.wrt: tuple[str, ...] = programs.adjoint.wrt
+        self.source = source
+
+    def __call__(self, *args, **kwargs):
+        return self._functions["grad"](*self._point(args, kwargs))
+
+    def value(self, *args, **kwargs):
+        return self._functions["f"](*self._point(args, kwargs))
+
+    def value_and_grad(self, *args, **kwargs):
+        return self._functions["value_and_grad"](*self._point(args, kwargs))
+
+    def save(self, path, force: bool = False):
+        """Write the generated source to `path` atomically (see symdiff.files.write_atomic)."""
+        return write_atomic(path, self.source, force)
+
+    def verify(self, timeout: float = DEFAULT_TIMEOUT) -> Report:
+        """Prove the gradient right with SymPy, and run this backend's code against the proof."""
+        entries = {"f": self.value, "grad": self, "value_and_grad": self.value_and_grad}
+        if hasattr(self, "batch"):
+            entries["batch"] = self.batch
+        module = Emitted(self.backend, entries.__getitem__, tuple(entries))
+        return verify_programs(self.programs.raw, self.programs.adjoint, timeout, modules=(module,))
+
+    @cached_property
+    def _functions(self) -> dict:
+        raise NotImplementedError
+
+    def _point(self, args: tuple, kwargs: dict) -> tuple:
+        return bind(self.inputs, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<symdiff {self.backend} gradient of {self.expression!r} wrt ({', '.join(self.wrt)})>"
+
+    backend = ""
+
+
+class Derivatives:
+    """A jvp, Jacobian or Hessian callable over one backend's entry points (callables.derivatives):
+    points and directions are bound in `inputs` order; Python and C take floats, NumPy arrays."""
+
+    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str):
+        self._entries, self.expression, self.inputs, self.backend = entries, expression, inputs, backend
+
+    @property
+    def source(self) -> str:
+        return self._entries.source
+
+    def _values(self, args: tuple, kwargs: dict) -> tuple:
+        args = bind(self.inputs, args, kwargs)
+        if self.backend == "numpy":  # arrays broadcast elementwise, as in the NumPy gradient
+            return args
+        try:
+            return tuple(float(value) for value in args)
+        except (TypeError, ValueError) as error:
+            raise ArgumentError(f"point values must be real numbers: {error}") from None
+
+    def _function(self, name: str):
+        return self._entries.function(name)
+
+    def save(self, path, force: bool = False):
+        """Write the generated source to `path` atomically (see symdiff.files.write_atomic)."""
+        return write_atomic(path, self.source, force)
+
+
+class Jvp(Derivatives):
+    def __call__(self, point, direction) -> tuple:
+        """(value, directional derivative) at `point` along `direction`, both in `inputs` order."""
+        return self._function("jvp")(*self._values(tuple(point), {}), *self._values(tuple(direction), {}))
+
+
+class Jacobian(Derivatives):
+    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str, wrt, mode: str, outputs: int):
+        super().__init__(entries, expression, inputs, backend)
+        self.wrt, self.mode, self.outputs = wrt, mode, outputs
+
+    def __call__(self, *args, **kwargs) -> tuple:
+        return self._function("jacobian")(*self._values(args, kwargs))
+
+    def value_and_jacobian(self, *args, **kwargs):
+        return self._function("value_and_jacobian")(*self._values(args, kwargs))
+
+
+class Hessian(Derivatives):
+    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str, wrt, programs):
+        super().__init__(entries, expression, inputs, backend)
+        self.wrt, self.programs = wrt, programs
+
+    def __call__(self, *args, **kwargs):
+        return self._function("hessian")(*self._values(args, kwargs))
+
+    def hvp(self, point, direction):
+        return self._function("hvp")(*self._values(tuple(point), {}), *self._values(tuple(direction), {}))
+
+
+class LazyFunctions(dict):
+    """name -> the compiled entry point, compiled when first looked up."""
+
+    def __init__(self, compile_one):
+        super().__init__()
+        self._compile_one = compile_one
+
+    def __missing__(self, name: str):
+        self[name] = self._compile_one(name)
+        return self[name]
+
+
+def batch_outputs(points, out, value: bool, grad: bool, partials: int) -> tuple:
+    """(values, gradients) for a batch over `points` (inputs, *shape): the caller's `out` arrays,
+    checked, or new ones; None for what was not asked for."""
+    import numpy  # the caller passed NumPy arrays
+
+    shape = points.shape[1:]
+    wanted = [shape if value else None, (partials, *shape) if grad else None]
+    asked = [target for target in wanted if target is not None]
+    if out is None:
+        given = [numpy.empty(target) for target in asked]
+    elif len(asked) == 2:
+        given = list(out) if isinstance(out, tuple | list) and len(out) == 2 else None
+        if given is None:
+            raise ArgumentError("batch: out must be a pair (values, gradients) when both are asked for")
+    else:
+        given = [out]
+    for array, target in zip(given, asked):
+        if not (
+            isinstance(array, numpy.ndarray)
+            and array.shape == target
+            and array.dtype == numpy.float64
+            and array.flags.c_contiguous
+            and array.flags.writeable
+        ):
+            raise ArgumentError(f"batch: out must be a writeable C-contiguous float64 array of shape {target}")
+        if numpy.may_share_memory(array, points):
+            raise ArgumentError("batch: out must not share memory with the points")
+    arrays = iter(given)
+    return tuple(next(arrays) if target is not None else None for target in wanted)
+
+
