@@ -24,11 +24,11 @@ from cases import by_name  # noqa: E402
 
 def stages(text: str) -> list[tuple[str, float]]:
     from symdiff.api import Gradient, Programs
-    from symdiff.lower import lower
-    from symdiff.parse import parse
-    from symdiff.render import render
-    from symdiff.reverse import reverse
-    from symdiff.simplify import simplify
+    from symdiff.codegen.python import render
+    from symdiff.core.lower import lower
+    from symdiff.core.parse import parse
+    from symdiff.core.reverse import reverse
+    from symdiff.core.simplify import simplify
 
     timings, start = [], time.perf_counter()
 

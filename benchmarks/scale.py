@@ -29,12 +29,12 @@ def measure(n: int) -> dict:
 
     import symdiff
     from symdiff.api import paused_gc
-    from symdiff.expr import postorder
+    from symdiff.codegen.python import render
+    from symdiff.core.expr import postorder
+    from symdiff.core.lower import lower
+    from symdiff.core.parse import parse
+    from symdiff.core.simplify import simplify_sweep
     from symdiff.limits import Limits
-    from symdiff.lower import lower
-    from symdiff.parse import parse
-    from symdiff.render import render
-    from symdiff.simplify import simplify_sweep
 
     text = rosenbrock(n)
     limits = Limits(max_chars=len(text))

@@ -40,7 +40,7 @@ def load(tool: str):
         import symdiff  # noqa: F401
 
         if tool == "symdiff-c":
-            from symdiff.c_backend import find_compiler
+            from symdiff.codegen.c import find_compiler
 
             find_compiler()
     elif tool == "sympy":
@@ -64,8 +64,8 @@ def load(tool: str):
 
 
 def _symdiff_ops(gradient) -> dict:
-    from symdiff.adjoint import sweep_ops
-    from symdiff.tape import INPUT
+    from symdiff.core.adjoint import sweep_ops
+    from symdiff.core.tape import INPUT
 
     adjoint = gradient.programs.adjoint
     tape = adjoint.tape

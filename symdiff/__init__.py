@@ -22,9 +22,9 @@ from .errors import (
     SymdiffSyntaxError,
     UnknownNameError,
 )
-from .explain import Trace, explain
-from .graph import Graph, graph
 from .limits import Limits
+from .teaching.explain import Trace, explain
+from .teaching.graph import Graph, graph
 from .version import __version__
 
 __all__ = [

@@ -1,67 +1,17 @@
-"""The Python API: compile_grad, gradient_source, verify. Runs the pipeline
-parse -> lower -> reverse -> simplify -> render, and wraps the generated module in a callable."""
+"""The Python API: compile_grad, compile_jvp, compile_jacobian, compile_hessian, gradient_source, verify.
+Runs the core (core.pipeline, then a Program) and wraps what a backend prints in a callable."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
-
-from .adjoint import Adjoint
 from .callables import derivatives, gradient
 from .callables.base import Hessian, Jacobian, Jvp
 from .callables.python import Gradient, render_module
-from .calling import paused_gc
-from .derivatives import hessian_program, jacobian_program, jvp_program
+from .core.derivatives import hessian_program, jacobian_program, jvp_program
+from .core.pipeline import build, build_tape
+from .core.reverse import check_wrt
 from .errors import SymdiffError
 from .limits import DEFAULT_LIMITS, Limits
-from .lower import lower
-from .parse import parse_program, single_output
-from .reverse import check_wrt, reverse
-from .simplify import simplify_sweep
-from .tape import Tape
 from .verify import DEFAULT_TIMEOUT, Report, verify_programs
-
-
-@dataclass(frozen=True)
-class Programs:
-    """Everything the pipeline derives from one expression."""
-
-    tape: Tape
-    adjoint: Adjoint  # the simplified program that is rendered
-
-    @cached_property
-    def raw(self) -> Adjoint:
-        """The textbook sweep, unsimplified: made only when asked for (verify, simplified=False)."""
-        return reverse(self.tape, self.adjoint.wrt, self.adjoint.output)
-
-
-def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
-    """Parse (or convert, for a SymPy expression), lower, sweep and simplify."""
-    with paused_gc():
-        return _build(expr, wrt, limits)
-
-
-def _build(expr, wrt, limits: Limits) -> Programs:
-    tape = build_tape(expr, limits, several_outputs=False)
-    wrt = tape.inputs if wrt is None else check_wrt(wrt)
-    return Programs(tape, simplify_sweep(tape, wrt))
-
-
-def build_tape(expr, limits: Limits = DEFAULT_LIMITS, several_outputs: bool = True) -> Tape:
-    """The tape of a string (a program), a list of strings (one output each) or a SymPy expression."""
-    with paused_gc():
-        if isinstance(expr, list | tuple) and all(isinstance(item, str) for item in expr) and expr:
-            expr = ", ".join(f"({item})" if "," in item else item for item in expr)
-        if isinstance(expr, str):
-            source = expr
-            tree = parse_program(expr, limits.max_chars)
-            if not several_outputs:
-                single_output(tree, source)
-        else:
-            from .from_sympy import convert  # SymPy input: no string round trip
-
-            source, tree = convert(expr)
-        return lower(tree, source, limits.max_entries, limits.max_branch_depth)
 
 
 def gradient_source(expr: str, wrt=None, *, simplified: bool = True, limits: Limits = DEFAULT_LIMITS) -> str:

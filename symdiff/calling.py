@@ -31,13 +31,16 @@ def bind(inputs: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
     return args
 
 
-def load(source: str, kind: str = "generated") -> dict:
+def load(source: str, kind: str = "generated", builtins: dict | None = None) -> dict:
     """Run generated source and return its namespace. Its file name is a digest of the text, and the
-    text is registered with linecache, so a traceback through generated code shows its lines."""
+    text is registered with linecache, so a traceback through generated code shows its lines.
+    `builtins` replaces the builtins the code sees (verify runs modules over SymPy symbols so)."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     filename = f"<symdiff-{kind}-{digest}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {"__name__": f"symdiff_{kind}_{digest}"}
+    if builtins is not None:
+        namespace["__builtins__"] = builtins
     with paused_gc():
         exec(compile(source, filename, "exec"), namespace)
     return namespace

@@ -241,7 +241,7 @@ def _grad(args, expr: str) -> int:
     if args.lang == "c":
         return _grad_c(args, adjoint)
     if args.lang == "numpy":
-        from .numpy_backend import render_numpy  # imports NumPy, which only this language needs
+        from .codegen.numpy import render_numpy  # imports NumPy, which only this language needs
 
         source = render_numpy(adjoint)
     else:
@@ -255,7 +255,7 @@ def _grad(args, expr: str) -> int:
 
 def _grad_c(args, adjoint) -> int:
     """The .c (standard output without -o), and beside it the .h, named and prefixed after -o."""
-    from .c_backend import render_c
+    from .codegen.c import render_c
 
     if not args.output:
         _write(render_c(adjoint)[0])
@@ -322,7 +322,7 @@ def _parse_point(text: str) -> dict[str, float]:
 
 
 def _explain(args, expr: str) -> int:
-    from .explain import explain
+    from .teaching.explain import explain
 
     trace = explain(expr, _parse_point(args.at), args.wrt)
     # A terminal that cannot show w̄ or ∂ gets the ASCII spelling of the text format.
@@ -342,7 +342,7 @@ def _shows_unicode(stream) -> bool:
 def _graph(args, expr: str) -> int:
     from pathlib import Path
 
-    from .graph import GraphvizNotFound, graph
+    from .teaching.graph import GraphvizNotFound, graph
 
     drawing = graph(expr, None if args.at is None else _parse_point(args.at), args.wrt)
     if not args.output:

@@ -102,6 +102,12 @@ def write_all(files: Sequence[tuple[str | os.PathLike, str | bytes]], force: boo
     return tuple(target.given for target in targets)
 
 
+def move_into_place(finished: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename a file written in full (a built library, its record) over `target` in the same
+    filesystem: readers see the old file or the new one, never part of one."""
+    os.replace(finished, target)
+
+
 def _check_targets(paths: Sequence[str | os.PathLike], force: bool) -> list[_Target]:
     targets: list[_Target] = []
     for path in paths:

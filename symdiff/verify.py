@@ -25,13 +25,13 @@ from functools import cache
 
 import sympy
 
-from . import primitives
-from .adjoint import Adjoint, Bar, Op, Term
 from .calling import load
+from .core import primitives
+from .core.adjoint import Adjoint, Bar, Op, Term
+from .core.reverse import local_partial
+from .core.tape import INPUT, Const, Ref, Tape
 from .errors import LimitError, Span, SymdiffError
 from .limits import DEFAULT_LIMITS, Limits
-from .reverse import local_partial
-from .tape import INPUT, Const, Ref, Tape
 
 DEFAULT_TIMEOUT = 5.0  # seconds of sympy.simplify per comparison before falling back to numbers
 _POINTS, _NEEDED = 40, 4
@@ -122,7 +122,9 @@ def verify_programs(
 
 
 def _render(adjoint: Adjoint) -> str:
-    from .render import render  # the renderer is the stage after this one's input, not a dependency of the proof
+    from .codegen.python import (
+        render,  # the renderer is the stage after this one's input, not a dependency of the proof
+    )
 
     return render(adjoint)
 
@@ -680,8 +682,7 @@ class _SymbolicRun:
                 return self.math
             raise ImportError(f"generated code run on symbols may import only math, not {name}")
 
-        namespace = {"__name__": "symdiff_symbolic", "__builtins__": {**vars(builtins), "__import__": import_}}
-        exec(compile(source, "<symdiff-symbolic>", "exec"), namespace)
+        namespace = load(source, "symbolic", {**vars(builtins), "__import__": import_})
         return namespace[entry](*self.inputs)
 
     @staticmethod

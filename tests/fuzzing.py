@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from symdiff import primitives
+from symdiff.core import primitives
 
 LONG = os.environ.get("SYMDIFF_FUZZ") == "long"
 

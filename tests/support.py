@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from symdiff import primitives
-from symdiff.adjoint import Bar, Op
-from symdiff.tape import Const, Ref
+from symdiff.core import primitives
+from symdiff.core.adjoint import Bar, Op
+from symdiff.core.tape import Const, Ref
 
 # Inputs of the three worked examples in ../shared/WORKED-EXAMPLES.md, with their golden numbers.
 WORKED = [

@@ -16,11 +16,11 @@ import sympy
 from support import WORKED, needs_compiler
 
 import symdiff
-from symdiff import primitives
 from symdiff.api import build
-from symdiff.c_backend import render_c
+from symdiff.codegen.c import render_c
+from symdiff.codegen.numpy import render_numpy
+from symdiff.core import primitives
 from symdiff.errors import ArgumentError, CompilerError, SymdiffError
-from symdiff.numpy_backend import render_numpy
 
 try:
     import numpy
@@ -344,8 +344,8 @@ def test_numpy_module_imports_only_numpy_and_lints_clean(tmp_path):
 @needs_numpy
 def test_generated_sources_do_not_depend_on_hash_seeds():
     script = (
-        "from symdiff.api import build; from symdiff.numpy_backend import render_numpy;"
-        "from symdiff.c_backend import render_c; a = build('x*y + (x + y)*z + sin(x)*w').adjoint;"
+        "from symdiff.api import build; from symdiff.codegen.numpy import render_numpy;"
+        "from symdiff.codegen.c import render_c; a = build('x*y + (x + y)*z + sin(x)*w').adjoint;"
         "print(render_numpy(a) + ''.join(render_c(a)))"
     )
     outputs = {
@@ -486,7 +486,7 @@ def test_c_batch_entry_points_agree_with_single_points():
 
 @needs_compiler
 def test_c_value_and_grad_of_a_long_program_runs_f_then_grad():
-    from symdiff.c_backend import c_module
+    from symdiff.codegen.c import c_module
 
     adjoint = build("x*y + (x + y)*z + sin(x)*cos(y)").adjoint
     short = c_module(adjoint)

@@ -10,8 +10,8 @@ import pytest
 from support import needs_compiler
 
 import symdiff
-from symdiff import c_backend
 from symdiff.api import build
+from symdiff.codegen import c as c_backend
 
 try:
     import numpy
@@ -72,8 +72,8 @@ def test_each_gradient_entry_is_computed_and_stored_before_the_next_is_started()
 
 def _with_a_late_update(adjoint):
     """The program plus one step that updates an adjoint after an earlier step has read it."""
-    from symdiff.adjoint import Step
-    from symdiff.tape import Const
+    from symdiff.core.adjoint import Step
+    from symdiff.core.tape import Const
 
     read = next(index for step in adjoint.steps for kind, index in c_backend._reads(step.term) if kind == "bar")
     steps = (*adjoint.steps, Step(read, "+=", Const(1.0), None))

@@ -16,7 +16,7 @@ from support import needs_compiler
 
 import symdiff
 from symdiff import cli
-from symdiff.c_backend import find_compiler
+from symdiff.codegen.c import find_compiler
 
 pytestmark = [needs_compiler, pytest.mark.usefixtures("private_c_cache")]
 

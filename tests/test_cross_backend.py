@@ -29,7 +29,7 @@ from support import needs_compiler
 
 import symdiff
 from symdiff.api import build
-from symdiff.c_backend import SIGNATURES, build_library, c_module, library_module, render_module
+from symdiff.codegen.c import SIGNATURES, build_library, c_module, library_module, render_module
 from symdiff.errors import DomainError
 
 numpy = pytest.importorskip("numpy")

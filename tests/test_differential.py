@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
 
 import symdiff
-from symdiff.parse import parse
-from symdiff.printing import expression_text
+from symdiff.core.parse import parse
+from symdiff.core.printing import expression_text
 
 RTOL, ATOL = 1e-8, 1e-9
 

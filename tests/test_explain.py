@@ -17,8 +17,9 @@ import sympy
 from support import REGENERATE, WORKED
 
 import symdiff
-from symdiff import ArgumentError, DomainError, SymdiffError, primitives
-from symdiff.explain import FORMATS, SCHEMA, _width, explain, format_number
+from symdiff import ArgumentError, DomainError, SymdiffError
+from symdiff.core import primitives
+from symdiff.teaching.explain import FORMATS, SCHEMA, _width, explain, format_number
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"
 ROOT = Path(__file__).resolve().parent.parent
@@ -332,7 +333,7 @@ def test_json_is_stable_documented_and_round_trips():
     assert data["gradient"][0] == {"wrt": "x1", "entry": "w1", "formula": "x2 + cos(x1)", "value": 2.5838531634528574}
     # Every key is documented, in the module docstring and in the docs.
     keys = {key for record in [data, data["output"], data["forward"][0], data["reverse"][0]] for key in record}
-    documentation = sys.modules["symdiff.explain"].__doc__
+    documentation = sys.modules["symdiff.teaching.explain"].__doc__
     assert all(key in documentation and key in LEARN.read_text() for key in keys)
 
 

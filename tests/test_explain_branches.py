@@ -12,7 +12,7 @@ import pytest
 
 import symdiff
 from symdiff import cli
-from symdiff.explain import SCHEMA, explain
+from symdiff.teaching.explain import SCHEMA, explain
 
 LEARN = Path(__file__).resolve().parent.parent / "docs" / "learn-reverse-mode.md"
 LOG_OR_SQUARE = "where(x > 0, log(x), x^2)"
@@ -189,7 +189,7 @@ def test_json_keys_values_and_documentation():
     # Every key, the new ones included, is documented in the module docstring and in the docs.
     records = [data, data["forward"][2], data["forward"][2]["branch"][0], data["branches"][0]]
     keys = {key for record in records for key in record}
-    documentation = sys.modules["symdiff.explain"].__doc__
+    documentation = sys.modules["symdiff.teaching.explain"].__doc__
     assert [key for key in sorted(keys) if key not in documentation or f"`{key}`" not in LEARN.read_text()] == []
     # Without branches the new keys are there too, empty: a tool reads one shape.
     plain = json.loads(explain("x*y", {"x": 1, "y": 2}).json())

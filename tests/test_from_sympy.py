@@ -6,11 +6,11 @@ import sympy
 from support import WORKED, close
 
 import symdiff
-from symdiff import primitives
+from symdiff.core import primitives
+from symdiff.core.expr import Apply, Num, Var
+from symdiff.core.from_sympy import convert
+from symdiff.core.parse import parse
 from symdiff.errors import SymdiffError
-from symdiff.expr import Apply, Num, Var
-from symdiff.from_sympy import convert
-from symdiff.parse import parse
 
 x, y, z = sympy.symbols("x y z")
 
@@ -99,12 +99,12 @@ def test_deep_sympy_trees_convert_without_recursion():
 
 
 def test_no_string_round_trip(monkeypatch):
-    import symdiff.parse
+    import symdiff.core.parse
 
     def refuse(*_):
         raise AssertionError("convert must not parse text")
 
-    monkeypatch.setattr(symdiff.parse, "parse", refuse)
+    monkeypatch.setattr(symdiff.core.parse, "parse", refuse)
     assert convert(x * sympy.cos(y))[1] == Apply("mul", (Var("x"), Apply("cos", (Var("y"),))))
 
 

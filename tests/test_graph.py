@@ -14,9 +14,9 @@ from support import REGENERATE
 import symdiff
 from symdiff import SymdiffError, cli
 from symdiff.api import build
-from symdiff.explain import explain
 from symdiff.files import generated_by_symdiff
-from symdiff.graph import INSTALL_HINT, GraphvizNotFound, dot_text, graph
+from symdiff.teaching.explain import explain
+from symdiff.teaching.graph import INSTALL_HINT, GraphvizNotFound, dot_text, graph
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"
 ROOT = Path(__file__).resolve().parent.parent

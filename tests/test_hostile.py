@@ -8,8 +8,9 @@ from fuzzing import check_generated_module, examples, hostile_text
 from hypothesis import given, settings
 
 import symdiff
-from symdiff import DomainError, LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError, primitives
+from symdiff import DomainError, LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
 from symdiff.cli import main
+from symdiff.core import primitives
 
 FUNCTIONS = primitives.user_functions()
 

@@ -5,10 +5,11 @@ import math
 import pytest
 
 import symdiff
-from symdiff import DomainError, primitives
-from symdiff.lower import lower, natural_order
-from symdiff.parse import parse
-from symdiff.tape import INPUT, Const, Instr, Ref
+from symdiff import DomainError
+from symdiff.core import primitives
+from symdiff.core.lower import lower, natural_order
+from symdiff.core.parse import parse
+from symdiff.core.tape import INPUT, Const, Instr, Ref
 
 
 def tape_of(text):

@@ -3,9 +3,9 @@
 import pytest
 
 from symdiff import SymdiffError, SymdiffSyntaxError, UnknownNameError
-from symdiff.expr import Apply, Num, Var
-from symdiff.parse import parse
-from symdiff.printing import expression_text
+from symdiff.core.expr import Apply, Num, Var
+from symdiff.core.parse import parse
+from symdiff.core.printing import expression_text
 
 # Each input against the same expression written with every parenthesis explicit.
 PRECEDENCE = [
@@ -168,7 +168,7 @@ def _parse_in_a_new_process(cache, text="x1*x2 + sin(x1)"):
     import subprocess
     import sys
 
-    script = "from symdiff.parse import parse; from symdiff.printing import expression_text; "
+    script = "from symdiff.core.parse import parse; from symdiff.core.printing import expression_text; "
     script += f"print(expression_text(parse({text!r})))"
     env = {**os.environ, "SYMDIFF_CACHE": str(cache)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)

@@ -7,9 +7,9 @@ import pytest
 import sympy
 from support import close, evaluate_term, sample_row_point
 
-from symdiff import primitives
-from symdiff.reverse import local_partial
-from symdiff.tape import Const, Ref
+from symdiff.core import primitives
+from symdiff.core.reverse import local_partial
+from symdiff.core.tape import Const, Ref
 
 CASES = [
     (row, position)

@@ -1,12 +1,13 @@
-"""The program representation itself: what the core hands every backend (symdiff/program.py)."""
+"""The program representation itself: what the core hands every backend (symdiff/core/program.py)."""
 
 import pytest
 
-from symdiff.adjoint import Bar, Op
 from symdiff.api import build, build_tape
-from symdiff.derivatives import hessian_program, jacobian_program, jvp_program
-from symdiff.forward import Dot
-from symdiff.program import (
+from symdiff.codegen.python import program_text, python_imports
+from symdiff.core.adjoint import Bar, Op
+from symdiff.core.derivatives import hessian_program, jacobian_program, jvp_program
+from symdiff.core.forward import Dot
+from symdiff.core.program import (
     Assign,
     Check,
     Entry,
@@ -26,8 +27,7 @@ from symdiff.program import (
     nested,
     operations,
 )
-from symdiff.render import program_text, python_imports
-from symdiff.tape import Const, Ref
+from symdiff.core.tape import Const, Ref
 
 TEXTBOOK = "x1*x2 + sin(x1)"  # entries: 0 x1, 1 x2, 2 x1*x2, 3 sin(x1), 4 w3 + w4
 

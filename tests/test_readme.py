@@ -89,7 +89,7 @@ def test_setup_command_runs_the_main_job(tmp_path):
 
 
 def test_function_table_lists_every_user_function():
-    from symdiff import primitives
+    from symdiff.core import primitives
 
     text = README.read_text() if README.exists() else pytest.skip("no README")
     table = text.split("| function | meaning | partial derivatives |")[1].split("\n\n")[0]

@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import evaluate_term
 
-from symdiff.adjoint import Bar, Op, Step, sign_into_constant
 from symdiff.api import build_tape
-from symdiff.lower import lower
-from symdiff.parse import parse
-from symdiff.reverse import reverse
-from symdiff.simplify import simplify, simplify_sweep
-from symdiff.tape import INPUT, Const, Ref
+from symdiff.core.adjoint import Bar, Op, Step, sign_into_constant
+from symdiff.core.lower import lower
+from symdiff.core.parse import parse
+from symdiff.core.reverse import reverse
+from symdiff.core.simplify import simplify, simplify_sweep
+from symdiff.core.tape import INPUT, Const, Ref
 
 
 def programs(text, wrt=None):
@@ -135,7 +135,7 @@ def test_constant_factors_multiply_into_one():
 
 
 def test_product_gradient_is_linear_in_size():
-    from symdiff.adjoint import sweep_ops
+    from symdiff.core.adjoint import sweep_ops
 
     n = 300
     tape, _, adjoint = programs("*".join(f"x{i}" for i in range(1, n + 1)))
@@ -262,8 +262,8 @@ def test_a_stored_negated_product_carries_its_sign_in_the_constant():
     # cos(x - y)'s partial is -sin: the adjoint of x - y is -(2*(x*y)*sin(w3)) and is read twice, so
     # it is stored, as (-2*(x*y))*sin(w3): no negation left to compute in any backend.
     from symdiff.api import build
-    from symdiff.c_backend import render_c
-    from symdiff.numpy_backend import render_numpy
+    from symdiff.codegen.c import render_c
+    from symdiff.codegen.numpy import render_numpy
 
     text = "cos(x - y)*x*y + cos(y - x)*y*x"
     tape, raw, adjoint = programs(text)

@@ -21,8 +21,9 @@ import pytest
 from support import needs_compiler
 
 import symdiff
-from symdiff import CacheWarning, c_backend, resources
+from symdiff import CacheWarning, resources
 from symdiff.api import build
+from symdiff.codegen import c as c_backend
 from symdiff.errors import CompilerError
 
 pytestmark = pytest.mark.usefixtures("private_c_cache")
@@ -155,7 +156,7 @@ class _Plant:
 
 
 _PARSE_BOTH = (
-    "from symdiff.parse import parse, parse_program; from symdiff.printing import expression_text; "
+    "from symdiff.core.parse import parse, parse_program; from symdiff.core.printing import expression_text; "
     "print(expression_text(parse('x1*x2 + sin(x1)'))); print(len(parse_program('a = x1*x2; a + 1').definitions))"
 )
 

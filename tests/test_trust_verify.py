@@ -12,7 +12,7 @@ from support import needs_compiler
 import symdiff
 from symdiff.errors import LimitError
 
-render_module = importlib.import_module("symdiff.render")
+render_module = importlib.import_module("symdiff.codegen.python")
 
 
 def _emitted(report):
@@ -146,7 +146,7 @@ def test_gradient_verify_checks_the_functions_it_runs(monkeypatch):
 
 def test_numpy_gradient_verify_runs_the_numpy_code(monkeypatch):
     pytest.importorskip("numpy")
-    numpy_backend = importlib.import_module("symdiff.numpy_backend")
+    numpy_backend = importlib.import_module("symdiff.codegen.numpy")
     g = symdiff.compile_grad("exp(-x) + (-x)*x*2 + x*y", backend="numpy")  # item 7's expression
     report = g.verify()
     assert report.ok, str(report)

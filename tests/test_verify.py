@@ -6,7 +6,7 @@ import types
 import pytest
 
 import symdiff
-from symdiff import primitives
+from symdiff.core import primitives
 
 BROAD = [
     "x1*x2 + sin(x1)",

@@ -10,8 +10,8 @@ generated module (calling.load), C compiles it and calls it through ctypes.
 
 from __future__ import annotations
 
+from ..core.program import Program
 from ..errors import SymdiffError
-from ..program import Program
 
 BACKENDS = ("python", "numpy", "c")
 

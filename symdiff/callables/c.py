@@ -8,8 +8,8 @@ import ctypes
 import functools
 import struct
 
-from ..adjoint import Adjoint
-from ..c_backend import SIGNATURES, build_library, c_module, find_compiler, library_flags, library_module, render_module
+from ..codegen.c import SIGNATURES, build_library, c_module, find_compiler, library_flags, library_module, render_module
+from ..core.adjoint import Adjoint
 from ..errors import ArgumentError
 from .base import CompiledGradient, batch_outputs
 

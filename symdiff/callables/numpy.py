@@ -27,7 +27,7 @@ class NumpyGradient(CompiledGradient):
 
     @cached_property
     def source(self) -> str:
-        from ..numpy_backend import render_numpy
+        from ..codegen.numpy import render_numpy
 
         return render_numpy(self._adjoint)
 
@@ -66,12 +66,12 @@ class NumpyGradient(CompiledGradient):
 
     @cached_property
     def _out_keyword(self) -> str:
-        from ..numpy_backend import out_keyword
+        from ..codegen.numpy import out_keyword
 
         return out_keyword(self._adjoint)
 
     def _entry(self, name: str):
-        from ..numpy_backend import render_numpy
+        from ..codegen.numpy import render_numpy
 
         function = self._compiled.get(name)
         if function is None:

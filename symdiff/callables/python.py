@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from ..adjoint import Adjoint
 from ..calling import bind, load, paused_gc
+from ..codegen.python import program_text, render
+from ..core.adjoint import Adjoint
+from ..core.program import Program
 from ..errors import ArgumentError
 from ..files import write_atomic
-from ..program import Program
-from ..render import program_text, render
 from ..verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
 
 

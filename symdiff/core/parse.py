@@ -18,10 +18,10 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lexer import Lexer, PatternStr
 
+from ..errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
+from ..resources import grammar_text, make_private, trusted_cache, trusted_file
 from . import primitives
-from .errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
 from .expr import Apply, Definition, Expr, Num, Program, Var, postorder
-from .resources import grammar_text, make_private, trusted_cache, trusted_file
 
 # Characters people paste from papers and word processors, and what they mean.
 _LOOKALIKES = {

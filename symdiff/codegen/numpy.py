@@ -16,15 +16,15 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from . import primitives
-from .adjoint import Adjoint, Bar, Op
-from .errors import SymdiffError
+from ..core import primitives
+from ..core.adjoint import Adjoint, Bar, Op
+from ..core.printing import number_text
+from ..core.program import refs
+from ..core.tape import INPUT, Const, Ref, Tape
+from ..errors import SymdiffError
+from ..resources import templates
 from .names import Names, assign_names
-from .printing import number_text
-from .program import refs
-from .render import Printer, header_text, module_docstring
-from .resources import templates
-from .tape import INPUT, Const, Ref, Tape
+from .python import Printer, header_text, module_docstring
 
 # Points per block: the largest power of two whose live buffers fit in 8 MiB, within these bounds.
 # A ufunc call costs ~0.3-0.45 us, so short blocks pay in overhead; long ones pay where rows leave L2.

@@ -23,13 +23,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adjoint import Adjoint, Bar, Op, Step, Term
-from .errors import CompilerError
+from ..core.adjoint import Adjoint, Bar, Op, Step, Term
+from ..core.primitives import TABLE
+from ..core.tape import INPUT, Ref, Tape
+from ..errors import CompilerError
+from ..files import move_into_place
+from ..resources import private_folder, templates, trusted_cache, trusted_file
 from .names import Names, assign_names, usable
-from .primitives import TABLE
-from .render import Printer, header_text, module_docstring
-from .resources import private_folder, templates, trusted_cache, trusted_file
-from .tape import INPUT, Ref, Tape
+from .python import Printer, header_text, module_docstring
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
 # -fopenmp they use every core and SIMD across points; where the compiler has no OpenMP runtime,
@@ -944,8 +945,8 @@ def _build(source: str, digest: str, command: tuple[str, ...], levels, library: 
         record = Path(work) / _record(library).name
         record.write_text(_file_digest(built) + "\n", encoding="ascii")
         os.chmod(record, 0o600)
-        os.replace(built, library)
-        os.replace(record, _record(library))  # last: a reader in between finds no match and rebuilds
+        move_into_place(built, library)
+        move_into_place(record, _record(library))  # last: a reader in between finds no match and rebuilds
     return loaded
 
 

@@ -19,9 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import primitives
-from .api import Programs, build
-from .errors import SymdiffError
+from ..core import primitives
+from ..core.pipeline import Programs, build
+from ..core.printing import number_text
+from ..core.tape import INPUT, Ref, Tape
+from ..errors import SymdiffError
+from ..files import MARKER, write_atomic
+from ..resources import templates
+from ..version import __version__
 from .explain import (
     Accumulation,
     Style,
@@ -34,11 +39,6 @@ from .explain import (
     trace,
     with_value,
 )
-from .files import MARKER, write_atomic
-from .printing import number_text
-from .resources import templates
-from .tape import INPUT, Ref, Tape
-from .version import __version__
 
 INSTALL_HINT = (
     "Graphviz's `dot` program is not installed, so symdiff cannot draw SVG or PNG pictures. Install Graphviz "

@@ -14,8 +14,8 @@ from functools import cache
 
 import sympy
 
+from ..errors import SymdiffError
 from . import primitives
-from .errors import SymdiffError
 from .expr import Apply, Expr, Num, Var
 from .printing import expression_text
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
+from ..errors import DomainError, LimitError, Span
 from . import primitives
-from .errors import DomainError, LimitError, Span
 from .expr import Expr, Num, Program, Var, postorder
 from .tape import INPUT, Atom, Const, Instr, Ref, Tape
 

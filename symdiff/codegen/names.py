@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .primitives import PYTHON_IMPORTS
-from .tape import INPUT, Tape
+from ..core.primitives import PYTHON_IMPORTS
+from ..core.tape import INPUT, Tape
 
 _GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)\d*")
 RESERVED = frozenset(keyword.kwlist) | {

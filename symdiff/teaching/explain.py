@@ -56,17 +56,17 @@ from dataclasses import dataclass
 import sympy
 from sympy.printing.str import StrPrinter
 
-from . import primitives
-from .adjoint import Adjoint, Bar, Op, Step, Term
-from .api import Programs, build
-from .errors import ArgumentError, DomainError, SymdiffError
-from .expr import Apply, Num, Var, postorder
-from .parse import parse
-from .primitives import ATOM
-from .printing import expression_text, format_tree, number_text
-from .resources import templates
-from .tape import INPUT, Const, Instr, Ref, Tape
-from .version import __version__
+from ..core import primitives
+from ..core.adjoint import Adjoint, Bar, Op, Step, Term
+from ..core.expr import Apply, Num, Var, postorder
+from ..core.parse import parse
+from ..core.pipeline import Programs, build
+from ..core.primitives import ATOM
+from ..core.printing import expression_text, format_tree, number_text
+from ..core.tape import INPUT, Const, Instr, Ref, Tape
+from ..errors import ArgumentError, DomainError, SymdiffError
+from ..resources import templates
+from ..version import __version__
 
 SCHEMA = "symdiff.explain/2"
 FORMATS = ("text", "markdown", "latex", "json", "html")

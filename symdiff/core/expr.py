@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .errors import Span
+from ..errors import Span
 
 
 @dataclass(frozen=True, slots=True)

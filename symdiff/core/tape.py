@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import copysign
 
-from .errors import Span, SymdiffError
+from ..errors import Span, SymdiffError
 from .primitives import lookup
 
 INPUT = "input"  # the op of an entry that reads one of the function's inputs

@@ -11,11 +11,10 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from . import primitives
-from .adjoint import Adjoint, Bar, Op, Term
-from .names import Names, assign_names
-from .printing import format_flat, format_tree, number_text
-from .program import (
+from ..core import primitives
+from ..core.adjoint import Adjoint, Bar, Op, Term
+from ..core.printing import format_flat, format_tree, number_text
+from ..core.program import (
     GRADIENT_ENTRIES,
     Assign,
     Check,
@@ -33,9 +32,10 @@ from .program import (
     flat,
     operations,
 )
-from .resources import templates
-from .tape import Const, Ref, Tape
-from .version import __version__
+from ..core.tape import Const, Ref, Tape
+from ..resources import templates
+from ..version import __version__
+from .names import Names, assign_names
 
 
 @dataclass(frozen=True, slots=True)

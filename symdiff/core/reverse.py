@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import cache
 
+from ..errors import SymdiffError
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term
-from .errors import SymdiffError
 from .expr import Apply, Num, Var, postorder
 from .parse import parse_partial
 from .tape import INPUT, Atom, Const, Ref, Tape
