@@ -76,7 +76,9 @@ def imports(module: str) -> list[tuple[str, str, int]]:
                 continue
             for alias in node.names:
                 submodule = f"{source}.{alias.name}"
-                found.append((submodule, "", node.lineno) if submodule in MODULES else (source, alias.name, node.lineno))
+                found.append(
+                    (submodule, "", node.lineno) if submodule in MODULES else (source, alias.name, node.lineno)
+                )
     return found
 
 
@@ -152,7 +154,5 @@ def test_each_shared_job_has_one_home(job, pattern, home):
 
 def test_argument_binding_has_one_home():
     # Every callable binds positional and keyword arguments with calling.bind, and nothing else does.
-    binders = sorted(
-        module for module, path in MODULES.items() if "kwargs.items()" in path.read_text(encoding="utf-8")
-    )
+    binders = sorted(module for module, path in MODULES.items() if "kwargs.items()" in path.read_text(encoding="utf-8"))
     assert binders == ["symdiff.calling"]

@@ -3,7 +3,7 @@
 Each builds straight-line sweeps of Assigns from the tape, the reverse sweeps (reverse.py,
 simplify.py) and tangent sweeps (forward.py) - the same table partials throughout - and hands them to
 program.straight_line_entry, which drops the lines nobody reads and nests branches; the Program is
-printed by each backend (render.py for Python).
+printed by each backend (codegen/python.py, numpy.py, c.py).
 """
 
 from __future__ import annotations

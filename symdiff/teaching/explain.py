@@ -1,6 +1,6 @@
 """explain: an expression and a point -> a Trace, the textbook walk-through of reverse mode.
 
-Takes the tape and the raw (unsimplified) sweep that api.build derives, runs them at the point, and
+Takes the tape and the raw (unsimplified) sweep that core.pipeline.build derives, runs them at the point, and
 gives the forward table, the seed, every accumulation step in execution order and the gradient, each
 with its symbolic form. The numbers are those the generated code computes; the formulas come from SymPy.
 At a where() (and min and max, written with it) the point decides: the trace records which condition
@@ -221,7 +221,7 @@ def explain(expr, at: Mapping[str, float], wrt=None) -> Trace:
 
 
 def trace(programs: Programs, at: Mapping[str, float]) -> Trace:
-    """The walk-through of programs that api.build made (graph.py shares them with its picture)."""
+    """The walk-through of programs that core.pipeline.build made (graph.py shares them with its picture)."""
     tape, raw = programs.tape, programs.raw
     point = check_point(tape, at)
     names = entry_names(tape)
