@@ -47,11 +47,11 @@ def test_textbook_raw_sweep_is_the_textbook():
     assert raw.steps == (
         *zero,
         seed,
-        Step(2, "+=", Op("mul", (Bar(4), Const(1.0))), 4),  # w3_bar += w5_bar * 1
-        Step(3, "+=", Op("mul", (Bar(4), Const(1.0))), 4),  # w4_bar += w5_bar * 1
-        Step(0, "+=", Op("mul", (Bar(3), Op("cos", (Ref(0),)))), 3),  # x1_bar += w4_bar * cos(x1)
-        Step(0, "+=", Op("mul", (Bar(2), Ref(1))), 2),  # x1_bar += w3_bar * x2
-        Step(1, "+=", Op("mul", (Bar(2), Ref(0))), 2),  # x2_bar += w3_bar * x1
+        Step(2, "+=", Op("mul", (Bar(4), Const(1.0))), 4, operand=0),  # w3_bar += w5_bar * 1 (w5 = w3 + w4)
+        Step(3, "+=", Op("mul", (Bar(4), Const(1.0))), 4, operand=1),  # w4_bar += w5_bar * 1
+        Step(0, "+=", Op("mul", (Bar(3), Op("cos", (Ref(0),)))), 3, operand=0),  # x1_bar += w4_bar * cos(x1)
+        Step(0, "+=", Op("mul", (Bar(2), Ref(1))), 2, operand=0),  # x1_bar += w3_bar * x2 (w3 = x1 * x2)
+        Step(1, "+=", Op("mul", (Bar(2), Ref(0))), 2, operand=1),  # x2_bar += w3_bar * x1
     )
     assert raw.gradient == (Bar(0), Bar(1))
 

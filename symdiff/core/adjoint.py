@@ -36,6 +36,7 @@ class Step:
     origin: int | None  # the entry whose local partial this is; None for the seed and zeroing
     path: tuple[tuple[int, bool], ...] = ()  # runs only in this branch (see Tape.paths)
     merged: tuple[int, ...] = ()  # entries whose contributions simplify summed into this one's
+    operand: int | None = None  # raw steps: the target's position among origin's operands
 
     @property
     def origins(self) -> tuple[int, ...]:

@@ -37,11 +37,11 @@ def reverse(tape: Tape, wrt: tuple[str, ...] | None = None, output: int = 0) -> 
 def sweep(tape: Tape, output: int = 0) -> Iterator[Step]:
     """The accumulation steps w_i_bar += w_p_bar * dw_p/dw_i, last entry first."""
     for p, parts in local_partials(tape):
-        for target, partial, path in parts:
-            yield Step(target, "+=", Op(CHAIN, (Bar(p, output), partial)), p, path)
+        for target, partial, path, position in parts:
+            yield Step(target, "+=", Op(CHAIN, (Bar(p, output), partial)), p, path, operand=position)
 
 
-Partials = list[tuple[int, Term, tuple]]  # (operand entry, d entry / d operand, branch path)
+Partials = list[tuple[int, Term, tuple, int]]  # (operand entry, d entry / d operand, branch path, its position)
 
 
 Make = Callable[[str, tuple], Term]  # how a partial's formula applies an op: Op (the raw term), or a folding one
@@ -67,7 +67,7 @@ def local_partials(tape: Tape, make: Make = Op) -> Iterator[tuple[int, Partials]
         for position, operand in enumerate(args):
             if type(operand) is Ref and built[position] is not None:  # conditions have no partial
                 path = _branch(tape, p, row, position) if tape.paths else ()
-                parts.append((operand.index, built[position](args, out, make), path))
+                parts.append((operand.index, built[position](args, out, make), path, position))
         yield p, parts
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom, sign_into_constant
@@ -28,7 +28,9 @@ from .tape import Const, Ref, Tape
 
 
 def simplify(raw: Adjoint) -> Adjoint:
-    return _simplify(raw.tape, raw.wrt, _groups(raw.steps), raw.output, folded=False)
+    """The raw sweep simplified. Its steps are the chain-rule products of the tape's local partials, as
+    reverse() made them; those partials are taken from the tape again, not read back out of the steps."""
+    return _simplify(raw.tape, raw.wrt, local_partials(raw.tape), raw.output, folded=False)
 
 
 def simplify_sweep(tape: Tape, wrt: tuple[str, ...], output: int = 0) -> Adjoint:
@@ -93,7 +95,7 @@ def _simplify(
         # The raw term is adjoint(origin) * partial; look at the partials before settling the adjoint,
         # so an adjoint whose partials are all zero is never written (it would be an unused variable).
         partials = []
-        for target, partial, path in group:
+        for target, partial, path, _ in group:
             if target not in relevant:
                 continue
             if not folded:
@@ -309,22 +311,6 @@ def _power_of_two(value: float) -> bool:
 def _negate(term: Term) -> Term:
     inner = negated(term)
     return inner if inner is not None else Op("neg", (term,))
-
-
-def _groups(steps: tuple[Step, ...]) -> Iterator[tuple[int, Partials]]:
-    """A raw program's accumulation steps as local partials, grouped by the entry they differentiate
-    (what reverse.local_partials yields)."""
-    origin, group = None, []
-    for step in steps:
-        if step.origin is None:
-            continue
-        if group and step.origin != origin:
-            yield origin, group
-            group = []
-        origin = step.origin
-        group.append((step.target, step.term.args[1], step.path))
-    if group:
-        yield origin, group
 
 
 def _in_place(term: Term) -> bool:

@@ -294,25 +294,14 @@ def atom_text(atom, names: tuple[str, ...]) -> str:
 
 
 def accumulations(tape: Tape, raw: Adjoint):
-    """The raw sweep's += steps in execution order, as (step, operand position, local partial term).
-
-    reverse() emits, for each entry p, one step per variable operand that has a partial (a condition
-    has none) in operand order, each with the term adjoint(p) * partial; the position is recovered from
-    that order and checked against the target.
-    """
-    used: dict[int, int] = defaultdict(int)
+    """The raw sweep's += steps in execution order, as (step, operand position, local partial term):
+    each raw step is adjoint(origin) * partial and knows its operand's position (reverse.sweep)."""
     for step in raw.steps:
         if step.origin is None:
             continue
-        origin = tape.instrs[step.origin]
-        partials = primitives.lookup(origin.op).partials
-        args = origin.args
-        differentiable = [k for k, arg in enumerate(args) if isinstance(arg, Ref) and partials[k] is not None]
-        position = differentiable[used[step.origin]]
-        used[step.origin] += 1
         match step.term:
-            case Op(args=(Bar(index=p), partial)) if p == step.origin and args[position] == Ref(step.target):
-                yield step, position, partial
+            case Op(args=(Bar(index=p), partial)) if p == step.origin and step.operand is not None:
+                yield step, step.operand, partial
             case _:
                 raise AssertionError(f"unexpected raw step {step!r}")
 
