@@ -31,6 +31,14 @@ def bind(inputs: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
     return args
 
 
+def real_point(values) -> tuple[float, ...]:
+    """A point's values as floats, or the ArgumentError every backend gives for anything else."""
+    try:
+        return tuple(float(value) for value in values)
+    except (TypeError, ValueError) as error:
+        raise ArgumentError(f"point values must be real numbers: {error}") from None
+
+
 def load(source: str, kind: str = "generated", builtins: dict | None = None) -> dict:
     """Run generated source and return its namespace. Its file name is a digest of the text, and the
     text is registered with linecache, so a traceback through generated code shows its lines.

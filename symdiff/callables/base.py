@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from ..calling import bind
+from ..calling import bind, real_point
 from ..errors import ArgumentError
 from ..files import write_atomic
 from ..verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
@@ -71,10 +71,7 @@ class Derivatives:
         args = bind(self.inputs, args, kwargs)
         if self.backend == "numpy":  # arrays broadcast elementwise, as in the NumPy gradient
             return args
-        try:
-            return tuple(float(value) for value in args)
-        except (TypeError, ValueError) as error:
-            raise ArgumentError(f"point values must be real numbers: {error}") from None
+        return real_point(args)
 
     def _function(self, name: str):
         return self._entries.function(name)

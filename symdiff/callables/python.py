@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from ..calling import bind, load, paused_gc
+from ..calling import bind, load, paused_gc, real_point
 from ..codegen.python import program_text, render
 from ..core.adjoint import Adjoint
 from ..core.program import Program
-from ..errors import ArgumentError
 from ..files import write_atomic
 from ..verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
 
@@ -18,12 +17,8 @@ class _Point:
 
     inputs: tuple[str, ...]
 
-    def _point(self, args: tuple, kwargs: dict) -> list[float]:
-        args = bind(self.inputs, args, kwargs)
-        try:
-            return [float(value) for value in args]
-        except (TypeError, ValueError) as error:
-            raise ArgumentError(f"point values must be real numbers: {error}") from None
+    def _point(self, args: tuple, kwargs: dict) -> tuple[float, ...]:
+        return real_point(bind(self.inputs, args, kwargs))
 
 
 class Gradient(_Point):
