@@ -1,30 +1,52 @@
-"""numpy_module: Adjoint -> the source of a standalone NumPy module (imports only numpy).
+"""numpy: Program -> the source of a standalone NumPy module (imports only numpy).
 
-Each function runs elementwise on arrays that broadcast together (scalars too). NumPy arrays are
-processed in cache-sized blocks by three-address code whose every ufunc writes into a reused buffer
-(`out=`), ordered so that a value is read soon after it is computed; any other array type (Dask,
-...) runs through the same code with no buffers, as plain ufunc calls.
+The NumPy printer: the core's Program (program.build_program; derivatives.jvp_program,
+jacobian_program, hessian_program) decides what each function computes, in which branch, and what
+it returns; this module prints it. Each function runs elementwise on arrays that broadcast together
+(scalars too). NumPy arrays are processed in cache-sized blocks by three-address code whose every
+ufunc writes into a reused buffer (`out=`), ordered so that a value is read soon after it is
+computed; any other array type (Dask, ...) runs through the same code with no buffers, as plain
+ufunc calls.
 
 A where() branch runs only on the elements that take it, in the value and in every derivative: the
-lines of branch Tape.paths[i] / Step.path compute on values compressed to its elements, and merge and
+lines inside an If of the Program compute on values compressed to its elements, and merge and
 update scatter results back (on other array types: safe substitutes; see templates/numpy_runtime.py).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
 from ..core import primitives
 from ..core.adjoint import Adjoint, Bar, Op
+from ..core.forward import Dot
 from ..core.printing import number_text
-from ..core.program import refs
-from ..core.tape import INPUT, Const, Ref, Tape
+from ..core.program import (
+    GRADIENT_ENTRIES,
+    Assign,
+    Check,
+    Entry,
+    Flag,
+    Header,
+    If,
+    Matrix,
+    Path,
+    Program,
+    Scalar,
+    Section,
+    Vector,
+    build_program,
+    result_terms,
+)
+from ..core.tape import Const, Ref, Tape
 from ..errors import SymdiffError
 from ..resources import templates
+from ..version import __version__
 from .names import Names, assign_names
-from .python import Printer, header_text, module_docstring
+from .python import NUMBERED, Printer
 
 # Points per block: the largest power of two whose live buffers fit in 8 MiB, within these bounds.
 # A ufunc call costs ~0.3-0.45 us, so short blocks pay in overhead; long ones pay where rows leave L2.
@@ -38,19 +60,33 @@ from .python import Printer, header_text, module_docstring
 CACHE_BYTES = 8 << 20
 MIN_BLOCK, MAX_BLOCK = 1024, 16384
 
-FUNCTIONS = ("f", "grad", "value_and_grad")  # a module's entry points, in order
+FUNCTIONS = GRADIENT_ENTRIES  # a gradient module's entry points, in order
+DERIVATIVE_ENTRIES = ("jvp", "jacobian", "value_and_jacobian", "hessian", "hvp")
 
 # The ufuncs behind Python's operators on arrays (the table spells arithmetic as operators).
 _INFIX_UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "**": "power"}
 _PREFIX_UFUNCS = {"-": "negative"}
 _CALL = re.compile(r"numpy\.(\w+)\((.*)\)")
-_OWN = ("outputs", "buffers", "values", "out", "b", "t", "k", "_f_block", "_grad_block", "_value_and_grad_block")
+_OWN = ("outputs", "buffers", "values", "out", "b", "t", "k") + tuple(
+    f"_{name}_block" for name in GRADIENT_ENTRIES + DERIVATIVE_ENTRIES
+)
 # The runtime's functions that generated lines call (templates/numpy_runtime.py, included verbatim):
 # where an input or a definition takes one's name, the module calls it by an alias.
 RUNTIME = ("_run", "_branch", "_enter", "_safe", "_merge", "_update")
 
 # With a - b = -(b - a) and the rows' parity, cos(x1 - x2) and cos(x2 - x1) are one ufunc call.
 _COMMUTATIVE = frozenset({"numpy.add", "numpy.multiply"})
+
+# Names symdiff makes (x_bar, x_bar1, w3_dot2): no user name has that shape, so minus_x_bar is free.
+_DERIVED_NAME = re.compile(r".*_(bar|dot)\d*")
+
+# What each kind of module computes, for its docstring.
+_TITLES = {
+    "gradient": "Value and gradient",
+    "jvp": "Directional derivative (forward mode)",
+    "jacobian": "Jacobian ({mode} mode)",
+    "hessian": "Hessian (forward over reverse)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +98,7 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Function:
-    name: str  # the public entry point: f, grad or value_and_grad
+    name: str  # the public entry point: f, grad, value_and_grad, jvp, jacobian, ...
     doc: str
     signature: str  # the params, then the keyword-only out=None
     points: str  # the params as a tuple: "(x1, x2)"
@@ -89,9 +125,14 @@ class Module:
 
 
 def render_numpy(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> str:
-    """The module's text; `functions` ("f" or "grad" alone) limits it to that entry point, which
-    is all a first call needs (value_and_grad may run f's and grad's bodies, so it takes all)."""
-    module = numpy_module(adjoint, functions)
+    """The gradient module's text; `functions` ("f" or "grad" alone) limits it to that entry point,
+    which is all a first call needs (value_and_grad may run f's and grad's bodies, so it takes all)."""
+    return program_text(build_program(adjoint, functions if functions in (("f",), ("grad",)) else FUNCTIONS))
+
+
+def program_text(program: Program) -> str:
+    """The NumPy module printing `program` (a gradient's, or a jvp, Jacobian or Hessian program)."""
+    module = numpy_module(program)
     return (
         templates()
         .get_template("numpy.py.j2")
@@ -105,54 +146,57 @@ def render_numpy(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> st
     )
 
 
-def numpy_module(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> Module:
-    tape = adjoint.tape
-    names = assign_names(tape, adjoint.wrt)
-    params = [names.params[name] for name in tape.inputs]
+def numpy_module(program: Program) -> Module:
+    """The render context of `program`: one function per entry, in order. The only import is numpy
+    (every row's NumPy spelling is a numpy function; the runtime imports it), so operations(program)
+    adds none."""
+    tape, header = program.tape, program.header
+    names = assign_names(tape, header.wrt)
     own = _own_names(set(names.values))
-    value_roots = refs([tape.output])
-    gradient_roots = refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
-    gradient_roots |= {condition for step in adjoint.steps for condition, _ in step.path}
     aliases = tuple(f"{own[name]} = {name}" for name in RUNTIME if own[name] != name)
-    wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
-    body = _Body(adjoint, names, own, params)
-    docstring = header_text(module_docstring(tape.source, tape, names, adjoint.wrt), "NumPy backend") + "\n"
-
-    def value_function() -> Function:
-        doc = f"Value of the expression, elementwise; `{own['out']}`: an array of the points' shape to write it into."
-        return body.function("f", doc, value_roots, False, [tape.output], "{0}[0]")
-
-    def gradient_function() -> Function:
-        return body.function(
-            "grad",
-            f"Gradient ({wrt}), elementwise; computes only the forward values the reverse sweep reads.\n\n"
-            f"    `{own['out']}`: an array of shape ({len(adjoint.wrt)}, *points' shape) to write it into.",
-            gradient_roots,
-            True,
-            list(adjoint.gradient),
-            "tuple({0})",
-        )
-
-    if functions in (("f",), ("grad",)):
-        alone = value_function() if functions == ("f",) else gradient_function()
-        return Module(docstring, own, aliases, _constants(body), (alone,))
-    f, grad = value_function(), gradient_function()  # constants are numbered as printed: f's first
-    both = body.function(
-        "value_and_grad",
-        f"Value and gradient from one forward sweep, elementwise; `{own['out']}`: (values, gradients) to write into.",
-        value_roots | gradient_roots,
-        True,
-        [tape.output, *adjoint.gradient],
-        "{0}[0], tuple({0}[1:])",
-    )
-    if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
-        both = body.composite(both, f, grad)
-    return Module(docstring, own, aliases, _constants(body), (f, grad, both))
+    body = _Body(tape, names, own)
+    printers: dict[tuple[bool, bool], Printer] = {}
+    functions: dict[str, Function] = {}
+    for entry in program.entries:  # constants are numbered as printed: the first entry's first
+        numbered = NUMBERED.get(entry.name, (False, False))
+        printer = printers.get(numbered)
+        if printer is None:
+            printer = printers[numbered] = Printer(tape, names, "python", *numbered)
+        functions[entry.name] = body.function(entry, printer)
+    if set(GRADIENT_ENTRIES) <= functions.keys():
+        f, grad, both = (functions[name] for name in GRADIENT_ENTRIES)
+        if int(both.buffer_count) > max(16, 2 * int(grad.buffer_count) + 2 * int(f.buffer_count)):
+            functions["value_and_grad"] = body.composite(both, f, grad)
+    return Module(_docstring(header, names), own, aliases, _constants(body), tuple(functions.values()))
 
 
 def out_keyword(adjoint: Adjoint) -> str:
     """The entry points' keyword for arrays to write into: `out`, unless an input or a definition takes that name."""
     return _own_names(set(assign_names(adjoint.tape, adjoint.wrt).values))["out"]
+
+
+def _docstring(header: Header, names: Names) -> str:
+    """The module docstring, from the Program's header: the "Generated by symdiff" line first (where
+    symdiff looks for it before overwriting a file), then what the module computes, of what."""
+    lines = [line.strip() for line in header.source.splitlines() if line.strip()]
+    if len(lines) == 1:  # a gradient's f = ...; the other kinds may have several outputs
+        one = " ".join(header.source.split())
+        expression = f" f = {one}" if header.kind == "gradient" else f"\n\n    {one}"
+    else:  # a program with definitions: one statement per line, as the user wrote them
+        statements = "\n".join(f"    {line}" for line in lines)
+        expression = f" the program\n\n{statements}" if header.kind == "gradient" else f"\n\n{statements}"
+    inputs = ", ".join(
+        name if names.params[name] == name else f"{name} (parameter {names.params[name]})" for name in header.inputs
+    )
+    if header.kind == "gradient":
+        wrt = f"Gradient with respect to: {', '.join(header.wrt) or 'nothing'}.\n"
+    else:
+        wrt = f"Derivatives with respect to: {', '.join(header.wrt)}.\n" if header.wrt else ""
+    return (
+        f"Generated by symdiff {__version__}, NumPy backend. Do not edit: regenerate it with symdiff.\n\n"
+        f"{_TITLES[header.kind].format(mode=header.mode)} of{expression}\n\n"
+        f"Inputs, in order: {inputs or 'none'}.\n{wrt}"
+    )
 
 
 def _constants(body: _Body) -> tuple[Line, ...]:
@@ -251,30 +295,41 @@ class _Program:
     branch holds only the elements that take it, and is computed by a fresh call (buffers hold
     values of all elements). A value read in a branch inside its own is entered into it first."""
 
-    def __init__(self, tape: Tape, names: Names, own: dict[str, str], constants: dict[str, str], params: list[str]):
-        self.names, self.own, self.constants = names, own, constants
-        self.params = frozenset(params)  # the inputs' names: values of every element
-        self.printer = Printer(tape, names, "python")
+    def __init__(
+        self, tape: Tape, printer: Printer, own: dict[str, str], constants: dict[str, str], params: list[str],
+        spellings: dict[tuple, tuple],
+    ):
+        self.tape, self.printer, self.names, self.own, self.constants = tape, printer, printer.names, own, constants
+        self.spellings = spellings  # (row, squares) -> (ufunc, template, substitutes), shared by the functions
+        self.params = frozenset(params)  # the inputs' and directions' names: values of every element
         self.instrs: list[_Instr] = []
         self.labels: list[str | None] = []  # value id -> printed name
-        self.current: dict[str, _Arg] = {}  # a forward value's or adjoint's name -> what holds it
+        self.current: dict[str, _Arg] = {}  # a forward value's, adjoint's or tangent's name -> what holds it
         self.known: dict[tuple, int] = {}  # (ufunc, template, operands, path) -> the value computing it
         self.path_of: dict[int, tuple] = {}  # value id -> the branch it is a value of
-        self.home: dict[str, tuple] = {}  # an adjoint's name -> the branch it was assigned in
+        self.home: dict[str, tuple] = {}  # an adjoint's or tangent's name -> the branch it was assigned in
         self.spaces: dict[tuple, int | str] = {(): "None"}  # branch -> the value naming its elements
 
     def operand(self, term) -> _Arg:
-        match term:
-            case _Arg():
-                return term
-            case Const(value=value):
-                return _Arg(float(value))
-            case Ref(index=index):
-                name = self.names.value(index)
-                return self.current.get(name, _Arg(name))
-            case Bar(index=index):
-                return self.current[self.names.adjoint(index)]
-        raise AssertionError(f"not an atom: {term!r}")
+        """An atom of a term: a constant, or what holds a value, an adjoint, a tangent or a parameter."""
+        kind = type(term)
+        if kind is _Arg:
+            return term
+        if kind is Const:
+            return _Arg(float(term.value))
+        if kind is not Ref and kind is not Bar and kind is not Dot:
+            raise AssertionError(f"not an atom: {term!r}")
+        name = self.printer.leaf(term)
+        value = self.current.get(name)
+        if value is None:
+            if name not in self.params:
+                raise AssertionError(f"{name} is read before it is assigned")
+            return _Arg(name)
+        return value
+
+    def value(self, term, path: tuple = ()) -> _Arg:
+        """A term of branch `path`: an atom, or an operation applied."""
+        return self.apply(term.op, term.args, path=path) if type(term) is Op else self.operand(term)
 
     def apply(self, op: str, args: tuple, label: str | None = None, note: str = "", path: tuple = ()) -> _Arg:
         """Emit op(args) in branch `path`, nested terms first, each into its own temporary; return the result."""
@@ -288,14 +343,20 @@ class _Program:
             elif position in row.boolean_params and isinstance(arg, Const):  # `c & 0.0` is a TypeError
                 operands.append(_Arg(str(bool(arg.value))))
             elif isinstance(arg, Op):
-                operands.append(self.apply(arg.op, arg.args, path=path))
+                operands.append(self.apply(arg.op, arg.args, self.entry_label(arg, path), path=path))
             else:
                 operands.append(self.operand(arg))
-        ufunc, template = _ufunc(row, [self.text(a.base) for a in operands])
+        # The call depends on the operands only for a square (x ** 2 is numpy.square).
+        key = (op, len(operands) > 1 and operands[1].base == "2")
+        spelled = self.spellings.get(key)
+        if spelled is None:
+            ufunc, template = _ufunc(row, [self.text(a.base) for a in operands])
+            # Off its branch, an operand of a value of all elements (other array types) is this point of the row's domain.
+            substitutes = None if row.boolean else tuple(_substitute(low, high) for low, high in row.domain)
+            spelled = self.spellings[key] = (ufunc, template, substitutes)
+        ufunc, template, substitutes = spelled
         if ufunc == "numpy.negative":
             return operands[0].flipped()
-        # Off its branch, an operand of a value of all elements (other array types) is this point of the row's domain.
-        substitutes = None if row.boolean else tuple(_substitute(low, high) for low, high in row.domain)
         negated = False
         signs = tuple(a.negated for a in operands)
         if ufunc in _SIGNS and signs in _SIGNS[ufunc]:
@@ -312,6 +373,17 @@ class _Program:
             label = f"minus_{label}" if label.endswith("_bar") else None
         value = self.emit(ufunc, template, operands, label, note, path, substitutes)
         return _Arg(value.base, negated != value.negated)
+
+    def entry_label(self, term: Op, path: tuple) -> str | None:
+        """The name of the forward value `term` computes, where it is one (the Program computes a
+        value that one reverse term alone reads inside that term), so the line reads as w3 = ..."""
+        if path:
+            return None
+        for arg in term.args:
+            if type(arg) is not Ref and type(arg) is not Const:
+                return None
+        index = self.tape.find(term.op, term.args)
+        return None if index is None else self.names.value(index)
 
     def emit(
         self,
@@ -376,6 +448,8 @@ class _Program:
     def enter(self, base: int | str | float, path: tuple) -> int | str | float:
         """`base`, a value of a branch enclosing `path` (or of `path` itself), as a value of `path`:
         compressed one branch at a time, each step shared."""
+        if not path and (type(base) is not int or not self.path_of[base]):
+            return base  # most often: a value of every element, read outside every branch
         if not self.is_value(base):
             return base
         source = self.path_of.get(base, ()) if isinstance(base, int) else ()
@@ -525,60 +599,56 @@ def _numpy_ufuncs() -> frozenset[str]:
 
 
 class _Body:
-    """Builds the block bodies of one module (they share the names)."""
+    """Builds the block bodies of one module (they share the names and the constants)."""
 
-    def __init__(self, adjoint: Adjoint, names: Names, own: dict[str, str], params: list[str]):
-        self.adjoint, self.names, self.own, self.params = adjoint, names, own, params
+    def __init__(self, tape: Tape, names: Names, own: dict[str, str]):
+        self.tape, self.names, self.own = tape, names, own
         self.constants: dict[str, str] = {}  # literal -> name, shared by the functions, numbered as first printed
+        self.spellings: dict[tuple, tuple] = {}
 
-    def function(self, name, doc, roots, with_reverse, results, shaped) -> Function:
-        tape, names, own = self.adjoint.tape, self.names, self.own
-        program = _Program(tape, names, own, self.constants, self.params)
-        for index in sorted(_needed(tape, roots)):
-            instr = tape.instrs[index]
-            if instr.op != INPUT:
-                label = names.value(index)
-                program.current[label] = program.apply(instr.op, instr.args, label, path=tape.path(index))
-        if with_reverse:
-            for step in self.adjoint.steps:
-                _reverse_step(program, step)
-        outputs = [program.materialised(program.operand(term), _label(program, term)) for term in results]
+    def function(self, entry: Entry, printer: Printer) -> Function:
+        own = self.own
+        params = [_param(param, printer.names) for param in entry.params]
+        program = _Program(self.tape, printer, own, self.constants, params, self.spellings)
+        for path, node in _assigns(entry.body):
+            _assign(program, node, path)
+        terms = result_terms(entry.results)
+        outputs = [program.materialised(program.value(term), _label(printer, term)) for term in terms]
         lines, count = _allocate(program, _schedule(program.instrs, outputs), outputs)
         unpack = [_unpack([f"{own['b']}{i}" for i in range(count)], own["buffers"])] if count else []
-        title = "forward sweep"
-        if with_reverse:
-            title = "forward and reverse sweeps, interleaved: each value is computed just before it is read"
         return Function(
-            name=name,
-            doc=doc,
-            signature=", ".join([*self.params, "*", f"{own['out']}=None"]),
-            points=_tuple(self.params),
-            block=own[f"_{name}_block"],
-            block_doc=f"{name} on one block: each ufunc writes into a row of `{own['outputs']}` or "
+            name=entry.name,
+            doc=f"{entry.doc}\n\n    Elementwise over arrays that broadcast together; `{own['out']}`: "
+            f"{_room(len(outputs))} to write {'it' if len(outputs) == 1 else 'them'} into.",
+            signature=", ".join([*params, "*", f"{own['out']}=None"]),
+            points=_tuple(params),
+            block=own[f"_{entry.name}_block"],
+            block_doc=f"{entry.name} on one block: each ufunc writes into a row of `{own['outputs']}` or "
             f"`{own['buffers']}` (rows of None: new arrays).",
-            block_params=", ".join([*self.params, own["outputs"], own["buffers"]]),
+            block_params=", ".join([*params, own["outputs"], own["buffers"]]),
             block_size=str(_block_size(count)),
             buffer_count=str(count),
             outputs=str(len(outputs)),
             unpack=tuple(unpack),
-            title=title,
+            title=_title(entry, printer),
             lines=tuple(lines),
             result=f"[{', '.join(program.text(value) for value in outputs)}]",
-            shape_result=shaped.format(own["values"]),
+            shape_result=_shaped(entry.results, own["values"], len(outputs)),
         )
 
     def composite(self, both: Function, f: Function, grad: Function) -> Function:
         """value_and_grad as f's block then grad's: sharing the forward sweep would keep every
         forward value alive until the reverse sweep reads it, more buffers than the caches hold."""
         outputs, buffers = self.own["outputs"], self.own["buffers"]
-        arguments = ", ".join(self.params + [""])
+        params = both.block_params.split(", ")[:-2]
+        arguments = ", ".join(params + [""])
         first = f"{f.block}({arguments}{outputs}[:1], {buffers}[:{f.buffer_count}])"
         second = f"{grad.block}({arguments}{outputs}[1:], {buffers}[:{grad.buffer_count}])"
         count = max(int(f.buffer_count), int(grad.buffer_count))
         return Function(
             name=both.name,
-            doc=f"Value and gradient, elementwise (per block, the sweeps of f and of grad); `{self.own['out']}`: "
-            "(values, gradients) to write into.",
+            doc=f"Value and gradient (per block, the sweeps of f and of grad).\n\n    Elementwise over arrays that "
+            f"broadcast together; `{self.own['out']}`: {_room(int(both.outputs))} to write them into.",
             signature=both.signature,
             points=both.points,
             block=both.block,
@@ -596,55 +666,132 @@ class _Body:
         )
 
 
+def _param(param, names: Names) -> str:
+    name = names.params[param.name]
+    return f"{name}_dot" if param.tangent else name
+
+
+def _room(results: int) -> str:
+    """What `out=` takes for `results` arrays of the points' shape (the runtime's _out_rows)."""
+    if results == 1:
+        return "an array of the points' shape"
+    return f"an array of shape ({results}, *points' shape), or a sequence of arrays of that shape or of rows of it"
+
+
+def _title(entry: Entry, printer: Printer) -> str:
+    """What the lines compute: the Program's sections, which the schedule interleaves."""
+    titles = []
+    for section in entry.body:
+        title = section.title
+        if section.seed is not None:
+            title += f" (seed {printer.leaf(section.seed)} = 1)"
+        titles.append(title)
+    if len(titles) > 1:
+        return "; ".join(titles) + ", interleaved: each value is computed just before it is read"
+    return titles[0] if titles else ""
+
+
+def _shaped(results, values: str, total: int) -> str:
+    """The entry point's return value from the flat list of results `values`, shaped as the Program's
+    results are (and as the Python backend returns them): a value, a tuple, or a tuple of rows."""
+    texts, start = [], 0
+
+    def run(length: int) -> str:
+        nonlocal start
+        stop, start = start + length, start + length
+        first = start - length
+        if first == 0 and stop == total:
+            return f"tuple({values})"
+        return f"tuple({values}[{first or ''}:{'' if stop == total else stop}])"
+
+    for result in results:
+        match result:
+            case Scalar():
+                texts.append(f"{values}[{start}]")
+                start += 1
+            case Vector(terms=terms):
+                texts.append(run(len(terms)))
+            case Matrix(rows=rows):
+                texts.append(_tuple([run(len(row)) for row in rows]))
+    return ", ".join(texts)
+
+
 def _unpack(names: list[str], source: str) -> str:
     return f"({names[0]},) = {source}" if len(names) == 1 else f"{', '.join(names)} = {source}"
 
 
 def _tuple(items: list[str]) -> str:
+    if not items:
+        return "()"
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
-def _needed(tape: Tape, roots: set[int]) -> set[int]:
-    """The entries needed to compute `roots`, with the conditions of the branches they are in."""
-    needed = tape.closure(roots)
-    while missing := {condition for index in needed for condition, _ in tape.path(index)} - needed:
-        needed = tape.closure(needed | missing)
-    return needed
+def _assigns(body: tuple[Section, ...]) -> Iterator[tuple[Path, Assign]]:
+    """The Assigns of a body in order, each with the branch it runs in (the Ifs it is in, as in
+    Tape.paths), walked with a loop: Ifs nest as deep as the where()s. A Check, and an Assign nothing
+    reads, are there so that f() and its derivatives raise at the same points: array code does not
+    raise (a point outside a row's domain gives nan, as numpy.errstate says), so they are dropped."""
+    stack: list[tuple[tuple, int, Path]] = [(body, 0, ())]
+    while stack:
+        nodes, start, path = stack.pop()
+        for position in range(start, len(nodes)):
+            node = nodes[position]
+            kind = type(node)
+            if kind is Assign:
+                if node.read:
+                    yield path, node
+                continue
+            if kind is Check:
+                continue
+            stack.append((nodes, position + 1, path))  # what follows, once the node's body is done
+            if kind is Section:
+                stack.append((node.body, 0, path))
+            elif kind is If:
+                condition = node.condition
+                if type(condition) is Flag:  # a flat program's: the flag names the whole branch
+                    stack.append((node.body, 0, condition.path))
+                else:
+                    if node.orelse:
+                        stack.append((node.orelse, 0, (*path, (condition.index, False))))
+                    stack.append((node.body, 0, (*path, (condition.index, True))))
+            else:
+                raise SymdiffError("the NumPy backend does not print loops yet")
+            break
 
 
-def _reverse_step(program: _Program, step) -> None:
-    """target = term, target += term or target -= term, as ufunc calls, in the step's branch: a
-    contribution made in a branch is added on its elements, then scattered into the adjoint."""
-    target = program.names.adjoint(step.target)
-    note = "; ".join(program.printer.source_definition(origin) for origin in step.origins)
-    note = f"  # {note}" if note else ""
-    term, path = step.term, step.path
-    if step.mode == "=":
-        # An atom is not copied: until the next contribution, the adjoint is that atom.
+def _assign(program: _Program, node: Assign, path: Path) -> None:
+    """`target mode term` in branch `path`, as ufunc calls: a forward value, an adjoint or a tangent.
+    A contribution made in a branch is added on its elements, then scattered into the value, which
+    lives in the branch where it was first assigned."""
+    target = program.printer.leaf(node.target)
+    note = _note(node.origins, program.printer) if node.origins else ""
+    term = node.term
+    if node.mode == "=":
+        # An atom is not copied: until the next contribution, the target is that atom.
         program.home[target] = path
-        if isinstance(term, Op):
+        if type(term) is Op:
             value = program.apply(term.op, term.args, target, note, path)
         else:
             value = program.operand(term)
     else:
         home = program.home.get(target, ())
-        addend = program.apply(term.op, term.args, path=path) if isinstance(term, Op) else term
+        addend = program.apply(term.op, term.args, path=path) if type(term) is Op else term
         old = program.current[target]
         if path == home:
-            value = program.apply(_ACCUMULATE[step.mode], (old, addend), target, note, path)
+            value = program.apply(_ACCUMULATE[node.mode], (old, addend), target, note, path)
         else:
-            inner = program.apply(_ACCUMULATE[step.mode], (old, addend), path=path)
+            inner = program.apply(_ACCUMULATE[node.mode], (old, addend), path=path)
             value = program.scatter(inner, old, home, path, target, note)
     program.current[target] = value
 
 
-def _label(program: _Program, term) -> str | None:
-    match term:
-        case Ref(index=index):
-            return program.names.value(index)
-        case Bar(index=index):
-            return program.names.adjoint(index)
-    return None
+def _note(origins: tuple[int, ...], printer: Printer) -> str:
+    """`  # w4 = sin(x1); w3 = x1 * x2`: the entries whose partials the line adds, as written."""
+    return "  # " + "; ".join(printer.source_definition(origin) for origin in origins)
+
+
+def _label(printer: Printer, term) -> str | None:
+    return printer.leaf(term) if type(term) is Ref or type(term) is Bar or type(term) is Dot else None
 
 
 def _schedule(instrs: list[_Instr], outputs: list) -> list[int]:
