@@ -1,4 +1,4 @@
-"""The NumPy backend's callables: the generated module (numpy_backend) run elementwise over arrays."""
+"""The NumPy backend's callables: the generated module (codegen/numpy.py) run elementwise over arrays."""
 
 from __future__ import annotations
 
@@ -82,7 +82,17 @@ class NumpyGradient(CompiledGradient):
 
 
 class NumpyEntries:
-    """The entry points of a derivative Program as a NumPy module (see callables.derivatives)."""
+    """The entry points of a derivative Program as a NumPy module (see callables.derivatives): each
+    takes arrays (or numbers) that broadcast together, inputs then directions, and returns what the
+    Python module's function does, with an array of the points' shape for each number."""
 
     def __init__(self, program):
-        raise NotImplementedError("the NumPy backend does not print derivative programs yet")
+        from ..codegen.numpy import program_text  # imports NumPy, which only this backend needs
+
+        self.source = program_text(program)
+        self._namespace: dict | None = None
+
+    def function(self, name: str):
+        if self._namespace is None:
+            self._namespace = load(self.source, "numpy")
+        return self._namespace[name]
