@@ -8,8 +8,18 @@ import ctypes
 import functools
 import struct
 
-from ..codegen.c import SIGNATURES, build_library, c_module, find_compiler, library_flags, library_module, render_module
+from ..codegen.c import (
+    SIGNATURES,
+    build_library,
+    c_module,
+    find_compiler,
+    library_flags,
+    library_module,
+    program_module,
+    render_module,
+)
 from ..core.adjoint import Adjoint
+from ..core.program import Matrix, Program, Scalar, Vector
 from ..errors import ArgumentError
 from .base import CompiledGradient, batch_outputs
 
@@ -176,7 +186,65 @@ def _pack(pack, point) -> bytes:
 
 
 class CEntries:
-    """The entry points of a derivative Program as compiled C (see callables.derivatives)."""
+    """The entry points of a derivative Program as compiled C (see callables.derivatives): each is
+    called with the point's floats, then the direction's (jvp, hvp), and returns what the Python
+    module's function returns (floats, tuples of floats, tuples of rows)."""
 
-    def __init__(self, program):
-        raise NotImplementedError("the C backend does not print derivative programs yet")
+    def __init__(self, program: Program):
+        self._module = program_module(program)
+        self.source, self.header = render_module(self._module)
+        find_compiler()  # no compiler: a clear error now, not at the first call
+        self._inputs = len(program.header.inputs)
+        self._entries = {entry.name: entry for entry in program.entries}
+        self._library: ctypes.CDLL | None = None
+        self._functions: dict = {}
+
+    def function(self, name: str):
+        function = self._functions.get(name)
+        if function is None:
+            if self._library is None:  # one library for every entry: they are small beside a batch
+                self._library = build_library(self.source, library_flags(self._module))
+            function = self._functions[name] = _entry_function(self._library, name, self._entries[name], self._inputs)
+        return function
+
+
+def _entry_function(library: ctypes.CDLL, name: str, entry, inputs: int):
+    """A Python function calling symdiff_`name`: packs the point (and the direction), makes one output
+    array per result and unpacks each as the Python backend returns it."""
+    function = getattr(library, f"symdiff_{name}")
+    arrays = 2 if any(param.tangent for param in entry.params) else 1
+    shapes = [_shape(result) for result in entry.results]
+    function.argtypes = (ctypes.c_void_p,) * (arrays + len(shapes))
+    function.restype = None
+    pack = struct.Struct(f"{inputs}d").pack
+    sizes = [rows * columns for _, rows, columns in shapes]
+
+    def call(*values):
+        if len(values) != arrays * inputs:
+            raise ArgumentError(f"{name}: expected {arrays * inputs} values, got {len(values)}")
+        given = [_pack(pack, values[i * inputs : (i + 1) * inputs]) for i in range(arrays)]
+        outs = [(ctypes.c_double * max(size, 1))() for size in sizes]
+        function(*given, *outs)
+        results = []
+        for out, (kind, rows, columns) in zip(outs, shapes):
+            if kind is Scalar:
+                results.append(out[0])
+            elif kind is Vector:
+                results.append(tuple(out[:rows]))
+            else:
+                results.append(tuple(tuple(out[r * columns : (r + 1) * columns]) for r in range(rows)))
+        return results[0] if len(results) == 1 else tuple(results)
+
+    return call
+
+
+def _shape(result) -> tuple[type, int, int]:
+    """(kind, rows, columns): a scalar is 1 x 1, a vector a column."""
+    match result:
+        case Scalar():
+            return Scalar, 1, 1
+        case Vector(terms=terms):
+            return Vector, len(terms), 1
+        case Matrix(rows=rows):
+            return Matrix, len(rows), len(rows[0]) if rows else 0
+    raise AssertionError(f"unexpected result {result!r}")

@@ -24,13 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.adjoint import Adjoint, Bar, Op, Step, Term
+from ..core.forward import Dot
 from ..core.primitives import TABLE
+from ..core.program import Assign, Check, Entry, If, Matrix, Program, Scalar, Section, Vector
 from ..core.tape import INPUT, Ref, Tape
 from ..errors import CompilerError
 from ..files import move_into_place
 from ..resources import private_folder, templates, trusted_cache, trusted_file
+from ..version import __version__
 from .names import Names, assign_names, usable
-from .python import Printer, header_text, module_docstring
+from .python import NUMBERED, TITLES, Printer, header_text, module_docstring
 
 # The batch loops carry `#pragma omp parallel for` over tiles and `#pragma omp simd` inside: with
 # -fopenmp they use every core and SIMD across points; where the compiler has no OpenMP runtime,
@@ -54,6 +57,12 @@ OPENMP_FLAGS = (("-fopenmp",), ("-fopenmp-simd", f"-D{SIMD_MACRO}"), ())
 # overhead from Python.
 POINT_FLAGS = ("-fno-dse", "-fno-tree-dse", "-fno-tree-ter")
 LARGE_FLAGS = ("-O1", *POINT_FLAGS)
+# Branches nested deeper than DEEP_BRANCHES are built at -O0: GCC's post-reload CSE and second
+# scheduling pass grow much faster than the number of blocks and flags such a chain makes (where()
+# 300 deep: over 300 s at -O2, 15 s for the gradient alone at -O1, 0.5 s at -O0), and if-converted
+# SIMD loops gain little where every lane runs a chain of hundreds of tests.
+DEEP_BRANCHES = 24
+DEEP_FLAGS = ("-O0",)
 # Below this many points a batch runs on one thread (starting threads costs more than it saves).
 PARALLEL_FROM = 4096
 # Threads take whole tiles of this many points; inside a tile the SIMD loop has restrict pointers
@@ -215,6 +224,7 @@ class Module:
     points: tuple[Point, ...]  # the sweeps at one point (f_at, grad_at, value_and_grad_at)
     loops: tuple[Loop, ...]  # the SIMD batches of short programs
     wrappers: tuple[Wrapper, ...]  # single points, and batches of long programs (a loop of points)
+    depth: int = 0  # how deep its deepest branch is nested (where() in where() ...)
 
 
 # value_and_grad shares one sweep up to this many lines; beyond, it runs f then grad: the compiler's
@@ -415,7 +425,10 @@ def c_module(
     )
     comment = (*text.split("\n"), "", *layout)
     includes = ("<math.h>",) + ((f'"{header}"',) if header else ())
-    return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), tuple(loops), tuple(wrappers))
+    depth = max(map(len, tape.paths), default=0)
+    return Module(
+        comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), tuple(loops), tuple(wrappers), depth
+    )
 
 
 def _guard(prefix: str) -> str:
@@ -486,7 +499,12 @@ def library_module(module: Module, entry: str) -> Module:
         tuple(point for point in module.points if point.name in wanted),
         tuple(loop for loop in module.loops if loop.name in wanted),
         tuple(wrapper for wrapper in module.wrappers if wrapper.name in wanted),
+        module.depth,
     )
+
+
+# Every entry point a C module may define (gradient modules and derivative Programs).
+ENTRIES = ("f", "grad", "value_and_grad", "jvp", "jacobian", "value_and_jacobian", "hessian", "hvp")
 
 
 def c_names(tape: Tape, wrt: tuple[str, ...], prefix: str = "symdiff") -> Names:
@@ -494,7 +512,7 @@ def c_names(tape: Tape, wrt: tuple[str, ...], prefix: str = "symdiff") -> Names:
     is double_, `_Bool` is v_Bool, and a definition named `int` labels its value w3 (as a definition
     named `lambda` does in Python). The functions and the include guard of a module with this
     `prefix` are reserved too (a local `symdiff_grad_at` would hide the function)."""
-    functions = re.compile(rf"{re.escape(prefix)}_(f|grad|value_and_grad)(_at(_part\d+)?|_batch)?")
+    functions = re.compile(rf"{re.escape(prefix)}_({'|'.join(ENTRIES)})(_at(_part\d+)?|_batch)?")
 
     def usable_in_c(name: str) -> bool:
         return (
@@ -867,6 +885,165 @@ def _read_names(term: Term, names: Names) -> tuple[str, ...]:
     return tuple(names.value(index) if kind == "ref" else names.adjoint(index) for kind, index in _reads(term))
 
 
+
+# --- derivative Programs (jvp, Jacobian, Hessian) ------------------------------------------------
+
+
+def program_module(program: Program, prefix: str = "symdiff", header: str | None = None) -> Module:
+    """A jvp, Jacobian or Hessian Program printed as C: one function per entry, at one point,
+    `void prefix_entry(const double *point[, const double *direction], double *result, ...)` with one
+    output array per result in order (a scalar: one double; a vector: its entries; a matrix: its rows,
+    row-major). The Program decides what is computed, where and in which order; this prints it, drops
+    its Checks and its unread lines (C does not raise: a point outside a row's domain gives nan, as
+    f does), and cuts a long body into parts on its statements."""
+    tape, head = program.tape, program.header
+    names = c_names(tape, head.wrt, prefix)
+    own = _program_names(names)
+    tests = _Tests(tape, names)
+    points = []
+    for entry in program.entries:
+        printer = Printer(tape, names, "c", *NUMBERED.get(entry.name, (False, False)))
+        params, outputs = [f"const double *restrict {own['point']}"], []
+        if any(param.tangent for param in entry.params):
+            params.append(f"const double *restrict {own['direction']}")
+        stores = []
+        for result in entry.results:
+            output = own[result.role]
+            params.append(f"double *restrict {output}")
+            terms = _result_terms(result)
+            outputs.append(f"{output}[{len(terms)}]")
+            stores += [(f"{output}[{i}]", term) for i, term in enumerate(terms)]
+        stmts = tests.branched(_entry_stmts(entry, printer, own, stores))
+        doc = f"{entry.doc} Inputs in {own['point']}[0..{len(tape.inputs) - 1}]"
+        if len(params) - len(outputs) > 1:
+            doc += f", the direction in {own['direction']}[0..{len(tape.inputs) - 1}]"
+        doc += f"; results into {', '.join(outputs)}" + (" (row-major)." if any(
+            isinstance(result, Matrix) for result in entry.results) else ".")
+        points.append(_point(f"{prefix}_{entry.name}", tuple(params), doc, stmts, own["carry"]))
+    title = TITLES[head.kind].format(mode=head.mode)
+    comment = (*_header_comment(title, head.source, head.inputs, head.wrt), "",
+               "Each function takes one point (the inputs in order) and writes each result into its own array.")
+    includes = ("<math.h>",) + ((f'"{header}"',) if header else ())
+    depth = max(map(len, tape.paths), default=0)
+    return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), (), (), depth)
+
+
+def _header_comment(title: str, source: str, inputs: tuple[str, ...], wrt: tuple[str, ...]) -> tuple[str, ...]:
+    """The module's comment from the Program's header: "Generated by symdiff" first (where symdiff
+    looks for it before overwriting a file)."""
+    lines = [line.strip().replace("*/", "* /") for line in source.splitlines() if line.strip()]
+    return (
+        f"Generated by symdiff {__version__}, C99 backend (math.h only). Do not edit: regenerate it with symdiff.",
+        "",
+        f"{title} of",
+        "",
+        *(f"    {line}" for line in lines),
+        "",
+        f"Inputs, in order: {', '.join(inputs) or 'none'}.",
+        *((f"Derivatives with respect to: {', '.join(wrt)}.",) if wrt else ()),
+    )
+
+
+def _program_names(names: Names) -> dict[str, str]:
+    """The parameters of a derivative module's functions, renamed if an input or definition has the name."""
+    taken = set(names.values)
+    chosen = {}
+    for base in ("point", "direction", "carry", "value", "derivative", "gradient", "values", "jacobian", "hessian",
+                 "hvp"):
+        name = base
+        while name in taken:
+            name += "_"
+        chosen[base] = name
+    return chosen
+
+
+def _result_terms(result) -> tuple:
+    match result:
+        case Scalar(term=term):
+            return (term,)
+        case Vector(terms=terms):
+            return tuple(terms)
+        case Matrix(rows=rows):
+            return tuple(term for row in rows for term in row)
+    raise AssertionError(f"unexpected result {result!r}")
+
+
+def _entry_stmts(entry: Entry, printer: Printer, own: dict[str, str], stores: list) -> tuple[Stmt, ...]:
+    """The statements of `entry` in the Program's order, each with the branch it runs in (Ifs walked
+    with a stack: they nest as deep as the where()s), then the stores of its results. An input or a
+    direction's component is loaded just before the first statement that reads it."""
+    tape = printer.tape
+    position = {name: i for i, name in enumerate(tape.inputs)}
+    loaded: set[str] = set()
+    out: list[Stmt] = []
+
+    def load_for(term) -> tuple[str, ...]:
+        read = []
+        for leaf in _leaves(term):
+            name = printer.leaf(leaf)
+            read.append(name)
+            if name in loaded:
+                continue
+            of = leaf.of if type(leaf) is Dot else leaf
+            if type(of) is Ref and tape.instrs[of.index].op == INPUT:
+                row = position[tape.instrs[of.index].name]
+                array = own["direction"] if type(leaf) is Dot else own["point"]
+                loaded.add(name)
+                out.append(Stmt(name, "=", f"{array}[{row}]", load=True))
+        return tuple(dict.fromkeys(read))
+
+    stack: list[tuple[tuple, int, tuple]] = [(tuple(entry.body), 0, ())]
+    while stack:
+        nodes, start, path = stack.pop()
+        for number in range(start, len(nodes)):
+            node = nodes[number]
+            kind = type(node)
+            if kind is Section:
+                stack.append((nodes, number + 1, path))
+                stack.append((node.body, 0, path))
+                break
+            if kind is If:
+                stack.append((nodes, number + 1, path))
+                condition = node.condition.index
+                if node.orelse:
+                    stack.append((node.orelse, 0, (*path, (condition, False))))
+                if node.body:
+                    stack.append((node.body, 0, (*path, (condition, True))))
+                break
+            if kind is Check or not node.read:
+                continue  # C does not raise: a check of the domain has nothing to do
+            if kind is not Assign:
+                raise AssertionError(f"unexpected node {node!r}")  # a Loop: no builder makes one yet
+            reads = load_for(node.term)
+            target = node.target
+            if type(target) is Ref and type(node.term) is Op and node.term.args is tape.instrs[target.index].args:
+                rhs = printer.definition(target.index)
+            else:
+                rhs = printer.atom(node.term)
+            note = "; ".join(printer.source_definition(origin) for origin in node.origins)
+            out.append(Stmt(printer.leaf(target), node.mode, rhs, f"  // {note}" if note else "", reads, path,
+                            const=type(target) is Ref))
+    for element, term in stores:
+        out.append(Stmt("", "=", printer.atom(term), reads=load_for(term), target=element))
+    return tuple(out)
+
+
+def _leaves(term) -> list:
+    """The Ref, Bar and Dot leaves of `term`, in order of appearance."""
+    found, stack = [], [term]
+    while stack:
+        item = stack.pop()
+        if type(item) is Op:
+            stack.extend(reversed(item.args))
+        elif type(item) in (Ref, Bar, Dot):
+            found.append(item)
+    return found
+
+
+def render_program(program: Program, prefix: str = "symdiff", header: str | None = None) -> tuple[str, str]:
+    """The .c and .h texts of a derivative Program (see program_module)."""
+    return render_module(program_module(program, prefix, header))
+
 # --- compiling and loading ----------------------------------------------------------------------
 
 
@@ -998,7 +1175,10 @@ def _machine() -> str:
 
 
 def library_flags(module: Module) -> tuple[str, ...]:
-    """The flags for a library of `module`: -O2 for SIMD loops, cheaper ones for point code."""
+    """The flags for a library of `module`: -O2 for SIMD loops, cheaper ones for point code, -O0 for
+    branches nested deeper than DEEP_BRANCHES."""
+    if module.depth > DEEP_BRANCHES:
+        return DEEP_FLAGS
     if module.loops:
         return ()
     return LARGE_FLAGS if any(point.length > SIMD_LINES for point in module.points) else POINT_FLAGS
