@@ -70,24 +70,17 @@ def test_each_gradient_entry_is_computed_and_stored_before_the_next_is_started()
     assert grad.index("grad[k] = x_bar;") < grad.index("const double z = ") < grad.index("grad[2 * n + k] = z_bar;")
 
 
-def _with_a_late_update(adjoint):
-    """The program plus one step that updates an adjoint after an earlier step has read it."""
-    from symdiff.core.adjoint import Step
-    from symdiff.core.tape import Const
-
-    read = next(index for step in adjoint.steps for kind, index in c_backend._reads(step.term) if kind == "bar")
-    steps = (*adjoint.steps, Step(read, "+=", Const(1.0), None))
-    return type(adjoint)(adjoint.tape, adjoint.wrt, steps, adjoint.gradient)
-
-
-def test_steps_keep_the_reverse_order_if_an_adjoint_is_read_before_it_is_complete():
-    adjoint = build("sin(x*y) + x").adjoint
-    odd = _with_a_late_update(adjoint)
-    steps = odd.steps
-    names = c_backend.c_names(adjoint.tape, adjoint.wrt)
-    grad = next(loop for loop in c_backend.c_module(odd).loops if "_grad_batch" in loop.signature)
-    step_lines = [line for line in grad.lines if not line.target.startswith("const ") and "[" not in line.target]
-    assert [line.target.removeprefix("double ") for line in step_lines] == [names.adjoint(s.target) for s in steps]
+def test_statements_are_scheduled_on_demand_unless_a_read_would_see_a_later_update():
+    Stmt = c_backend.Stmt
+    a, b = Stmt("a", "=", "x"), Stmt("b", "=", "y")
+    store_b, store_a = Stmt("", "=", "b", reads=("b",), target="out[0]"), Stmt("", "=", "a", reads=("a",), target="out[1]")
+    # Each store just after what it reads: b is computed when its store needs it, not before a.
+    assert c_backend._scheduled((a, b, store_b, store_a)) == (b, store_b, a, store_a)
+    # c reads a before a += 1; on demand, store_a would pull a's update before c: the order is kept.
+    c, late = Stmt("c", "=", "a", reads=("a",)), Stmt("a", "+=", "1.0")
+    store_c = Stmt("", "=", "c", reads=("c",), target="out[2]")
+    program = (a, c, late, store_a, store_c)
+    assert c_backend._scheduled(program) == program
 
 
 @needs_compiler
@@ -157,12 +150,13 @@ def test_a_cut_stores_each_carried_value_after_its_last_update_and_loads_it_befo
 
 def test_a_body_stays_whole_if_a_part_would_update_an_earlier_parts_adjoint(monkeypatch):
     monkeypatch.setattr(c_backend, "PART_LINES", 2)
-    adjoint = build("sin(x*y) + x").adjoint
-    odd = _with_a_late_update(adjoint)
-    grad_at = next(point for point in c_backend.c_module(odd).points if point.name == "symdiff_grad_at")
-    assert not grad_at.parts and grad_at.lines
-    cut = next(point for point in c_backend.c_module(adjoint).points if point.name == "symdiff_grad_at")
-    assert cut.parts  # the same program in the usual order is cut
+    Stmt = c_backend.Stmt
+    body = (Stmt("a", "=", "x"), Stmt("b", "=", "a", reads=("a",)), Stmt("c", "=", "b", reads=("b",)))
+    assert c_backend._pieces(body, "carry")[1] != (body,)  # cut before c
+    late = (*body, Stmt("a", "+=", "1.0", reads=("a",)))  # updates a, homed in the first part
+    assert c_backend._pieces(late, "carry") == (0, (late,))
+    cut = next(point for point in c_backend.c_module(build("sin(x*y) + x").adjoint).points if point.name == "symdiff_grad_at")
+    assert cut.parts  # a program the core builds is cut
 
 
 def test_a_body_stays_whole_if_it_would_carry_too_many_values(monkeypatch):

@@ -1,5 +1,12 @@
-"""c_module: Adjoint -> standalone C99 (math.h only) for value and gradient, at one point and over a
-batch of points; plus a loader that compiles it with the system C compiler and calls it via ctypes.
+"""The C printer: the core's Program -> standalone C99 (math.h only). c_module prints the gradient
+Program (build_program: f, grad, value_and_grad) at one point and over a batch of points;
+program_module the jvp, Jacobian and Hessian Programs at one point. Plus a loader that compiles C with
+the system C compiler and loads it for ctypes.
+
+The Program decides what is computed, read and guarded, and in which branch; this module chooses
+names, schedules statements on demand (_scheduled: the same data flow, shorter live ranges), cuts
+long functions on statements, and prints if blocks one level deep. C does not raise, so Checks
+and lines kept only to raise are dropped (a point outside a domain gives nan, as in f).
 
 The C reads like the Python module (w1, w2, ... and x_bar names, one primitive per line, each
 adjoint line commented with the piece of the input it differentiates). Compiled libraries are cached
@@ -23,10 +30,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.adjoint import Adjoint, Bar, Op, Step, Term
+from ..core.adjoint import Adjoint, Bar, Op
 from ..core.forward import Dot
 from ..core.primitives import TABLE
-from ..core.program import Assign, Check, Entry, Header, If, Matrix, Program, Scalar, Section, Vector
+from ..core.program import Assign, Check, Entry, Header, If, Matrix, Program, Scalar, Section, Vector, build_program
 from ..core.tape import INPUT, Ref, Tape
 from ..errors import CompilerError
 from ..files import move_into_place
@@ -259,43 +266,30 @@ def c_module(
     printer = Printer(tape, names, "c")
     x, grad, value, n, k, start, end, carry = _own_names(names)
     inputs, outputs = len(tape.inputs), len(adjoint.wrt)
-    rows = {name: row for row, name in enumerate(tape.inputs)}
-    steps = _reverse_stmts(adjoint.steps, printer)
-    forward = {
-        index: Stmt(
-            names.value(index),
-            "=",
-            printer.definition(index),
-            reads=tuple(names.value(arg.index) for arg in instr.args if isinstance(arg, Ref)),
-            path=tape.path(index),
-        )
-        for index, instr in enumerate(tape.instrs)
-        if instr.op != INPUT
-    }
+    # value_and_grad's entry is built only when its shared sweep is printed (short programs).
+    program = {entry.name: entry for entry in build_program(adjoint, ("f", "grad")).entries}
+    printed: dict[int, Stmt] = {}  # id(Assign) -> its statement: entries share forward lines
     tests = _Tests(tape, names)  # one per module: a branch's flag has the same name in every function
 
     def bodies(at, value_at: str, shared: bool) -> tuple[tuple[Stmt, ...], ...]:
         """f's, grad's and (when `shared`, and short) value_and_grad's lines, with the arrays laid
-        out by `at(array, row)` (inputs load their row of x)."""
-        loads = {
-            index: Stmt(names.value(index), "=", at(x, rows[instr.name]), load=True)
-            for index, instr in enumerate(tape.instrs)
-            if instr.op == INPUT
-        }
-        sweep = _Sweep(tape, forward | loads, adjoint.steps, steps)
+        out by `at(array, row)` (inputs load their row of x), scheduled on demand (_scheduled)."""
 
-        def store(target: str, term: Term) -> tuple[Stmt, Term]:
-            return Stmt("", "=", printer.atom(term), reads=_read_names(term, names), target=target), term
+        def lines(name: str, value: bool) -> tuple[Stmt, ...]:
+            if name not in program:
+                program.update((entry.name, entry) for entry in build_program(adjoint, (name,)).entries)
+            entry = program[name]
+            stores = [(at(grad, i), term) for result in entry.results if isinstance(result, Vector)
+                      for i, term in enumerate(result.terms)]
+            stores += [(value_at, tape.output)] if value else []
+            stmts = _entry_stmts(entry, printer, lambda tangent, row: at(x, row), stores, printed)
+            return tests.branched(_scheduled(stmts, names.value))
 
-        value_store = [store(value_at, tape.output)]
-        grad_stores = [store(at(grad, i), term) for i, term in enumerate(adjoint.gradient)]
-        f_lines = tests.branched(sweep.lines(value_store, reverse=False))
-        grad_lines = tests.branched(sweep.lines(grad_stores))
-        both = (
-            tests.branched(sweep.lines(grad_stores + value_store))
-            if shared and len(grad_lines) <= shared_sweep_lines
-            else ()
-        )
+        f_lines = lines("f", True)
+        grad_lines = lines("grad", False)
+        both = ()
+        if shared and len(grad_lines) <= shared_sweep_lines:
+            both = lines("value_and_grad", True)
         return f_lines, grad_lines, both if len(both) <= shared_sweep_lines else ()
 
     # One point, strided: input i at x[i * n] (the batch of a long program calls it at x + k).
@@ -781,133 +775,6 @@ def _printed(stmts: tuple[Stmt, ...]) -> tuple[Line, ...]:
     return tuple(lines)
 
 
-@dataclass(frozen=True)
-class _Sweep:
-    """Orders a loop body on demand: each store in turn, preceded by whatever it needs that is not
-    computed yet, each forward value defined and each adjoint completed just before its first use.
-
-    Values then live from definition to last use, not across the whole sweep: in rosenbrock-1000 a
-    handful are live at a time instead of thousands, which is what GCC's register allocation time
-    (most of the build) and the spills grow with. An adjoint's own steps keep their order, so the
-    sums are the same in the same order, the same bits. If a step reads an adjoint before all of
-    that adjoint's steps (no reverse sweep does), the steps keep the reverse sweep's order.
-
-    A statement in a branch also reads the conditions of its branch (Tape.paths, Step.path), so
-    they are computed before it, outside its block."""
-
-    tape: Tape
-    definitions: dict[int, Stmt]  # tape entry -> its statement (inputs load their row of x)
-    steps: tuple[Step, ...]
-    step_lines: tuple[Stmt, ...]
-
-    def lines(self, stores: list[tuple[Stmt, Term]], reverse: bool = True) -> tuple[Stmt, ...]:
-        out: list[Stmt] = []
-        done: set[tuple[str, int]] = set()
-        if reverse and not self._completes_before_reading:
-            for line, step in zip(self.step_lines, self.steps):
-                for node in _step_reads(step):
-                    if node[0] == "ref":  # adjoints are up to date by the order of the steps
-                        self._emit(node, done, out)
-                out.append(line)
-            done.update(("bar", step.target) for step in self.steps)
-        for line, term in stores:
-            for node in _reads(term):
-                self._emit(node, done, out)
-            out.append(line)
-        if reverse:  # steps no store needs still run (after the stores), as in the reverse sweep
-            for target in dict.fromkeys(step.target for step in self.steps):
-                self._emit(("bar", target), done, out)
-        return tuple(out)
-
-    def _emit(self, root: tuple[str, int], done: set, out: list[Stmt]) -> None:
-        """Post-order: a node's lines after those of everything it reads."""
-        stack = [(root, False)]
-        while stack:
-            node, ready = stack.pop()
-            if node in done:
-                continue
-            if ready:
-                done.add(node)
-                out.extend(self._node_lines(node))
-                continue
-            stack.append((node, True))
-            stack.extend((read, False) for read in reversed(self._node_reads(node)) if read not in done)
-
-    def _node_reads(self, node: tuple[str, int]) -> list[tuple[str, int]]:
-        kind, index = node
-        if kind == "ref":
-            conditions = [("ref", condition) for condition, _ in self.tape.path(index)]
-            return [("ref", a.index) for a in self.tape.instrs[index].args if isinstance(a, Ref)] + conditions
-        return [read for i in self._steps_of.get(index, ()) for read in _step_reads(self.steps[i])]
-
-    def _node_lines(self, node: tuple[str, int]) -> list[Stmt]:
-        kind, index = node
-        return (
-            [self.definitions[index]] if kind == "ref" else [self.step_lines[i] for i in self._steps_of.get(index, ())]
-        )
-
-    @functools.cached_property
-    def _steps_of(self) -> dict[int, list[int]]:
-        steps: dict[int, list[int]] = {}
-        for number, step in enumerate(self.steps):
-            steps.setdefault(step.target, []).append(number)
-        return steps
-
-    @functools.cached_property
-    def _completes_before_reading(self) -> bool:
-        last = {target: numbers[-1] for target, numbers in self._steps_of.items()}
-        return all(
-            last.get(index, -1) < number
-            for number, step in enumerate(self.steps)
-            for kind, index in _reads(step.term)
-            if kind == "bar"
-        )
-
-
-def _step_reads(step: Step) -> list[tuple[str, int]]:
-    """What a step reads: its term's values and adjoints, and its branch's conditions."""
-    return _reads(step.term) + [("ref", condition) for condition, _ in step.path]
-
-
-def _reads(term: Term) -> list[tuple[str, int]]:
-    """The forward values ("ref", i) and adjoints ("bar", i) a term reads, in order of appearance."""
-    found, stack = {}, [term]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Ref):
-            found[("ref", item.index)] = None
-        elif isinstance(item, Bar):
-            found[("bar", item.index)] = None
-        elif isinstance(item, Op):
-            stack.extend(reversed(item.args))
-    return list(found)
-
-
-def _reverse_stmts(steps: tuple[Step, ...], printer: Printer) -> tuple[Stmt, ...]:
-    names = printer.names
-    stmts = []
-    for step in steps:
-        note = "; ".join(printer.source_definition(origin) for origin in step.origins)
-        stmts.append(
-            Stmt(
-                names.adjoint(step.target),
-                step.mode,
-                printer.atom(step.term),
-                f"  // {note}" if note else "",
-                _read_names(step.term, names),
-                step.path,
-                const=False,
-            )
-        )
-    return tuple(stmts)
-
-
-def _read_names(term: Term, names: Names) -> tuple[str, ...]:
-    """The variables `term` reads: forward values and adjoints."""
-    return tuple(names.value(index) if kind == "ref" else names.adjoint(index) for kind, index in _reads(term))
-
-
-
 # --- derivative Programs (jvp, Jacobian, Hessian) ------------------------------------------------
 
 
@@ -935,7 +802,12 @@ def program_module(program: Program, prefix: str = "symdiff", header: str | None
             terms = _result_terms(result)
             outputs.append(f"{output}[{len(terms)}]")
             stores += [(f"{output}[{i}]", term) for i, term in enumerate(terms)]
-        stmts = tests.branched(_entry_stmts(entry, printer, own, stores))
+        point, direction = own["point"], own["direction"]
+
+        def load(tangent: bool, row: int, point=point, direction=direction) -> str:
+            return f"{direction if tangent else point}[{row}]"
+
+        stmts = tests.branched(_entry_stmts(entry, printer, load, stores))
         doc = f"{entry.doc} Inputs in {own['point']}[0..{len(tape.inputs) - 1}]"
         if len(params) - len(outputs) > 1:
             doc += f", the direction in {own['direction']}[0..{len(tape.inputs) - 1}]"
@@ -990,29 +862,48 @@ def _result_terms(result) -> tuple:
     raise AssertionError(f"unexpected result {result!r}")
 
 
-def _entry_stmts(entry: Entry, printer: Printer, own: dict[str, str], stores: list) -> tuple[Stmt, ...]:
+def _entry_stmts(entry: Entry, printer: Printer, load, stores: list, printed: dict | None = None) -> tuple[Stmt, ...]:
     """The statements of `entry` in the Program's order, each with the branch it runs in (Ifs walked
     with a stack: they nest as deep as the where()s), then the stores of its results. An input or a
-    direction's component is loaded just before the first statement that reads it."""
-    tape = printer.tape
+    direction's component is loaded (`load(tangent, row)`: the element to read) just before the first
+    statement that reads it. `printed`: id(Assign) -> (statement, inputs it reads), shared by the
+    entries of a module, whose forward lines are the same nodes."""
+    tape, values = printer.tape, printer.names.values
+    instrs = tape.instrs
     position = {name: i for i, name in enumerate(tape.inputs)}
+    printed = {} if printed is None else printed
     loaded: set[str] = set()
     out: list[Stmt] = []
 
-    def load_for(term) -> tuple[str, ...]:
-        read = []
-        for leaf in _leaves(term):
+    def reads_of(leaves) -> tuple[tuple[str, ...], tuple]:
+        """The names the leaves read, and (name, tangent, row) for each input among them."""
+        names, inputs = [], []
+        for leaf in leaves:
             name = printer.leaf(leaf)
-            read.append(name)
-            if name in loaded:
-                continue
+            names.append(name)
             of = leaf.of if type(leaf) is Dot else leaf
-            if type(of) is Ref and tape.instrs[of.index].op == INPUT:
-                row = position[tape.instrs[of.index].name]
-                array = own["direction"] if type(leaf) is Dot else own["point"]
+            if type(of) is Ref and instrs[of.index].op == INPUT:
+                inputs.append((name, type(leaf) is Dot, position[instrs[of.index].name]))
+        return tuple(dict.fromkeys(names)), tuple(inputs)
+
+    def load_inputs(inputs) -> None:
+        for name, tangent, row in inputs:
+            if name not in loaded:
                 loaded.add(name)
-                out.append(Stmt(name, "=", f"{array}[{row}]", load=True))
-        return tuple(dict.fromkeys(read))
+                out.append(Stmt(name, "=", load(tangent, row), load=True))
+
+    def statement(node: Assign, path: tuple) -> tuple[Stmt, tuple]:
+        target, term = node.target, node.term
+        if type(target) is Ref and type(term) is Op and term.args is instrs[target.index].args:
+            rhs = printer.definition(target.index)  # its tape entry: printed once per module
+            reads, inputs = reads_of([arg for arg in term.args if type(arg) is Ref])
+        else:
+            rhs = printer.atom(term)
+            reads, inputs = reads_of(_leaves(term))
+        note = "; ".join(printer.source_definition(origin) for origin in node.origins)
+        name = values[target.index] if type(target) is Ref else printer.leaf(target)
+        stmt = Stmt(name, node.mode, rhs, f"  // {note}" if note else "", reads, path, const=type(target) is Ref)
+        return stmt, inputs
 
     stack: list[tuple[tuple, int, tuple]] = [(tuple(entry.body), 0, ())]
     while stack:
@@ -1020,11 +911,21 @@ def _entry_stmts(entry: Entry, printer: Printer, own: dict[str, str], stores: li
         for number in range(start, len(nodes)):
             node = nodes[number]
             kind = type(node)
-            if kind is Section:
+            if kind is Assign:
+                if not node.read:
+                    continue  # kept only to raise outside a domain: C does not raise
+                known = printed.get(id(node))
+                if known is None or known[0].path != path:
+                    known = printed[id(node)] = statement(node, path)
+                load_inputs(known[1])
+                out.append(known[0])
+            elif kind is Check:
+                continue  # C does not raise: a check of the domain has nothing to do
+            elif kind is Section:
                 stack.append((nodes, number + 1, path))
                 stack.append((node.body, 0, path))
                 break
-            if kind is If:
+            elif kind is If:
                 stack.append((nodes, number + 1, path))
                 condition = node.condition.index
                 if node.orelse:
@@ -1032,22 +933,75 @@ def _entry_stmts(entry: Entry, printer: Printer, own: dict[str, str], stores: li
                 if node.body:
                     stack.append((node.body, 0, (*path, (condition, True))))
                 break
-            if kind is Check or not node.read:
-                continue  # C does not raise: a check of the domain has nothing to do
-            if kind is not Assign:
-                raise AssertionError(f"unexpected node {node!r}")  # a Loop: no builder makes one yet
-            reads = load_for(node.term)
-            target = node.target
-            if type(target) is Ref and type(node.term) is Op and node.term.args is tape.instrs[target.index].args:
-                rhs = printer.definition(target.index)
             else:
-                rhs = printer.atom(node.term)
-            note = "; ".join(printer.source_definition(origin) for origin in node.origins)
-            out.append(Stmt(printer.leaf(target), node.mode, rhs, f"  // {note}" if note else "", reads, path,
-                            const=type(target) is Ref))
+                raise AssertionError(f"unexpected node {node!r}")  # a Loop: no builder makes one yet
     for element, term in stores:
-        out.append(Stmt("", "=", printer.atom(term), reads=load_for(term), target=element))
+        reads, inputs = reads_of(_leaves(term))
+        load_inputs(inputs)
+        out.append(Stmt("", "=", printer.atom(term), reads=reads, target=element))
     return tuple(out)
+
+
+def _scheduled(stmts: tuple[Stmt, ...], condition=None) -> tuple[Stmt, ...]:
+    """The statements reordered on demand: each store in turn, preceded by whatever it needs that is
+    not computed yet (post-order over what each statement reads), each value defined and each
+    adjoint completed just before its first use; statements no store needs after them, in order.
+
+    Values then live from definition to last use, not across the whole sweep: in rosenbrock-1000 a
+    handful are live at a time instead of thousands, which is what GCC's register allocation time
+    (most of the build) and the spills grow with. The Program's order of the updates of one variable
+    is kept, so sums are the same in the same order (the same bits). If a statement would then read a
+    variable after a later update of it (no Program the core builds does this), the Program's order
+    is kept. A statement in a branch needs its conditions (`condition(index)`: the name of entry
+    index) as well."""
+    current: dict[str, int] = {}  # name -> its last writer so far
+    needs: list[list[int]] = []
+    writer_after: dict[int, int] = {}  # a write -> the next write of the same variable
+    read_from: list[list[int]] = []  # statement -> the writes it reads
+    for number, stmt in enumerate(stmts):
+        reads = [current[name] for name in stmt.reads if name in current]
+        read_from.append(reads)
+        wanted = list(reads)
+        if stmt.path and condition is not None:
+            wanted += [current[name] for index, _ in stmt.path if (name := condition(index)) in current]
+        if stmt.name:
+            previous = current.get(stmt.name)
+            if previous is not None:
+                writer_after[previous] = number
+                if stmt.op != "=":
+                    wanted.append(previous)
+            current[stmt.name] = number
+        needs.append(wanted)
+    done = [False] * len(stmts)
+    order: list[int] = []
+
+    def emit(root: int) -> None:
+        stack = [(root, False)]
+        while stack:
+            number, ready = stack.pop()
+            if done[number]:
+                continue
+            if ready:
+                done[number] = True
+                order.append(number)
+                continue
+            stack.append((number, True))
+            stack.extend((need, False) for need in reversed(needs[number]) if not done[need])
+
+    for number, stmt in enumerate(stmts):
+        if not stmt.name:
+            emit(number)
+    for number in range(len(stmts)):
+        emit(number)
+    position = [0] * len(stmts)
+    for place, number in enumerate(order):
+        position[number] = place
+    for number, reads in enumerate(read_from):
+        for write in reads:
+            later = writer_after.get(write)
+            if later is not None and later != number and position[later] < position[number]:
+                return stmts
+    return tuple(stmts[number] for number in order)
 
 
 def _leaves(term) -> list:
