@@ -91,9 +91,10 @@ def _branch(outer, condition, taken):
 
 
 def _enter(space, value):
-    """`value`, a value of the space enclosing `space`, as a value of `space`."""
+    """`value`, a value of the space enclosing `space`, as a value of `space`. A number (a branch's
+    constant, such as an adjoint's 0.0 + 1.0) is one in every space: ufuncs broadcast it."""
     compressed, select = space
-    return value[select] if compressed else value
+    return value[select] if compressed and numpy.ndim(value) else value
 
 
 def _safe(space, value, substitute):

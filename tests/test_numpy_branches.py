@@ -32,6 +32,9 @@ GUARDED = [
     # where x > 0.25, is added to in both (the NumPy backend failed an assertion).
     ("u = where(not (0.5 < x), sin(where(x > 0.25, sqrt(x), 0.5)), 0.5 + where(x > 0.25, sqrt(x), 1));"
      " where(not (u < 1.5), u, u * 2)", [-1.0, 0.3, 0.6, 4.0]),
+    # w4_bar = 0.0 + 1.0 in a branch is a number, not an array: compressing it into the inner branch
+    # was an IndexError.
+    ("where(x > 0.25, where(x > 0, x + x*x, sin(x)) + x*x, sin(x))", [-1.0, 0.1, 0.3, 2.0]),
 ]
 GRID = [(x, y) for x in (-4.0, -1.0, -0.25, 0.5, 2.0, 6.0) for y in (-3.0, 0.0, 1.5)]
 
