@@ -201,3 +201,18 @@ def test_source_is_a_deterministic_numpy_module_that_lints_clean(tmp_path):
         (tmp_path / f"m{number}.py").write_text(source)
     done = subprocess.run([ruff, "check", "--no-cache", "--isolated", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_deeply_nested_branches():
+    """A where() inside a where() 60 deep: each level's values are entered into the next once."""
+    text = "x"
+    for level in range(60):
+        text = f"where(x > {level / 40}, {text} + x*x, sin(x))"
+    python = symdiff.compile_hessian(text)
+    h = symdiff.compile_hessian(text, backend="numpy")
+    points = [-1.0, 0.01, 0.3, 0.74, 1.2, 1.49, 2.0]
+    with numpy.errstate(all="raise"):
+        got = h(numpy.array(points))
+    for k, point in enumerate(points):
+        want = python(point)
+        assert all(_close(float(g[k]), w) for g, w in zip(_leaves(got), _leaves(want))), (point, want)

@@ -309,6 +309,7 @@ class _Program:
         self.path_of: dict[int, tuple] = {}  # value id -> the branch it is a value of
         self.home: dict[str, tuple] = {}  # an adjoint's or tangent's name -> the branch it was assigned in
         self.spaces: dict[tuple, int | str] = {(): "None"}  # branch -> the value naming its elements
+        self.entered: dict[tuple, int | str] = {}  # (value, branch) -> the value entered into that branch
 
     def operand(self, term) -> _Arg:
         """An atom of a term: a constant, or what holds a value, an adjoint, a tangent or a parameter."""
@@ -452,19 +453,31 @@ class _Program:
             return base  # most often: a value of every element, read outside every branch
         if not self.is_value(base):
             return base
+        original = base
+        done = self.entered.get((original, path))
+        if done is not None:
+            return done
         source = self.path_of.get(base, ()) if isinstance(base, int) else ()
         if not set(source) <= set(path):
             raise AssertionError(f"a value of branch {source} read in branch {path}")
         # Branch (c3,) holds branch (c2, c3)'s elements in another order of tests: lifted to the branches
         # both are in, the value's elements land in place, then it is entered.
         common = _common(source, path)
-        base = self.lift(base, source, common)
-        for depth in range(common + 1, len(path) + 1):
-            key = ("enter", _exact((base,)), path[:depth])
+        start = common + 1
+        # A value read in nested branches is entered level by level, each level remembered: a branch
+        # 1,000 where()s deep costs one step per level, not a walk from the top each time.
+        above = self.entered.get((original, path[:-1])) if len(path) - 1 > common else None
+        if above is not None:
+            base, start = above, len(path)
+        else:
+            base = self.lift(base, source, common)
+        for depth in range(start, len(path) + 1):
+            inner = path[:depth]
+            key = ("enter", _exact((base,)), inner)
             if key not in self.known:
                 template = f"{self.own['_enter']}({{0}}, {{1}})"
-                self.known[key] = self.push(None, template, (self.space(path[:depth]), base), None, "", path[:depth])
-            base = self.known[key]
+                self.known[key] = self.push(None, template, (self.space(inner), base), None, "", inner)
+            base = self.entered[original, inner] = self.known[key]
         return base
 
     def lift(self, base: int | str | float, source: tuple, depth: int) -> int | str | float:
@@ -755,7 +768,7 @@ def _assigns(body: tuple[Section, ...]) -> Iterator[tuple[Path, Assign]]:
                         stack.append((node.orelse, 0, (*path, (condition.index, False))))
                     stack.append((node.body, 0, (*path, (condition.index, True))))
             else:
-                raise SymdiffError("the NumPy backend does not print loops yet")
+                raise NotImplementedError("the NumPy backend prints no Loop yet (no builder makes one)")
             break
 
 
