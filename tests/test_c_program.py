@@ -5,11 +5,18 @@ branches nested hundreds deep build in seconds; value_array of a list reads the 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
+import platform
+import struct
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from fuzzing import branch_programs, examples
+from hypothesis import Phase, given, settings
 from support import WORKED, needs_compiler
 
 import symdiff
@@ -17,6 +24,8 @@ from symdiff.api import build
 from symdiff.codegen.c import (
     DEEP_BRANCHES,
     PART_LINES,
+    SIGNATURES,
+    build_library,
     c_module,
     find_compiler,
     program_module,
@@ -211,3 +220,81 @@ def test_value_array_of_a_list_reads_the_point_it_was_given():
     for point in ([1.0, 2.0, 3.0, 4.0], [0.5, -7.0, 1e300, 2.0], [-3.0, 0.25, 0.0, -1.5]):
         assert g.value_array(point) == g.value(*point)
         assert g.value_array(tuple(point)) == g.value(*point)
+
+
+# ---------------------------------------------------------------- random programs against Python
+PROGRAMS = examples(60, 5_000)
+PER_LIBRARY = 30  # programs per C library: two compilers at a time
+# FE_INVALID | FE_DIVBYZERO | FE_OVERFLOW and all flags, as <fenv.h> numbers them on x86-64 and AArch64.
+FE_FLAGS = {"x86_64": (0x01 | 0x04 | 0x08, 0x3D), "aarch64": (0x01 | 0x02 | 0x04, 0x1F)}
+
+
+def _drawn() -> list[tuple[str, tuple[str, ...], tuple[tuple[float, ...], ...]]]:
+    drawn: dict[str, object] = {}
+
+    @settings(max_examples=3 * PROGRAMS, database=None, phases=[Phase.generate])
+    @given(branch_programs())
+    def draw(case):
+        if len(drawn) < PROGRAMS:
+            drawn.setdefault(case.program(1), case)
+
+    draw()
+    result = []
+    for text, case in drawn.items():
+        inputs = build(text).tape.inputs
+        result.append((text, inputs, tuple(tuple(p[name] for name in inputs) for p in case.points)))
+    return result
+
+
+def _bits(values) -> tuple[bytes, ...]:
+    return tuple(struct.pack("<d", x) for x in values)
+
+
+def test_random_branch_programs_give_the_python_bits_and_raise_no_exception():
+    """Every gradient entry of the C module of random programs with branches in branches, at one point
+    and as a batch of the drawn points, gives Python's bits and raises no floating-point exception
+    (the branch not taken never runs)."""
+    programs = _drawn()
+    assert len(programs) >= PROGRAMS * 0.9
+    sources = [render_module(c_module(build(text).adjoint, f"e{number}"))[0] for number, (text, _, _) in enumerate(programs)]
+    groups = ["\n".join(sources[start : start + PER_LIBRARY]) for start in range(0, len(sources), PER_LIBRARY)]
+    with ThreadPoolExecutor(2) as pool:
+        libraries = list(pool.map(build_library, groups))
+    libm, flags = ctypes.CDLL(ctypes.util.find_library("m")), FE_FLAGS.get(platform.machine())
+
+    def function(number: int, entry: str):
+        found = getattr(libraries[number // PER_LIBRARY], f"e{number}_{entry}")
+        found.argtypes, found.restype = SIGNATURES[f"symdiff_{entry}"]
+        return found
+
+    mismatches = []
+    for number, (text, inputs, points) in enumerate(programs):
+        python = symdiff.compile_grad(text)
+        partials, n = max(len(python.wrt), 1), len(points)
+        batch = (ctypes.c_double * (len(inputs) * n or 1))(*(point[i] for i in range(len(inputs)) for point in points))
+        values, grads, both_values, both_grads = (
+            (ctypes.c_double * (size or 1))() for size in (n, n * partials, n, n * partials)
+        )
+        if flags:
+            libm.feclearexcept(flags[1])
+        function(number, "f_batch")(n, batch, values)
+        function(number, "grad_batch")(n, batch, grads)
+        function(number, "value_and_grad_batch")(n, batch, both_values, both_grads)
+        got = []
+        for k, point in enumerate(points):
+            single = (ctypes.c_double * max(len(point), 1))(*point)
+            gradient = (ctypes.c_double * partials)()
+            value = function(number, "value_and_grad")(single, gradient)
+            got.append(("value_and_grad", (value, *gradient[: len(python.wrt)])))
+            function(number, "grad")(single, gradient)
+            got.append(("f, grad", (function(number, "f")(single), *gradient[: len(python.wrt)])))
+            got.append(("batch", (values[k], *(grads[j * n + k] for j in range(len(python.wrt))))))
+            got.append(("value_and_grad batch", (both_values[k], *(both_grads[j * n + k] for j in range(len(python.wrt))))))
+        if flags and libm.fetestexcept(flags[0]):
+            mismatches.append(f"floating-point exception in {text!r}")
+        for k, point in enumerate(points):
+            value, gradient = python.value_and_grad(*point)
+            want = _bits((value, *gradient))
+            mismatches += [f"{what} at {point} of {text!r}" for what, result in got[4 * k : 4 * k + 4]
+                           if _bits(result) != want]
+    assert not mismatches, f"{len(mismatches)} mismatches:\n" + "\n".join(mismatches[:10])
