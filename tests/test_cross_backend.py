@@ -1,6 +1,7 @@
 """Python, NumPy and C give the same numbers, value and gradient, at one point and over a batch, for
-random programs of the fuzzing strategy, definitions included (branch-free: NumPy and C do not yet
-compile where, min and max). The backends print the same IEEE operations in the same order, so C
+random programs of the fuzzing strategy, definitions included; and every entry point (jvp,
+Jacobians in both modes, Hessians, hvp) for programs whose definitions hold branches read inside
+other branches (fuzzing.branch_programs), and for some of the random programs. The backends print the same IEEE operations in the same order, so C
 and Python, which both call the C library's exp, tanh, pow, ..., agree bit for bit. NumPy has its
 own: on a machine with AVX-512, NumPy 2's exp, tanh, sinh, cosh, tan, arctan and power differ from
 glibc's by up to 2 ulps (sin, cos, sqrt and atan2 agree), so NumPy is held to a few ulps
@@ -10,7 +11,8 @@ a cancellation, as 1 - tanh(u)^2 near u = 0 is).
 Compiling C dominates, so the C of many programs goes into one library (each module's functions
 named e0_..., e1_...: render_c's prefix), with every single-point entry and one of the three batch
 entries per program, in turn; a few programs also go through compile_grad(backend="c") as a user's do.
-SYMDIFF_FUZZ=long (SYMDIFF_FUZZ_EXAMPLES=n) runs n programs instead of 500.
+SYMDIFF_FUZZ=long (SYMDIFF_FUZZ_EXAMPLES=n) runs n programs instead of 500 (and 2,000 programs with
+branches instead of 20, every entry point of 100 random programs instead of 10).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fuzzing import LONG, VARIABLES, examples, expressions
+from fuzzing import BRANCH_INPUTS, LONG, VARIABLES, branch_programs, examples, expressions
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from support import needs_compiler
@@ -255,3 +257,98 @@ def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return len(a) == len(b) and all(
         math.isclose(x, y, rel_tol=RTOL, abs_tol=ATOL) or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b)
     )
+
+
+# --- branches, forward mode, Jacobians and Hessians in every backend ------------------------------
+
+BRANCHED = examples(20, 2_000)  # programs with branches inside branches (fuzzing.branch_programs)
+DERIVED = 100 if LONG else 10  # random programs also compared through jvp, Jacobians and Hessians
+
+
+@pytest.fixture(scope="module")
+def branched() -> list:
+    drawn: dict[str, object] = {}
+
+    @settings(max_examples=4 * BRANCHED, database=None, phases=[Phase.generate])
+    @given(branch_programs())
+    def draw(case):
+        if len(drawn) < BRANCHED and case.program(2) not in drawn:
+            drawn[case.program(2)] = case
+
+    draw()
+    assert len(drawn) == BRANCHED, f"drew only {len(drawn)} distinct programs with branches"
+    return list(drawn.values())
+
+
+def test_every_entry_point_agrees_across_backends_on_programs_with_branches(branched):
+    """grad, value, value_and_grad, batch, jvp, Jacobians (both modes) and Hessians (and hvp) of
+    programs whose definitions hold branches read inside other branches: NumPy within a few ulps of
+    Python, C bit for bit, at points on every side of the conditions."""
+    mismatches = []
+    for case in branched:
+        points = [tuple(point[name] for name in BRANCH_INPUTS) for point in case.points]
+        mismatches += _entry_mismatches(case.program(1), case.program(2), BRANCH_INPUTS, points)
+    assert not mismatches, f"{len(mismatches)} mismatches, the first ones:\n" + "\n".join(mismatches[:20])
+
+
+def test_every_entry_point_agrees_across_backends_on_random_programs(programs):
+    mismatches = []
+    for program in programs[:DERIVED]:
+        mismatches += _entry_mismatches(program.text, None, program.inputs, program.points[MIDDLE - 1 : MIDDLE + 2])
+    assert not mismatches, f"{len(mismatches)} mismatches, the first ones:\n" + "\n".join(mismatches[:20])
+
+
+def _entry_mismatches(text: str, several: str | None, names: tuple[str, ...], points) -> list[str]:
+    """Every entry point of `text` (and the Jacobian of `several` outputs, else of `text`) at `points`
+    (values of `names`) in NumPy and C against Python; points outside the domain are skipped."""
+    inputs = build(text).tape.inputs
+    points = [tuple(dict(zip(names, point))[name] for name in inputs) for point in points]
+    expected = _entries("python", text, several or text, points)
+    found = []
+    for backend, agree in (("numpy", _close), ("c", _same)):
+        got = _entries(backend, text, several or text, points)
+        for key, want in expected.items():
+            if want is not None and not agree(_flat(want), _flat(got[key])):
+                found.append(f"{backend} {key[0]} at {key[1]} of {text!r}: {got[key]} != python {want}")
+    return found
+
+
+def _entries(backend: str, text: str, several: str, points) -> dict:
+    """(entry, point) -> what the entry returned, None where Python raised a domain error."""
+    g = symdiff.compile_grad(text, backend=backend)
+    jvp, hessian = symdiff.compile_jvp(text, backend=backend), symdiff.compile_hessian(text, backend=backend)
+    jacobians = {mode: symdiff.compile_jacobian(several, mode=mode, backend=backend) for mode in ("forward", "reverse")}
+    results = {}
+    for point in points:
+        direction = tuple(0.5 - 0.25 * k for k in range(len(point)))
+        calls = {  # name -> (function, its arguments)
+            "grad": (g, point),
+            "value": (g.value, point),
+            "value_and_grad": (g.value_and_grad, point),
+            "jvp": (jvp, (point, direction)),
+            "hessian": (hessian, point),
+            "hvp": (hessian.hvp, (point, direction)),
+            **{f"{mode} jacobian": (J.value_and_jacobian, point) for mode, J in jacobians.items()},
+        }
+        for name, (function, arguments) in calls.items():
+            try:
+                results[name, point] = function(*arguments)
+            except DOMAIN_ERRORS:
+                if backend != "python":
+                    raise
+                results[name, point] = None
+    if backend != "python" and g.inputs:
+        values, grads = g.batch(numpy.array(points).T.copy(), value=True)
+        for k, point in enumerate(points):
+            results["batch", point] = (values[k], tuple(grads[:, k]))
+    elif g.inputs:
+        for point in points:
+            results["batch", point] = results["value_and_grad", point]
+    return results
+
+
+def _flat(result) -> tuple[float, ...]:
+    """A nested result (value, (gradient), ((rows))) as one tuple of floats."""
+    if isinstance(result, tuple | list) or (hasattr(result, "shape") and result.shape):
+        return tuple(x for item in result for x in _flat(item))
+    return (float(result),)
