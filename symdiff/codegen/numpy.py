@@ -49,14 +49,10 @@ from .names import Names, assign_names
 from .python import NUMBERED, Printer
 
 # Points per block: the largest power of two whose live buffers fit in 8 MiB, within these bounds.
-# A ufunc call costs ~0.3-0.45 us, so short blocks pay in overhead; long ones pay where rows leave L2.
-# On an Intel Xeon (2 MiB of L2 per core) a pass costs ~0.35 ns per point in L2 and ~0.8 from L3:
-# Rosenbrock n = 100 took 280 ns per point at 16,384 points, 440 at 131,072 (n = 1,000: 2,800 and
-# 4,460; at 10^6 points, 280 and 505). On an AMD EPYC (1 MiB of L2, 32 MiB of L3), where a pass
-# cost ~0.2 ns in either, Rosenbrock n = 100 ran best at 131,072 (the call overhead decided), and
-# product-100 and pairwise-10 10-20% faster at 8,192 than at 2,048. A program with more buffers than
-# 8 MiB holds at 1,024 points (a deep chain, all of whose forward values the reverse sweep reads)
-# gets 1,024.
+# A ufunc call has a fixed cost, so short blocks pay in overhead; long ones pay where rows leave the
+# L2 cache. A program with more buffers than 8 MiB holds at 1,024 points (a deep chain, all of whose
+# forward values the reverse sweep reads) gets 1,024. The measurements behind these numbers are in
+# benchmarks/RESULTS.md ("NumPy block size").
 CACHE_BYTES = 8 << 20
 MIN_BLOCK, MAX_BLOCK = 1024, 16384
 
