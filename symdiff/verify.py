@@ -26,6 +26,7 @@ from functools import cache
 import sympy
 
 from .calling import load
+from .codegen import python as python_printer  # the printed code is part of what is proven
 from .core import primitives
 from .core.adjoint import Adjoint, Bar, Op, Term
 from .core.reverse import local_partial
@@ -122,11 +123,7 @@ def verify_programs(
 
 
 def _render(adjoint: Adjoint) -> str:
-    from .codegen.python import (
-        render,  # the renderer is the stage after this one's input, not a dependency of the proof
-    )
-
-    return render(adjoint)
+    return python_printer.render(adjoint)
 
 
 def python_module(source: str) -> Emitted:

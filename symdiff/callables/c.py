@@ -1,4 +1,4 @@
-"""The C backend's callables: the generated C (c_backend) compiled into a shared library, called through
+"""The C backend's callables: the generated C (codegen.c) compiled into a shared library, called through
 ctypes, one point at a time or over a batch."""
 
 from __future__ import annotations

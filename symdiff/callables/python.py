@@ -1,4 +1,4 @@
-"""The Python backend's callables: the generated module (render) run by CPython, importing only math."""
+"""The Python backend's callables: the generated module (codegen.python) run by CPython, importing only math."""
 
 from __future__ import annotations
 

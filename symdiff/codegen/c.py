@@ -694,7 +694,7 @@ def _element(carry: str, slot: int, k: str, start: str) -> str:
 class _Tests:
     """The truth value each branch's block tests. A branch one where() deep tests its condition
     (`w2`, `!w2`); a deeper one a flag computed outside every block (`w15 = w6 && !w7`: `&&` reads
-    the condition only where it has a value), as the Python backend does (render.nest), so that
+    the condition only where it has a value), as the Python backend does (codegen.python), so that
     blocks never nest: C99 promises only 127 levels of blocks. Flags are numbered on from the tape's
     last entry, names no input or definition may take."""
 

@@ -1,4 +1,4 @@
-"""render: Program -> the source of a standalone Python module (imports only from math; never symdiff).
+"""codegen.python: Program -> the source of a standalone Python module (imports only from math; never symdiff).
 
 The Python printer: program.py decides what each function computes, where and in which order; this
 module chooses names and spellings, writes notes and the docstring, tests nested branches through
