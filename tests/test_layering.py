@@ -39,6 +39,8 @@ ALLOWED = {  # layer -> the layers it may import
 def module_names() -> dict[str, Path]:
     names = {}
     for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] in ("templates", "grammars"):
+            continue  # package data in a wheel (the NumPy runtime helper is a template), not modules
         parts = ("symdiff", *path.relative_to(PACKAGE).with_suffix("").parts)
         names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return names
