@@ -103,32 +103,6 @@ class Printer:
         # last entry (w{n+1}, w{n+2}, ...: names no input or definition may take), the same in every function.
         self._flags: dict[tuple, str] = {} if flag_names is None else flag_names
 
-    def branch(self, path: tuple) -> str:
-        """The truth value under which a block of branch `path` runs: its condition (`w2`, `not w2`)
-        when the branch is one where() deep, else the branch's flag (see flags)."""
-        if len(path) > 1:
-            return self._flags[path]
-        ((condition, value),) = path
-        return self.names.value(condition) if value else f"not {self.names.value(condition)}"
-
-    def flags(self, path: tuple, defined: set[tuple]) -> list[Line]:
-        """The lines computing the flags of `path` and of the branches it is in that are not `defined`
-        yet, outermost first: a branch's flag is its enclosing branch's truth value and its own
-        condition (`w9 = w5 and not w2`). `and` reads the condition only when the enclosing branch runs,
-        the only place the condition has a value."""
-        missing = []
-        while len(path) > 1 and path not in defined:
-            missing.append(path)
-            path = path[:-1]
-        lines = []
-        for path in reversed(missing):
-            defined.add(path)
-            name = self._flags.get(path)
-            if name is None:
-                name = self._flag(path)
-            lines.append(Line(name, "=", f"{self.branch(path[:-1])} and {self.branch(path[-1:])}", ""))
-        return lines
-
     def _flag(self, path: tuple) -> str:
         name = self._flags.get(path)
         if name is None:
