@@ -20,8 +20,9 @@ from lark.lexer import Lexer, PatternStr
 
 from ..errors import LimitError, SymdiffError, SymdiffSyntaxError, UnknownNameError
 from ..resources import grammar_text, make_private, trusted_cache, trusted_file
-from . import primitives
-from .expr import Apply, Definition, Expr, Num, Program, Var, postorder
+from . import primitives, scope
+from .expr import Apply, Definition, Expr, Length, Num, Program, Var, postorder
+from .scope import Clause, Comprehension, RangeCall, Subscript
 
 # Characters people paste from papers and word processors, and what they mean.
 _LOOKALIKES = {
@@ -32,9 +33,21 @@ _TOKEN_WORDS = {
     "NUMBER": "a number", "NAME": "a name", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
     "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "POW": "'^'", "$END": "end of input",
     "COMPARE": "a comparison", "AND": "'and'", "OR": "'or'", "NOT": "'not'", "WHERE": "'where'", "IF": "'if'",
+    "FOR": "'for'", "IN": "'in'", "LBRACK": "'['", "RBRACK": "']'",
 }
 _VALUE_TOKENS = {"NUMBER", "NAME", "RPAR"}
 _OPERATOR_SYMBOLS = {"**": "^"}
+# Names of the array language: reductions, lengths and index ranges, always called.
+_REDUCTIONS = ("sum", "prod")
+_ARRAY_WORDS = {
+    "sum": "'sum' must be called with a for clause: sum(BODY for i in range(n))",
+    "prod": "'prod' must be called with a for clause: prod(BODY for i in range(n))",
+    "len": "'len' is a function; call it as len(x), or len(W, k) for dimension k",
+    "range": "'range' gives a loop index its values; write it in a for clause: sum(BODY for i in range(n))",
+}
+# Only a source matching this can hold array syntax (a subscript is a name, then '['; a comprehension
+# needs `for`); others skip the array checks entirely.
+_ARRAY_SYNTAX = re.compile(r"\w\s*\[|\b(?:for|len|range)\b")
 
 
 class _Build(Transformer):
@@ -55,6 +68,8 @@ class _Build(Transformer):
             raise UnknownNameError(
                 f"'{token.value}' is a function; call it as {token.value}(...)", span=_span(token)
             )
+        if token.value in _ARRAY_WORDS:
+            raise UnknownNameError(_ARRAY_WORDS[token.value], span=_span(token))
         return Var(token.value, _span(token))
 
     def call(self, children):
@@ -64,6 +79,8 @@ class _Build(Transformer):
             if len(args) < 2:
                 raise SymdiffSyntaxError(f"{name.value}() takes 2 or more arguments, got {len(args)}", span=span)
             return _fold_extremum(name.value, args, span)
+        if name.value in _ARRAY_WORDS:
+            return _array_call(name.value, args, span)
         row = _function_row(name)
         if len(args) != row.arity:
             wanted = f"{row.arity} argument" + ("s" if row.arity != 1 else "")
@@ -74,6 +91,50 @@ class _Build(Transformer):
 
     def arguments(self, children):
         return children[::2]  # drop the commas
+
+    def item(self, children):
+        name, _, indices, close = children
+        if name.value in primitives.CONSTANTS:
+            raise UnknownNameError(f"'{name.value}' is a constant; only array inputs can be indexed", span=_span(name))
+        self.name([name])  # a function or reserved word cannot be indexed either: the same errors as a bare name
+        span = (name.start_pos, close.end_pos)
+        return Subscript(name.value, tuple(_checked_number(index) for index in indices), span)
+
+    def reduction(self, children):
+        name, body, clauses, close = children[0], children[2], children[3:-1], children[-1]
+        if name.value not in _REDUCTIONS:
+            if name.value not in _FOLDED and name.value not in _ARRAY_WORDS:
+                _function_row(name)  # an unknown name: "did you mean"
+            raise SymdiffSyntaxError(
+                f"only sum(...) and prod(...) take a for clause, not {name.value}(...)", span=_span(name)
+            )
+        return Comprehension(name.value, _checked_number(body), tuple(clauses), (name.start_pos, close.end_pos))
+
+    def vector(self, children):
+        open_, body, clauses, close = children[0], children[1], children[2:-1], children[-1]
+        return Comprehension("vector", _checked_number(body), tuple(clauses), (open_.start_pos, close.end_pos))
+
+    def for_clause(self, children):
+        keyword, target, _, iterable = children
+        if not isinstance(target, Var):
+            raise SymdiffSyntaxError(
+                "the loop variable must be a name, as in `for i in range(n)`", span=target.span
+            )
+        if not isinstance(iterable, RangeCall):
+            raise SymdiffSyntaxError(
+                "a for clause loops over range(stop) or range(start, stop), as in `for i in range(len(x))`",
+                span=iterable.span,
+            )
+        start, stop = (None, *iterable.args) if len(iterable.args) == 1 else iterable.args
+        return Clause(target.name, target.span, start, stop, (keyword.start_pos, iterable.span[1]))
+
+    def recurrence(self, children):
+        name, close = children[0], children[3]
+        raise SymdiffSyntaxError(
+            f"recurrences (a scan) are not supported: {name.value}[...] = ... would define an array element; "
+            "a definition names one number (name = ...)",
+            span=(name.start_pos, close.end_pos),
+        )
 
     def binary(self, children):
         left, symbol, right = children
@@ -97,7 +158,7 @@ class _Build(Transformer):
     def statement(self, children):
         name, _, expr = children
         _checked_number(expr)
-        if name.value in primitives.CONSTANTS or primitives.is_user_function(name.value):
+        if name.value in primitives.CONSTANTS or primitives.is_user_function(name.value) or name.value in _ARRAY_WORDS:
             raise UnknownNameError(f"cannot define '{name.value}': it is a built-in name", span=_span(name))
         return Definition(name.value, expr, (name.start_pos, expr.span[1]))
 
@@ -261,6 +322,8 @@ def parse_program(source: str, max_chars: int | None = None) -> Program:
     by_line = "=" in source or ";" in source
     try:
         program = _parser(by_line).parse(source)
+        if _ARRAY_SYNTAX.search(source):
+            program = scope.resolve(program)
         _check_definitions(program)
         return program
     except SymdiffError as error:
@@ -274,8 +337,9 @@ def _check_definitions(program: Program) -> None:
     """Each name is defined once, before it is used."""
     defined: dict[str, Definition] = {}
     later = {definition.name: definition for definition in reversed(program.definitions)}
+    walk = scope.every_node if program.arrays else postorder  # postorder stops at a reduction
     for definition in program.definitions:
-        _check_uses(definition.expr, defined, later)
+        _check_uses(definition.expr, defined, later, walk)
         if definition.name in defined:
             raise SymdiffSyntaxError(
                 f"'{definition.name}' is defined twice (first at offset {defined[definition.name].span[0]})",
@@ -285,11 +349,11 @@ def _check_definitions(program: Program) -> None:
     if not later:  # no definitions: every name is an input, nothing to check
         return
     for output in program.outputs:
-        _check_uses(output, defined, later)
+        _check_uses(output, defined, later, walk)
 
 
-def _check_uses(expr: Expr, defined: dict, later: dict) -> None:
-    for node in postorder(expr):
+def _check_uses(expr: Expr, defined: dict, later: dict, walk=postorder) -> None:
+    for node in walk(expr):
         if isinstance(node, Var) and node.name not in defined and node.name in later:
             raise UnknownNameError(f"'{node.name}' is used before its definition", span=node.span)
 
@@ -301,6 +365,36 @@ def _span(token: Token) -> tuple[int, int]:
 # max(a, b, ...) and min(a, b, ...) are written with where: max(a, b) = where(a >= b, a, b). At a tie
 # the first argument is chosen, and receives the whole derivative.
 _FOLDED = {"max": "ge", "min": "le"}
+
+
+def _array_call(name: str, args: list[Expr], span) -> Expr:
+    """sum/prod written as plain calls, len(x) or len(W, k), and range(...) (for a for clause)."""
+    if name in _REDUCTIONS:
+        raise SymdiffSyntaxError(
+            f"{name}(...) needs a for clause: {name}(BODY for i in range(n)), such as "
+            f"{name}(x[i] for i in range(len(x)))",
+            span=span,
+        )
+    if name == "range":
+        if len(args) == 3:
+            raise SymdiffSyntaxError(
+                "range(start, stop, step): a step is not supported; use range(start, stop) and scale the "
+                "index (x[2*i] for i in range(n))",
+                span=span,
+            )
+        if len(args) > 3:
+            raise SymdiffSyntaxError(f"range() takes 1 or 2 arguments (start, stop), got {len(args)}", span=span)
+        return RangeCall(tuple(_checked_number(arg) for arg in args), span)
+    if len(args) > 2 or not isinstance(args[0], Var):
+        raise SymdiffSyntaxError(
+            "len() takes the name of an array input, and optionally a dimension: len(x) or len(W, 1)", span=span
+        )
+    dim = args[1] if len(args) == 2 else Num(0.0)
+    if not isinstance(dim, Num) or not dim.value.is_integer() or dim.value < 0:
+        raise SymdiffSyntaxError(
+            f"len({args[0].name}, k): the dimension k must be a constant integer such as 0 or 1", span=dim.span
+        )
+    return Length(args[0].name, int(dim.value), span)
 
 
 def _fold_extremum(name: str, args: list[Expr], span) -> Expr:
@@ -343,7 +437,10 @@ def _function_row(name: Token) -> primitives.Primitive:
     if primitives.is_user_function(name.value):
         return primitives.lookup(name.value)
     known = primitives.user_functions()
-    close = difflib.get_close_matches(name.value, known, n=1)
+    # The array functions only when no primitive is close, so scalar inputs keep their hints.
+    close = difflib.get_close_matches(name.value, known, n=1) or difflib.get_close_matches(
+        name.value, ("sum", "prod", "len"), n=1
+    )
     hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(known)})"
     raise UnknownNameError(f"unknown function '{name.value}'{hint}", span=_span(name))
 
@@ -416,9 +513,18 @@ def _syntax_error(source: str, error: UnexpectedInput, by_line: bool) -> Symdiff
                 source,
                 span,
             )
+        if token.type == "FOR":
+            return SymdiffSyntaxError(
+                "a for clause goes inside sum(...), prod(...) or a vector output [...]: sum(BODY for i in range(n))",
+                source,
+                span,
+            )
+        if "IN" in error.expected:
+            return SymdiffSyntaxError("expected 'in' after the loop variable: for i in range(n)", source, span)
         if token.type in ("LBRACK", "RBRACK"):
             return SymdiffSyntaxError(
-                f"unexpected {token.value!r}; only parentheses group expressions (brackets list outputs: [f1, f2])",
+                f"unexpected {token.value!r}; only parentheses group expressions (brackets index an array input, "
+                "x[i], or list outputs, [f1, f2])",
                 source,
                 span,
             )
@@ -435,7 +541,12 @@ def _syntax_error(source: str, error: UnexpectedInput, by_line: bool) -> Symdiff
     if "RPAR" in expected:
         return SymdiffSyntaxError("unexpected end of input; missing ')'", source, (end, end + 1))
     if "RBRACK" in expected:
-        return SymdiffSyntaxError("unexpected end of input; missing ']'", source, (end, end + 1))
+        return SymdiffSyntaxError(
+            "unexpected end of input; missing ']' (brackets index an array input, x[i], or list outputs, [f1, f2]; "
+            "only parentheses group expressions)",
+            source,
+            (end, end + 1),
+        )
     if "SEMI" in expected or "_NL" in expected:
         return SymdiffSyntaxError(
             "unexpected end of input; after the definitions, the last statement must be the output", source, (end, end + 1)
