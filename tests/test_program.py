@@ -6,6 +6,7 @@ from symdiff.api import build, build_tape
 from symdiff.codegen.python import program_text, python_imports
 from symdiff.core.adjoint import Bar, Op
 from symdiff.core.derivatives import hessian_program, jacobian_program, jvp_program
+from symdiff.core.expr import Affine
 from symdiff.core.forward import Dot
 from symdiff.core.program import (
     Assign,
@@ -159,7 +160,7 @@ def test_a_loop_is_printed_as_a_for_loop_and_runs():
     i = Index("i")
     body = (
         Assign(Ref(2), "=", Const(0.0)),
-        Loop(i, 0, 4, (Assign(Ref(2), "+=", Op("mul", (Op("mul", (Ref(0), Ref(1))), i)), (2,)),)),
+        Loop(i, Affine(0), Affine(4), (Assign(Ref(2), "+=", Op("mul", (Op("mul", (Ref(0), Ref(1))), i)), (2,)),)),
     )
     entry = Entry("f", (Param("x"), Param("y")), "x*y summed over i*x*y.", (Section("loop", body),),
                   (Scalar("value", Ref(2)),))
@@ -169,7 +170,7 @@ def test_a_loop_is_printed_as_a_for_loop_and_runs():
         '    """x*y summed over i*x*y."""\n'
         "    # loop\n"
         "    w3 = 0.0\n"
-        "    for i in range(0, 4):\n"
+        "    for i in range(4):\n"
         "        w3 += x * y * i  # w3 = x * y\n"
         "    return w3\n"
     )
@@ -180,10 +181,10 @@ def test_a_loop_is_printed_as_a_for_loop_and_runs():
 
 def test_a_branch_inside_a_loop_is_flattened_inside_it():
     path = ((1, True), (3, True))
-    loop = Loop(Index("i"), 0, 2, nested([(path, PRODUCT)]))
+    loop = Loop(Index("i"), Affine(0), Affine(2), nested([(path, PRODUCT)]))
     entry = flat(Entry("f", (), "", (Section("s", (loop,)),), ()))
     assert entry.body[0].body == (
-        Loop(Index("i"), 0, 2, (Assign(Flag(path), "=", Op("and", (Ref(1), Ref(3)))), If(Flag(path), (PRODUCT,)))),
+        Loop(Index("i"), Affine(0), Affine(2), (Assign(Flag(path), "=", Op("and", (Ref(1), Ref(3)))), If(Flag(path), (PRODUCT,)))),
     )
 
 

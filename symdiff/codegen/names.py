@@ -10,10 +10,12 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ..core.expr import Length
 from ..core.primitives import PYTHON_IMPORTS
-from ..core.tape import INPUT, Tape
+from ..core.printing import affine_text
+from ..core.tape import COUNTER, INPUT, LENGTH, READ, Instr, Tape
 
 _GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)\d*")
 RESERVED = frozenset(keyword.kwlist) | {
@@ -29,12 +31,35 @@ def usable(name: str) -> bool:
 class Names:
     values: tuple[str, ...]  # per tape index: the Python name of its forward value
     params: dict[str, str]  # user input name -> parameter name
+    elements: dict[int, str] = field(default_factory=dict)  # array element entries -> their adjoint (x_bar[i])
 
     def value(self, index: int) -> str:
         return self.values[index]
 
     def adjoint(self, index: int) -> str:
-        return f"{self.values[index]}_bar"
+        element = self.elements.get(index)
+        return f"{self.values[index]}_bar" if element is None else element
+
+    def array_adjoint(self, array: str) -> str:
+        return f"{self.params[array]}_bar"
+
+
+def python_element(instr: Instr, params: dict[str, str], suffix: str = "") -> str:
+    """A READ entry as Python reads it from nested lists: x[i + 1], W[j][k] (suffix "_bar": its adjoint)."""
+    indices, _ = instr.detail
+    return params[instr.name] + suffix + "".join(f"[{affine_text(index, python_symbol(params))}]" for index in indices)
+
+
+def python_length(array: str, dim: int, params: dict[str, str]) -> str:
+    """len(x); len(W[0]) for the second dimension."""
+    return f"len({params[array]}{'[0]' * dim})"
+
+
+def python_symbol(params: dict[str, str]) -> Callable[[object], str]:
+    def symbol(name) -> str:
+        return python_length(name.array, name.dim, params) if isinstance(name, Length) else name
+
+    return symbol
 
 
 def assign_names(
@@ -67,4 +92,19 @@ def assign_names(
         params[instr.name] if instr.op == INPUT else labelled.get(index, f"w{index + 1}")
         for index, instr in enumerate(tape.instrs)
     )
-    return Names(values, params)
+    if not tape.arrays and not tape.loops:
+        return Names(values, params)
+    for array, _ in tape.arrays:  # an array is a parameter even where no READ entry is left
+        if array not in params:
+            params[array] = array if usable(array) else array + "_"
+    values = list(values)
+    elements = {}
+    for index, instr in enumerate(tape.instrs):
+        if instr.op == READ:
+            values[index] = python_element(instr, params)
+            elements[index] = python_element(instr, params, "_bar")
+        elif instr.op == COUNTER:
+            values[index] = instr.name
+        elif instr.op == LENGTH:
+            values[index] = python_length(instr.name, instr.detail, params)
+    return Names(tuple(values), params, elements)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from ..core import primitives
-from ..core.adjoint import Adjoint, Bar, Op, Term
-from ..core.printing import format_flat, format_tree, number_text
+from ..core.adjoint import Adjoint, ArrayBar, Bar, Op, Term
+from ..core.printing import affine_text, format_flat, format_tree, number_text
 from ..core.program import (
     GRADIENT_ENTRIES,
     Assign,
@@ -35,7 +35,7 @@ from ..core.program import (
 from ..core.tape import Const, Ref, Tape
 from ..resources import templates
 from ..version import __version__
-from .names import Names, assign_names
+from .names import Names, assign_names, python_length, python_symbol
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,8 @@ class Printer:
             return self._flag(node.path)
         if kind is Index:
             return node.name
+        if kind is ArrayBar:
+            return self.names.array_adjoint(node.array)
         of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
         if of is not None:
             return f"{self._leaf(of)}_dot" + (str(node.seed + 1) if self.numbered_seeds else "")
@@ -230,6 +232,8 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
                     rhs = definition(target.index)  # its tape entry: printed once per module
                 else:
                     rhs = _rhs(term, printer)
+            elif type(target) is ArrayBar:
+                name, rhs = leaf(target), _zeros(target.array, printer)
             else:
                 name, rhs = leaf(target), _rhs(term, printer)
             if not node.read:
@@ -249,13 +253,26 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
             out.append(Line(f"if {truth}:" if node.body else f"if not {truth}:", "", "", "", indent))
             _lines(node.body or node.orelse, printer, indent + INDENT, out)
         elif kind is Loop:
-            out.append(Line(f"for {node.index.name} in range({node.start}, {node.stop}):", "", "", "", indent))
+            symbol = python_symbol(printer.names.params)
+            start, stop = affine_text(node.start, symbol), affine_text(node.stop, symbol)
+            bounds = stop if start == "0" else f"{start}, {stop}"
+            out.append(Line(f"for {node.index.name} in range({bounds}):", "", "", "", indent))
             _lines(node.body, printer, indent + INDENT, out)
         elif kind is Section:
             out.append(Line(f"# {node.title}", "", "", "", indent))
             _lines(node.body, printer, indent, out)
         else:
             raise AssertionError(f"unexpected node {node!r}")
+
+
+def _zeros(array: str, printer: Printer) -> str:
+    """A list of zeros shaped as the array: [0.0] * len(x), or a list of rows for W[j, k]."""
+    params = printer.names.params
+    dims = dict(printer.tape.arrays)[array]
+    text = f"[0.0] * {python_length(array, dims - 1, params)}"
+    for dim in range(dims - 2, -1, -1):
+        text = f"[{text} for _ in range({python_length(array, dim, params)})]"
+    return text
 
 
 def _rhs(term, printer: Printer) -> str:

@@ -20,12 +20,21 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
+class ArrayBar:
+    """The adjoint of a whole array input, its gradient: d(output)/d(array element), every element.
+    A READ entry's adjoint is added into it at the element's index (`x_bar[i + 1] += ...`)."""
+
+    array: str
+    output: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Op:
     op: str  # a primitive's name
     args: tuple[Term, ...]
 
 
-Term = Const | Ref | Bar | Op
+Term = Const | Ref | Bar | Op | ArrayBar
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +58,7 @@ class Adjoint:
     tape: Tape
     wrt: tuple[str, ...]
     steps: tuple[Step, ...]
-    gradient: tuple[Term, ...]  # one per name in wrt
+    gradient: tuple[Term, ...]  # one per name in wrt (an ArrayBar for an array)
     output: int = 0  # which of the tape's outputs was seeded
 
 

@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ..errors import DomainError, LimitError, Span
+from ..errors import DomainError, LimitError, Span, SymdiffError
 from . import primitives
-from .expr import Expr, Num, Program, Var, postorder
-from .tape import INPUT, Atom, Const, Instr, Ref, Tape
+from .expr import Apply, Counter, Expr, Item, Length, Num, Program, Reduce, Var, postorder
+from .tape import COUNTER, INPUT, LENGTH, READ, REDUCTIONS, Atom, Const, Instr, Loop, Ref, Tape, is_primitive
 
 DEFAULT_MAX_ENTRIES = 2_000_000
 DEFAULT_MAX_BRANCH_DEPTH = 1_000
@@ -51,14 +51,22 @@ def lower(
     # expression is mostly uses, and every object the tape holds is one more for the cycle collector.
     refs: list[Ref] = []
     numbers: dict[Const, Const] = {}
+    # Array programs: each entry's loop scope (the ids of the loops it is computed in, outermost
+    # first), the loops, and the ones open while a reduction's body is lowered (index name -> id).
+    scopes: list[tuple[int, ...]] = []
+    loops: list[list] = []  # [index, start, stop, reduction entry]
+    open_loops: list[int] = []
+    bound: dict[str, int] = {}
 
     def number(value: float) -> Const:
         constant = Const(value)  # equal as the tape compares constants: 0.0 and -0.0 stay apart
         return numbers.setdefault(constant, constant)
 
-    def emit(instr: Instr, row: primitives.Primitive | None = None, fresh: int | None = None) -> Ref:
+    def emit(
+        instr: Instr, row: primitives.Primitive | None = None, fresh: int | None = None, scope: tuple | None = None
+    ) -> Ref:
         """The entry computing `instr`, added unless the tape has it; `fresh`: the entry the
-        operand's node added, if it added one."""
+        operand's node added, if it added one. `scope`: its loops, if not those of its operands."""
         key = instr.key
         index = keys.get(key)
         if index is None and row is not None and row.parity == "even":
@@ -74,6 +82,8 @@ def lower(
             if row is not None and row.commutative:
                 keys[(instr.op, instr.args[::-1])] = index  # found in either order, by tape.find too
             instrs.append(instr)
+            if loops:  # the innermost loop of its operands: what needs no index is computed outside
+                scopes.append(scope if scope is not None else max((atom_scope(a) for a in instr.args), key=len, default=()))
             refs.append(Ref(index))
             created[0] = index
         return refs[index]
@@ -82,14 +92,61 @@ def lower(
         """f(a - b) for f(b - a), f even; drops b - a when the operand's node added it, for f alone."""
         (operand,) = instr.args
         inner = instrs[operand.index] if isinstance(operand, Ref) else None
-        if inner is None or inner.op == INPUT or not primitives.lookup(inner.op).antisymmetric:
+        if inner is None or not is_primitive(inner.op) or not primitives.lookup(inner.op).antisymmetric:
             return None
         mirror = keys.get((inner.op, inner.args[::-1]))
         twin = None if mirror is None else keys.get((instr.op, (Ref(mirror),)))
         if twin is not None and fresh == operand.index == len(instrs) - 1:
             del keys[instrs.pop().key]
             refs.pop()
+            if loops:
+                scopes.pop()
         return twin
+
+    def atom_scope(atom: Atom) -> tuple[int, ...]:
+        return scopes[atom.index] if type(atom) is Ref else ()
+
+    def scope_reading(loop_ids) -> tuple[int, ...]:
+        """The open loops up to the innermost of `loop_ids`."""
+        depth = max((open_loops.index(loop) + 1 for loop in loop_ids), default=0)
+        return tuple(open_loops[:depth])
+
+    def lower_array_node(node, results: list[Atom]) -> None:
+        kind = type(node)
+        if kind is Item:
+            read = sorted({bound[symbol] for affine in node.indices for symbol in affine.indices})
+            instr = Instr(READ, (), node.array, node.span, (node.indices, tuple(read)))
+            results.append(emit(instr, scope=scope_reading(read)))
+        elif kind is Counter:
+            loop = bound[node.name]
+            results.append(emit(Instr(COUNTER, (), node.name, node.span, loop), scope=scope_reading([loop])))
+        elif kind is Length:
+            results.append(emit(Instr(LENGTH, (), node.array, node.span, node.dim), scope=()))
+        else:
+            results.append(lower_reduction(node))
+
+    def lower_reduction(node: Reduce) -> Atom:
+        """sum(body for i in range(a, b) for j in range(c, d)) is the sum over i of the sum over j:
+        one loop per range, so what needs only i is computed once per i."""
+        if node.op not in REDUCTIONS:
+            raise SymdiffError(f"[... for ...] vector outputs are not supported yet; write {node.op} as sum(...)", source, node.span)
+        if not loops:  # the first loop: every entry so far is outside all loops
+            scopes.extend(() for _ in range(len(instrs) - len(scopes)))
+        opened = []
+        for loop_range in node.ranges:
+            loop = len(loops)
+            loops.append([loop_range.index, loop_range.start, loop_range.stop, None])
+            open_loops.append(loop)
+            bound[loop_range.index] = loop
+            opened.append(loop)
+        value = lower_one(node.body)
+        for loop in reversed(opened):
+            open_loops.pop()
+            del bound[loops[loop][0]]
+            reduction = emit(Instr(node.op, (value,), "", node.span, loop), scope=tuple(open_loops))
+            loops[loop][3] = reduction.index
+            value = reduction
+        return value
 
     def lower_one(expr: Expr) -> Atom:
         results: list[Atom] = []
@@ -105,7 +162,9 @@ def lower(
             results.append(number(node.value))
         elif kind is Var:
             name = node.name
-            results.append(defined[name] if name in defined else emit(Instr(INPUT, (), name, node.span)))
+            results.append(defined[name] if name in defined else emit(Instr(INPUT, (), name, node.span), scope=()))
+        elif kind is not Apply:
+            lower_array_node(node, results)
         else:
             arity = len(node.args)
             operands = tuple(results[len(results) - arity :])
@@ -126,6 +185,8 @@ def lower(
         if isinstance(atom, Ref) and instrs[atom.index].op != INPUT and atom.index not in labels:
             labels[atom.index] = definition.name
     outputs = tuple(lower_one(expr) for expr in program.outputs)
+    if program.arrays or loops:
+        return _array_tape(source, instrs, outputs, labels, scopes, loops, program.arrays)
     inputs = natural_order(instr.name for instr in instrs if instr.op == INPUT)
     if not any(primitives.lookup(i.op).branches for i in instrs if i.op != INPUT):
         return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels)
@@ -135,6 +196,51 @@ def lower(
         instrs, outputs, labels, keys = _renumbered(instrs, outputs, labels, order)
         paths = branch_paths(instrs, outputs, source, max_branch_depth)
     return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels, paths)
+
+
+def _array_tape(
+    source: str,
+    instrs: list[Instr],
+    outputs: tuple[Atom, ...],
+    labels: dict[int, str],
+    scopes: list[tuple[int, ...]],
+    drafts: list[list],
+    arrays: tuple[tuple[str, int], ...],
+) -> Tape:
+    """The tape of an array program, each reduction's body entries placed together just before it (so
+    that its loop is one block of code, after every value it reads from outside), and the path of
+    each entry saying which loops it runs in."""
+    scopes = scopes + [() for _ in range(len(instrs) - len(scopes))]
+    for instr in instrs:
+        if is_primitive(instr.op) and primitives.lookup(instr.op).branches:
+            raise SymdiffError(
+                "where(), min() and max() are not supported in array programs yet", source, instr.span
+            )
+    members: dict[tuple[int, ...], list[int]] = {}
+    for index, scope in enumerate(scopes):
+        members.setdefault(scope, []).append(index)
+    order: list[int] = []
+    placed_body: set[int] = set()
+    stack: list[tuple[tuple[int, ...], int]] = [((), 0)]  # (scope, position in its members) to go on from
+    while stack:
+        scope, position = stack.pop()
+        entries = members.get(scope, [])
+        while position < len(entries):
+            index = entries[position]
+            instr = instrs[index]
+            if instr.op in REDUCTIONS and index not in placed_body:
+                placed_body.add(index)
+                stack.append((scope, position))  # back to the reduction once its body is placed
+                stack.append(((*scope, instr.detail), 0))
+                break
+            order.append(index)
+            position += 1
+    instrs, outputs, labels, keys = _renumbered(instrs, outputs, labels, order)
+    number = {old: new for new, old in enumerate(order)}
+    loops = tuple(Loop(index, start, stop, number[entry]) for index, start, stop, entry in drafts)
+    paths = tuple(tuple((loops[loop].entry, None) for loop in scopes[old]) for old in order)
+    names = {instr.name for instr in instrs if instr.op == INPUT} | {name for name, _ in arrays}
+    return Tape(source, tuple(instrs), outputs[0], natural_order(names), keys, outputs, labels, paths, loops, arrays)
 
 
 def branch_paths(
@@ -223,7 +329,7 @@ def _renumbered(
     keys: dict[tuple, int] = {}
     for index, instr in enumerate(renumbered):
         keys[instr.key] = index
-        if instr.op != INPUT and primitives.lookup(instr.op).commutative:
+        if is_primitive(instr.op) and primitives.lookup(instr.op).commutative:
             keys[(instr.op, instr.args[::-1])] = index
     moved_labels = {number[old]: name for old, name in labels.items()}
     return renumbered, tuple(moved(output) for output in outputs), moved_labels, keys

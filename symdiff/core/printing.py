@@ -22,6 +22,24 @@ def number_text(value: float, integral: bool = False) -> str:
     return repr(float(value))
 
 
+def affine_text(affine, symbol: Leaf) -> str:
+    """An index or bound (expr.Affine) as `2*i + 1`, `len(x) - 1 - i` (the same in Python and C);
+    `symbol(index name or Length)` spells each symbol."""
+    text = ""
+    for name, coefficient in affine.terms:
+        magnitude = abs(coefficient)
+        term = symbol(name) if magnitude == 1 else f"{magnitude}*{symbol(name)}"
+        if not text:
+            text = term if coefficient > 0 else f"-{term}"
+        else:
+            text += f" + {term}" if coefficient > 0 else f" - {term}"
+    if not text:
+        return str(affine.constant)
+    if affine.constant:
+        text += f" + {affine.constant}" if affine.constant > 0 else f" - {-affine.constant}"
+    return text
+
+
 def format_tree(root, leaf: Leaf, dialect: str = "python") -> str:
     """Text of `root`; `leaf(node)` names every non-application node except numbers."""
     out: list[tuple[str, int]] = []

@@ -25,8 +25,15 @@ data and no text a backend must parse: every mathematical decision is taken here
       If        run `body` when the truth value `condition` (a Ref, or a Flag) holds, else `orelse`.
                 Built nested exactly as Tape.paths and Step.path say: a branch's lines run only in
                 it, since outside it an operation may be undefined (log of a negative number).
-      Loop      run `body` for `index` from `start` to `stop` - 1 (designed for the arrays issue;
-                no builder makes one yet).
+      Loop      run `body` for `index` from `start` to `stop` - 1 (expr.Affine bounds over enclosing
+                indices and array lengths): a reduction's body. In the forward sweep it adds the body's
+                value into the reduction (`w9 = 0.0` before, `w9 += w8` in it); in the reverse sweep it
+                recomputes the body's forward values for each index, then its adjoints, adding those
+                of array elements into the array's (`x_bar[i + 1] += ...`, target Bar of a READ entry)
+                and those of values outside the loop into theirs (`a_bar += ...`, zeroed before it).
+    Leaves of array programs: Ref of a READ entry is an array element (x[i + 1]), of a COUNTER entry
+    the loop index as a number, of a LENGTH entry an array's length; ArrayBar is a whole array's
+    adjoint (`x_bar = 0` allocates it, zeros of x's shape; a Vector of the gradient returns it).
 
 A backend chooses names, spellings and buffers, and prints. It must print every node (a line
 nobody reads has already been dropped here), keep the order, and evaluate a branch's lines only
@@ -44,10 +51,10 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from . import primitives
-from .adjoint import Adjoint, Bar, Op, Step, sign_into_constant
+from .adjoint import Adjoint, ArrayBar, Bar, Op, Step, sign_into_constant
 from .forward import Assign as Line
 from .forward import Dot
-from .tape import INPUT, Const, Ref, Tape
+from .tape import INPUT, LEAVES, REDUCTIONS, Const, Ref, Tape, is_primitive
 
 Path = tuple[tuple[int, bool], ...]  # a branch: ((condition entry, value taken), ...), outermost first
 
@@ -68,8 +75,8 @@ class Index:
 
 @dataclass(frozen=True, slots=True)
 class Assign:
-    target: Ref | Bar | Dot | Flag
-    mode: str  # "=", "+=" or "-="
+    target: Ref | Bar | Dot | Flag | ArrayBar
+    mode: str  # "=", "+=", "-=", or "*=" (a product's factor)
     term: object  # a term over Const, Ref, Bar, Dot, Flag, Index leaves and Op applications
     origins: tuple[int, ...] = ()  # entries whose local partials this adds (for a note); () for none
     read: bool = True  # False: evaluated only so that a point outside the domain raises
@@ -92,9 +99,10 @@ class If:
 @dataclass(frozen=True, slots=True)
 class Loop:
     index: Index
-    start: int
-    stop: int  # exclusive
+    start: object  # expr.Affine
+    stop: object  # expr.Affine, exclusive
     body: tuple[Node, ...]
+    reduction: int = -1  # the tape entry (a REDUCTIONS op) whose body it runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +180,13 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
     output_needs = refs([tape.output])
     gradient_needs = refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     gradient_needs |= branch_conditions((step.path for step in adjoint.steps), set())
+    if tape.loops:  # a loop's body values are computed again in the reverse sweep's loop, not stored
+        gradient_needs = {index for index in gradient_needs if not tape.path(index)}
     # Only what f() computes: a definition nothing reads raises in neither.
     guards = frozenset(
         i
         for i in closure_with_conditions(tape, output_needs)
-        if tape.instrs[i].op != INPUT and primitives.lookup(tape.instrs[i].op).guard_domain
+        if is_primitive(tape.instrs[i].op) and primitives.lookup(tape.instrs[i].op).guard_domain
     )
     seed = Bar(tape.output.index, adjoint.output) if isinstance(tape.output, Ref) else None
     wrt = ", ".join(f"d/d{name}" for name in adjoint.wrt) or "no inputs"
@@ -188,7 +198,10 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
     def with_gradient(roots: set[int], guarded: frozenset[int], extra_reads: tuple = ()):
         in_place = _read_once_by_sweep(adjoint, closure_with_conditions(tape, roots | guarded), guarded, extra_reads)
         forward = _forward(tape, lines, roots, guarded, skip=in_place)
-        reverse = Section("reverse sweep", nested(_reverse_items(adjoint, in_place)), seed)
+        items = _reverse_items(adjoint, in_place)
+        if tape.loops:
+            items = _array_adjoints(adjoint) + _recomputed(tape, lines, items)
+        reverse = Section("reverse sweep", nested(items, tape), seed)
         gradient = Vector("gradient", tuple(_substituted(term, in_place) for term in adjoint.gradient))
         return _sections(forward, reverse), gradient
 
@@ -221,21 +234,101 @@ def _forward(
     """The forward sweep computing `roots`; `guards` are only checked (Check), unless a line computed
     for another guard reads their value. Entries in `skip` are computed where the reverse sweep reads
     them. `lines`: each entry's line, made once (updated here)."""
+    return Section("forward sweep", nested(_forward_items(tape, lines, roots, guards, skip), tape))
+
+
+def _forward_items(
+    tape: Tape,
+    lines: dict[int, Assign],
+    roots: set[int],
+    guards: frozenset[int] = frozenset(),
+    skip: Collection[int] = (),
+    inside: Path = (),
+) -> list[tuple[Path, Node]]:
+    """_forward's lines with their paths, of the entries in loop `inside` (all, for ())."""
     used = closure_with_conditions(tape, roots)
     needed = used | closure_with_conditions(tape, set(guards))
     read = {arg.index for index in needed for arg in tape.instrs[index].args if type(arg) is Ref}
     items: list[tuple[Path, Node]] = []
+    started: set[int] = set()  # reductions whose value is set to 0 (or 1) before their loop
     for index, instr in enumerate(tape.instrs):
-        if index not in needed or instr.op == INPUT or index in skip:
+        if index not in needed or instr.op in LEAVES or index in skip:
             continue
-        if index in used or index not in guards or index in read:
+        path = tape.path(index)
+        if path[: len(inside)] != inside:
+            continue
+        if tape.loops:
+            _start_reductions(tape, path, len(inside), started, items)
+        if instr.op in REDUCTIONS:
+            if index not in started:
+                _start_reductions(tape, (*path, (index, None)), len(path), started, items)
+            mode = "+=" if instr.op == "sum" else "*="
+            items.append(((*path, (index, None)), Assign(Ref(index), mode, instr.args[0])))
+        elif index in used or index not in guards or index in read:
             line = lines.get(index)
             if line is None:
                 line = lines[index] = Assign(Ref(index), "=", Op(instr.op, instr.args))
-            items.append((tape.path(index), line))
+            items.append((path, line))
         else:
-            items.append((tape.path(index), Check(index)))
-    return Section("forward sweep", nested(items))
+            items.append((path, Check(index)))
+    return items
+
+
+def _start_reductions(tape: Tape, path: Path, depth: int, started: set[int], items: list) -> None:
+    """`w9 = 0.0` (a sum) or `w9 = 1.0` (a product) before the first line in the loop of w9, for
+    each loop on `path` below `depth` not started yet."""
+    for position in range(depth, len(path)):
+        entry, value = path[position]
+        if value is None and entry not in started:
+            started.add(entry)
+            items.append((path[:position], Assign(Ref(entry), "=", REDUCTION_START[tape.instrs[entry].op])))
+
+
+REDUCTION_START = {"sum": Const(0.0), "prod": Const(1.0)}
+
+
+def _array_adjoints(adjoint: Adjoint) -> list[tuple[Path, Node]]:
+    """`x_bar = 0` for each array in wrt: its elements' adjoints are added into it."""
+    return [((), Assign(term, "=", Const(0.0))) for term in adjoint.gradient if type(term) is ArrayBar]
+
+
+def _recomputed(
+    tape: Tape, lines: dict[int, Assign], items: list[tuple[Path, Node]], depth: int = 0
+) -> list[tuple[Path, Node]]:
+    """The reverse sweep's items with, at the start of each loop `depth` deep, the forward lines of
+    that loop's body that its lines read: a body's values are computed again for each index, not
+    stored. (An array program has no branches: every step of a path is a loop.)"""
+    result: list[tuple[Path, Node]] = []
+    start = 0
+    while start < len(items):
+        path = items[start][0]
+        if len(path) <= depth:
+            result.append(items[start])
+            start += 1
+            continue
+        prefix, end = path[: depth + 1], start
+        while end < len(items) and items[end][0][: depth + 1] == prefix:
+            end += 1
+        run = items[start:end]
+        reads = {index for index in refs(_node_terms(run)) if tape.path(index) == prefix}
+        result.extend(_forward_items(tape, lines, reads, inside=prefix))
+        result.extend(_recomputed(tape, lines, run, depth + 1))
+        start = end
+    return result
+
+
+def _node_terms(items: list[tuple[Path, Node]]) -> list:
+    """The terms the nodes read (a Check reads its entry's operands)."""
+    terms, stack = [], [node for _, node in items]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is Assign:
+            terms.append(node.term)
+        elif kind is If or kind is Loop or kind is Section:
+            stack.extend(node.body)
+            stack.extend(getattr(node, "orelse", ()))
+    return terms
 
 
 def closure_with_conditions(tape: Tape, roots: set[int]) -> set[int]:
@@ -254,7 +347,8 @@ def branch_conditions(paths: Iterable[tuple], known: set[tuple]) -> set[int]:
     for path in paths:
         while path and path not in known:
             known.add(path)
-            conditions.add(path[-1][0])
+            if path[-1][1] is not None:  # (reduction, None): a loop, which has no condition
+                conditions.add(path[-1][0])
             path = path[:-1]
     return conditions
 
@@ -286,7 +380,7 @@ def _read_once_by_sweep(adjoint: Adjoint, computed: set[int], guards: frozenset[
         and index in computed
         and index not in forward_reads
         and index not in guards
-        and tape.instrs[index].op != INPUT
+        and is_primitive(tape.instrs[index].op)
         and not tape.path(index)
         and not primitives.lookup(tape.instrs[index].op).guard_domain
     }
@@ -483,19 +577,19 @@ def _leaves(terms) -> set:
 
 
 class _Open:
-    """An If being built: lists that `nested` appends to, frozen when done."""
+    """An If (or a Loop) being built: lists that `nested` appends to, frozen when done."""
 
-    __slots__ = ("condition", "body", "orelse")
+    __slots__ = ("condition", "body", "orelse", "loop")
 
-    def __init__(self, condition: int):
-        self.condition, self.body, self.orelse = condition, [], []
+    def __init__(self, condition: int, loop: bool = False):
+        self.condition, self.body, self.orelse, self.loop = condition, [], [], loop
 
 
-def nested(items: Iterable[tuple[Path, Node]]) -> tuple[Node, ...]:
+def nested(items: Iterable[tuple[Path, Node]], tape: Tape | None = None) -> tuple[Node, ...]:
     """Nodes with the branch each runs in, in order -> nodes nested in Ifs as the paths say.
     Consecutive nodes of one branch share its If; the branch `c` followed at once by the branch
     `not c` become one If with an orelse. Reading the result back in order (`flat`) gives the same
-    nodes in the same order."""
+    nodes in the same order. A step (reduction, None) is the loop of `tape`'s reduction."""
     root: list = []
     stack: list[tuple[Path, list]] = [((), root)]  # the open branches, outermost first
     opened: list[_Open] = []  # every If, each after the one it is in
@@ -511,13 +605,17 @@ def nested(items: Iterable[tuple[Path, Node]]) -> tuple[Node, ...]:
             outer, siblings = stack[-1]
             condition, value = path[len(outer)]
             last = siblings[-1] if siblings else None
-            if type(last) is _Open and last.condition == condition and not last.orelse:
+            if value is None:
+                block = _Open(condition, loop=True)
+                siblings.append(block)
+                opened.append(block)
+            elif type(last) is _Open and last.condition == condition and not last.orelse and not last.loop:
                 block = last  # `if c:` just closed, now `not c`: its else
             else:
                 block = _Open(condition)
                 siblings.append(block)
                 opened.append(block)
-            stack.append((path[: len(outer) + 1], block.body if value else block.orelse))
+            stack.append((path[: len(outer) + 1], block.body if value or block.loop else block.orelse))
         stack[-1][1].append(node)
     # Frozen innermost first, without recursion: a branch can be 1,000 where()s deep.
     frozen: dict[int, If] = {}
@@ -526,7 +624,11 @@ def nested(items: Iterable[tuple[Path, Node]]) -> tuple[Node, ...]:
         return tuple([frozen[id(node)] if type(node) is _Open else node for node in nodes]) if nodes else ()
 
     for block in reversed(opened):
-        frozen[id(block)] = If(Ref(block.condition), freeze(block.body), freeze(block.orelse))
+        if block.loop:
+            loop = tape.loop_of(block.condition)
+            frozen[id(block)] = Loop(Index(loop.index), loop.start, loop.stop, freeze(block.body), block.condition)
+        else:
+            frozen[id(block)] = If(Ref(block.condition), freeze(block.body), freeze(block.orelse))
     return freeze(root)
 
 

@@ -15,7 +15,7 @@ from . import primitives
 from .adjoint import Adjoint, Bar, Op, Step, Term
 from .expr import Apply, Num, Var, postorder
 from .parse import parse_partial
-from .tape import INPUT, Atom, Const, Ref, Tape
+from .tape import LEAVES, REDUCTIONS, Atom, Const, Ref, Tape
 
 # The chain rule multiplies an adjoint by a local partial; this is the table row it multiplies with.
 CHAIN = "mul"
@@ -55,7 +55,10 @@ def local_partials(tape: Tape, make: Make = Op) -> Iterator[tuple[int, Partials]
     builders: dict[str, tuple] = {}  # op -> per operand, the partial's builder (None: no partial)
     for p in range(len(tape.instrs) - 1, -1, -1):
         instr = tape.instrs[p]
-        if instr.op == INPUT:
+        if instr.op in LEAVES:
+            continue
+        if instr.op in REDUCTIONS:
+            yield p, _reduction_partials(tape, p)
             continue
         row = primitives.lookup(instr.op)
         built = builders.get(row.name)
@@ -69,6 +72,17 @@ def local_partials(tape: Tape, make: Make = Op) -> Iterator[tuple[int, Partials]
                 path = _branch(tape, p, row, position) if tape.paths else ()
                 parts.append((operand.index, built[position](args, out, make), path, position))
         yield p, parts
+
+
+def _reduction_partials(tape: Tape, p: int) -> Partials:
+    """s = sum over i of b(i): ds/db(i) = 1, for every i, so the term runs in the loop (a step
+    (p, None) on its path), where b and everything it is made of are recomputed for each i."""
+    (body,) = tape.instrs[p].args
+    if type(body) is not Ref:
+        return []
+    if tape.instrs[p].op != "sum":
+        raise NotImplementedError("the adjoint of prod() is not implemented yet")
+    return [(body.index, Const(1.0), (*tape.path(p), (p, None)), 0)]
 
 
 def _branch(tape: Tape, p: int, row: primitives.Primitive, position: int) -> tuple:

@@ -16,15 +16,16 @@ rules stay in the primitive table.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from collections.abc import Iterable
 
 from . import primitives
-from .adjoint import Adjoint, Bar, Op, Step, Term, is_atom, sign_into_constant
+from .adjoint import Adjoint, ArrayBar, Bar, Op, Step, Term, is_atom, sign_into_constant
 from .algebra import ONE, ZERO, fold, fold_term, is_zero, negated
 from .reverse import Partials, local_partials
-from .tape import Const, Ref, Tape
+from .tape import READ, Const, Ref, Tape
 
 
 def simplify(raw: Adjoint) -> Adjoint:
@@ -49,18 +50,38 @@ def _simplify(
     """The simplified program from the sweep's local partials, entry by entry; `folded`: they are
     folded already (else each is folded here)."""
     wanted = {i for name in wrt if (i := tape.input_index(name)) is not None}
+    if tape.arrays:
+        wanted.update(i for name in wrt if tape.is_array(name) for i in tape.reads(name))
     relevant = tape.depends_on(wanted)
     contributions: dict[int, list[tuple[Term, int | None, tuple]]] = defaultdict(list)
     settled: dict[int, Term] = {}
     steps: list[Step] = []
     unread = False  # whether some contributions were dropped unread
+    # Loops (array programs): a value outside a loop gets its contributions from inside it added as
+    # the loop runs (`a_bar += ...` in the loop body, after `a_bar = 0` before the loop): made later,
+    # they would need the body's values again. An array element's adjoint is added into the array's
+    # (`x_bar[i + 1] += ...`) once all its contributions are in: when the sweep passes its entry.
+    accumulated: set[int] = set()
+    zeroed: list[tuple[int, tuple, tuple]] = []  # (entry, its path, the loop step its contributions are in)
+    pending_reads: list[int] = []  # a heap of -entry
+
+    def add_read(index: int) -> None:
+        parts = contributions.pop(index)
+        summed = _factored(_equal_summed(parts, tape))
+        term = _sum([term for term, _, _, _ in summed]) if len(summed) > 1 else summed[0][0]
+        _, origin, path, merged = summed[0]
+        merged += tuple(other for part in summed[1:] for other in (part[1], *part[3]))
+        steps.append(_accumulate(index, term, origin, path, merged))
 
     def settle(index: int, materialise: bool = False, uses: int = 0) -> Term:
         """The final value of an adjoint: a constant or a value used in place, else a variable.
         `uses`: how many contributions will read it (one per operand with a nonzero partial)."""
         parts = [part for part in contributions.pop(index, ()) if type(part[0]) is not Const or part[0].value != 0.0]
         home = () if materialise else tape.path(index)  # an input's adjoint is returned: it lives outside every branch
-        if tape.paths and any(path != home for _, _, path in parts):  # without where(), every path is ()
+        if index in accumulated:  # added to inside a loop already
+            steps.extend(_accumulate(index, term, origin, path) for term, origin, path in parts)
+            value = Bar(index, output)
+        elif tape.paths and any(path != home for _, _, path in parts):  # without where(), every path is ()
             # Some contributions come from inside a branch: start from 0 where the adjoint lives.
             steps.append(Step(index, "=", ZERO, None, home))
             steps.extend(_accumulate(index, term, origin, path) for term, origin, path in parts)
@@ -90,6 +111,8 @@ def _simplify(
     if isinstance(seed, Ref) and seed.index in relevant:
         contributions[seed.index].append((ONE, None, ()))
     for origin, group in sweep:
+        while pending_reads and -pending_reads[0] > origin:  # nothing after it adds to it any more
+            add_read(-heapq.heappop(pending_reads))
         if origin not in relevant:
             continue
         # The raw term is adjoint(origin) * partial; look at the partials before settling the adjoint,
@@ -111,22 +134,60 @@ def _simplify(
         seed = settle(origin, uses=len(partials))
         for target, partial, path in partials:
             term = fold("mul", (seed, partial), tape)
-            if not is_zero(term):
+            if is_zero(term):
+                continue
+            if not tape.loops:
                 contributions[target].append((term, origin, path))
+            elif tape.instrs[target].op == READ:
+                if target not in contributions:
+                    heapq.heappush(pending_reads, -target)
+                contributions[target].append((term, origin, path))
+            elif len(path) > len(home := tape.path(target)):  # from inside a loop the target is outside of
+                if target not in accumulated:
+                    accumulated.add(target)
+                    zeroed.append((target, home, path[len(home)]))
+                steps.append(_accumulate(target, term, origin, path))
+            else:
+                contributions[target].append((term, origin, path))
+    while pending_reads:
+        add_read(-heapq.heappop(pending_reads))
     gradient = []
     for name in wrt:
         index = tape.input_index(name)
-        if index is None:
+        if tape.arrays and tape.is_array(name):
+            gradient.append(ArrayBar(name, output))
+        elif index is None:
             gradient.append(ZERO)
         else:
             gradient.append(settled[index] if index in settled else settle(index, materialise=True))
-    return Adjoint(tape, wrt, tuple(_read(steps, gradient) if unread else steps), tuple(gradient), output)
+    if zeroed:
+        steps = _zeroed_before_loops(steps, zeroed, output)
+    if unread:
+        steps = _read(steps, gradient, {i for i, instr in enumerate(tape.instrs) if instr.op == READ})
+    return Adjoint(tape, wrt, tuple(steps), tuple(gradient), output)
 
 
-def _read(steps: list[Step], gradient: list[Term]) -> list[Step]:
+def _zeroed_before_loops(steps: list[Step], zeroed: list[tuple[int, tuple, tuple]], output: int) -> list[Step]:
+    """The steps with `x_bar = 0` before the loop that adds to x_bar, for each (x, path, loop step)."""
+    first: dict[tuple, int] = {}  # a loop step (with the path to it) -> the first step in that loop
+    for position, step in enumerate(steps):
+        for depth in range(len(step.path)):
+            first.setdefault(step.path[: depth + 1], position)
+    before: dict[int, list[Step]] = defaultdict(list)
+    for index, home, loop in zeroed:
+        before[first[(*home, loop)]].append(Step(index, "=", ZERO, None, home))
+    result: list[Step] = []
+    for position, step in enumerate(steps):
+        result.extend(before.get(position, ()))
+        result.append(step)
+    return result
+
+
+def _read(steps: list[Step], gradient: list[Term], elements: set[int]) -> list[Step]:
     """The steps whose adjoint something reads. One is written for the contributions it makes; where
-    those land on an entry whose partials all vanish (x - x), nothing reads them, nor it."""
-    read = {term.index for term in gradient if type(term) is Bar}
+    those land on an entry whose partials all vanish (x - x), nothing reads them, nor it. Array
+    `elements` are read: their adjoints are added into the array's."""
+    read = {term.index for term in gradient if type(term) is Bar} | elements
     kept = []
     for step in reversed(steps):
         if step.target in read:

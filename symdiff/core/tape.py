@@ -14,7 +14,18 @@ from math import copysign
 from ..errors import Span, SymdiffError
 from .primitives import lookup
 
-INPUT = "input"  # the op of an entry that reads one of the function's inputs
+INPUT = "input"  # the op of an entry that reads one of the function's scalar inputs
+# Array programs (x[i], sum(... for i in range(...))) add three leaves and two reductions:
+READ = "read"  # an element of an array input: name = the array, detail = (its Affine indices, Loop ids read)
+COUNTER = "counter"  # a loop index as a number: name = the index, detail = the Loop's id
+LENGTH = "length"  # len(x) as a number: name = the array, detail = the dimension
+LEAVES = frozenset({INPUT, READ, COUNTER, LENGTH})  # entries with no operands and no partials
+REDUCTIONS = frozenset({"sum", "prod"})  # args = (the body's value,), detail = the Loop's id
+
+
+def is_primitive(op: str) -> bool:
+    """Whether an entry's op is a row of primitives.TABLE (not a leaf, not a reduction)."""
+    return op not in LEAVES and op not in REDUCTIONS
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -44,12 +55,27 @@ Atom = Const | Ref
 class Instr:
     op: str  # a primitive's name, or INPUT
     args: tuple[Atom, ...]
-    name: str = ""  # the input's name when op is INPUT
+    name: str = ""  # the input's name when op is INPUT (the array's for READ, the index's for COUNTER)
     span: Span = field(default=(0, 0), compare=False)
+    detail: object = None  # what READ, COUNTER, LENGTH and the reductions need besides op and args
 
     @property
     def key(self) -> tuple:
-        return (self.op, self.name) if self.op == INPUT else (self.op, self.args)
+        if self.op == INPUT:
+            return (self.op, self.name)
+        return (self.op, self.args) if self.detail is None else (self.op, self.args, self.name, self.detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """One index range of a reduction: `for index in range(start, stop)` (Affines over enclosing
+    indices and lengths). Entry `entry` (a REDUCTIONS op) adds up (or multiplies) its operand over the
+    range; the entries whose path holds (entry, None) are the body, recomputed for every index."""
+
+    index: str
+    start: object  # expr.Affine
+    stop: object  # expr.Affine
+    entry: int
 
 
 @dataclass(frozen=True)
@@ -62,14 +88,28 @@ class Tape:
     outputs: tuple[Atom, ...] = ()  # every output, in order (`output` is the first)
     labels: Mapping[int, str] = field(default_factory=dict, compare=False)  # entry -> user's definition name
     # Per entry, the branch it is computed in: ((condition entry, value), ...) from the outermost
-    # where() in; () for entries every branch needs. Empty when the tape has no where().
-    paths: tuple[tuple[tuple[int, bool], ...], ...] = ()
+    # where() in; () for entries every branch needs. Empty when the tape has no where() and no loop.
+    # In an array program a step (reduction entry, None) says: inside that reduction's loop.
+    paths: tuple[tuple[tuple[int, bool | None], ...], ...] = ()
+    loops: tuple[Loop, ...] = ()  # every reduction's range, by id (READ and COUNTER details name them)
+    arrays: tuple[tuple[str, int], ...] = ()  # array inputs (also in `inputs`) with their dimensions
 
     def path(self, index: int) -> tuple[tuple[int, bool], ...]:
         return self.paths[index] if self.paths else ()
 
     def input_index(self, name: str) -> int | None:
         return self.keys.get((INPUT, name))
+
+    def is_array(self, name: str) -> bool:
+        return any(array == name for array, _ in self.arrays)
+
+    def reads(self, name: str) -> list[int]:
+        """The entries reading elements of array `name`."""
+        return [index for index, instr in enumerate(self.instrs) if instr.op == READ and instr.name == name]
+
+    def loop_of(self, entry: int) -> Loop:
+        """The Loop of reduction entry `entry`."""
+        return self.loops[self.instrs[entry].detail]
 
     def find(self, op: str, args: tuple[Atom, ...]) -> int | None:
         """The entry computing op(args), if the tape has one that every branch computes (lets later
@@ -98,7 +138,7 @@ def no_branches(tape: Tape, what: str) -> None:
     """Refuse a tape with branches (where, min, max) where `what` would run both and poison the
     derivative; the Python backend compiles them to real if statements."""
     for instr in tape.instrs:
-        if instr.op != INPUT and lookup(instr.op).branches:
+        if is_primitive(instr.op) and lookup(instr.op).branches:
             raise SymdiffError(
                 f"{what} does not support where(), min() or max() yet; compile_grad with the Python "
                 "backend does",
