@@ -32,7 +32,8 @@ from ..core.program import (
     flat,
     operations,
 )
-from ..core.tape import Const, Ref, Tape
+from ..core.bounds import range_text
+from ..core.tape import REDUCTIONS, Const, Ref, Tape
 from ..resources import templates
 from ..version import __version__
 from .names import Names, assign_names, python_length, python_symbol
@@ -131,8 +132,12 @@ class Printer:
         text = self._comments.get(index)
         if text is None:
             instr = self.tape.instrs[index]
-            text = f"{self.names.value(index)} = {format_flat(instr.op, instr.args, self._leaf, 'symdiff')}"
-            self._comments[index] = text
+            if instr.op in REDUCTIONS:
+                loop = self.tape.loops[instr.detail]
+                formula = f"{instr.op}({self.atom(instr.args[0])} for {loop.index} in range({range_text(loop.start, loop.stop)}))"
+            else:
+                formula = format_flat(instr.op, instr.args, self._leaf, "symdiff")
+            text = self._comments[index] = f"{self.names.value(index)} = {formula}"
         return text
 
     def _leaf(self, node) -> str:

@@ -181,7 +181,7 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
     gradient_needs = refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     gradient_needs |= branch_conditions((step.path for step in adjoint.steps), set())
     if tape.loops:  # a loop's body values are computed again in the reverse sweep's loop, not stored
-        gradient_needs = {index for index in gradient_needs if not tape.path(index)}
+        gradient_needs = {index for index in tape.closure(gradient_needs) if not tape.path(index)}
     # Only what f() computes: a definition nothing reads raises in neither.
     guards = frozenset(
         i
