@@ -13,6 +13,7 @@ from functools import cache
 
 from ..core import primitives
 from ..core.adjoint import Adjoint, ArrayBar, Bar, Op, Term
+from ..core.bounds import range_text
 from ..core.printing import affine_text, format_flat, format_tree, number_text
 from ..core.program import (
     GRADIENT_ENTRIES,
@@ -32,7 +33,6 @@ from ..core.program import (
     flat,
     operations,
 )
-from ..core.bounds import range_text
 from ..core.tape import REDUCTIONS, Const, Ref, Tape
 from ..resources import templates
 from ..version import __version__
