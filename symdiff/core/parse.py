@@ -322,7 +322,7 @@ def parse_program(source: str, max_chars: int | None = None) -> Program:
     by_line = "=" in source or ";" in source
     try:
         program = _parser(by_line).parse(source)
-        if _ARRAY_SYNTAX.search(source):
+        if _may_hold_arrays(source):
             program = scope.resolve(program)
         _check_definitions(program)
         return program
@@ -331,6 +331,12 @@ def parse_program(source: str, max_chars: int | None = None) -> Program:
         raise
     except UnexpectedInput as error:
         raise _syntax_error(source, error, by_line) from None
+
+
+def _may_hold_arrays(source: str) -> bool:
+    # Substring tests first: they cost far less than the regular expression on a long scalar input.
+    words = "[" in source or "for" in source or "len" in source or "range" in source
+    return words and _ARRAY_SYNTAX.search(source) is not None
 
 
 def _check_definitions(program: Program) -> None:
@@ -473,6 +479,20 @@ def _token_before(source: str, position: int, by_line: bool) -> Token | None:
     return previous
 
 
+def _inside_for_target(source: str, position: int, by_line: bool) -> bool:
+    """Whether `position` lies after a `for` whose `in` has not come yet (LALR's expected sets are
+    merged across states, so IN being expected does not say that by itself)."""
+    waiting = False
+    try:
+        for token in _Tokens(_parser(by_line).lexer_conf).tokens(source):
+            if token.start_pos >= position:
+                break
+            waiting = token.type == "FOR" or (waiting and token.type != "IN")
+    except UnexpectedCharacters:
+        pass
+    return waiting
+
+
 def _syntax_error(source: str, error: UnexpectedInput, by_line: bool) -> SymdiffSyntaxError:
     if isinstance(error, UnexpectedCharacters):
         position = error.pos_in_stream
@@ -488,6 +508,8 @@ def _syntax_error(source: str, error: UnexpectedInput, by_line: bool) -> Symdiff
         token = error.token
         span = (token.start_pos, token.end_pos)
         previous = _token_before(source, token.start_pos, by_line)
+        if "IN" in error.expected and _inside_for_target(source, token.start_pos, by_line):
+            return SymdiffSyntaxError("expected 'in' after the loop variable: for i in range(n)", source, span)
         keywords = ("and", "or", "not")
         if token.value in keywords or (previous is not None and previous.value in keywords):
             keyword = token if token.value in keywords else previous
@@ -519,8 +541,6 @@ def _syntax_error(source: str, error: UnexpectedInput, by_line: bool) -> Symdiff
                 source,
                 span,
             )
-        if "IN" in error.expected:
-            return SymdiffSyntaxError("expected 'in' after the loop variable: for i in range(n)", source, span)
         if token.type in ("LBRACK", "RBRACK"):
             return SymdiffSyntaxError(
                 f"unexpected {token.value!r}; only parentheses group expressions (brackets index an array input, "
