@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from ..calling import bind, real_point
+from ..core.bounds import bounds, violation
 from ..errors import ArgumentError
 from ..files import write_atomic
 from ..verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
@@ -154,3 +155,82 @@ def batch_outputs(points, out, value: bool, grad: bool, partials: int) -> tuple:
     return tuple(next(arrays) if target is not None else None for target in wanted)
 
 
+
+
+class ArrayArguments:
+    """Call values of an array program, in `tape.inputs` order, as a backend's code takes them: each
+    scalar a float, each array a list of floats (lists of rows for 2-D) for "python", a C-contiguous
+    float64 NumPy array for "c", and for "numpy" a NumPy array or any array-like with a shape (a Dask
+    array stays lazy). The lengths are checked against every read the program makes: a read out of
+    bounds is an ArgumentError naming the array, the index and the length, before any code runs."""
+
+    def __init__(self, tape, kind: str):
+        self.inputs, self.kind = tape.inputs, kind
+        self.dims = dict(tape.arrays)
+        self.bounds = bounds(tape)
+
+    def __call__(self, values: tuple) -> tuple:
+        lengths: dict[tuple[str, int], int] = {}
+        converted = []
+        for name, value in zip(self.inputs, values):
+            dims = self.dims.get(name)
+            if dims is None:
+                converted.append(self._scalar(name, value))
+            else:
+                array, shape = self._array(name, value, dims)
+                converted.append(array)
+                lengths.update(((name, dim), length) for dim, length in enumerate(shape))
+        for bound in self.bounds:
+            message = violation(bound, lengths)
+            if message is not None:
+                raise ArgumentError(message)
+        return tuple(converted)
+
+    @staticmethod
+    def _scalar(name: str, value) -> float:
+        if hasattr(value, "__len__") and not isinstance(value, str):
+            raise ArgumentError(f"{name} is a scalar input, got a sequence of {len(value)}")
+        try:
+            return float(value)
+        except (TypeError, ValueError) as error:
+            raise ArgumentError(f"{name} must be a real number: {error}") from None
+
+    def _array(self, name: str, value, dims: int) -> tuple[object, tuple[int, ...]]:
+        module = type(value).__module__.split(".")[0]
+        if self.kind == "numpy" and module == "dask":
+            array = value  # stays lazy; its dtype is the caller's choice
+        elif module == "numpy" or self.kind != "python":
+            import numpy  # an array backend, or NumPy input
+
+            try:
+                array = numpy.asarray(value, dtype=numpy.float64)
+            except (TypeError, ValueError) as error:
+                raise ArgumentError(f"{name} must be an array of real numbers: {error}") from None
+            if self.kind == "c":
+                array = numpy.ascontiguousarray(array)
+        else:
+            array = value
+        shape = getattr(array, "shape", None)
+        if shape is None:  # a Python sequence
+            array, shape = _nested_floats(name, value, dims)
+        elif len(shape) != dims:
+            raise ArgumentError(f"{name} is a {dims}-D array input, got an array of shape {tuple(shape)}")
+        elif self.kind == "python":
+            array = array.tolist()  # one conversion, not one per element read
+        return array, tuple(int(length) for length in shape)
+
+
+def _nested_floats(name: str, value, dims: int) -> tuple[list, tuple[int, ...]]:
+    """A sequence (of sequences, for 2-D) of numbers as lists of floats, with its shape."""
+    if isinstance(value, str) or not hasattr(value, "__len__"):
+        raise ArgumentError(f"{name} is an array input: pass a sequence of numbers, got {type(value).__name__}")
+    try:
+        if dims == 1:
+            return [float(item) for item in value], (len(value),)
+        rows = [_nested_floats(name, row, dims - 1) for row in value]
+    except (TypeError, ValueError) as error:
+        raise ArgumentError(f"{name} must hold real numbers: {error}") from None
+    inner = {shape for _, shape in rows}
+    if len(inner) > 1:
+        raise ArgumentError(f"{name}'s rows have different lengths: {sorted(shape[0] for shape in inner)}")
+    return [row for row, _ in rows], (len(rows), *(inner.pop() if inner else (0,) * (dims - 1)))

@@ -10,14 +10,18 @@ from ..core.adjoint import Adjoint
 from ..core.program import Program
 from ..files import write_atomic
 from ..verify import DEFAULT_TIMEOUT, Emitted, Report, verify_programs
+from .base import ArrayArguments
 
 
 class _Point:
     """Binding of call arguments to a point, in the order of `inputs`."""
 
     inputs: tuple[str, ...]
+    _arrays: ArrayArguments | None = None  # an array program's conversion and bounds check
 
     def _point(self, args: tuple, kwargs: dict) -> tuple[float, ...]:
+        if self._arrays is not None:
+            return self._arrays(bind(self.inputs, args, kwargs))
         return real_point(bind(self.inputs, args, kwargs))
 
 
@@ -35,6 +39,8 @@ class Gradient(_Point):
         self.wrt: tuple[str, ...] = programs.adjoint.wrt
         self._program = programs.adjoint if simplified else programs.raw
         self._compiled: dict[str, object] = {}
+        if programs.tape.arrays:
+            self._arrays = ArrayArguments(programs.tape, "python")
 
     @cached_property
     def source(self) -> str:
@@ -55,7 +61,7 @@ class Gradient(_Point):
 
     def __call__(self, *args, **kwargs) -> tuple[float, ...]:
         grad = self._grad or self._compile_grad()
-        if not kwargs and len(args) == len(self.inputs):
+        if not kwargs and len(args) == len(self.inputs) and self._arrays is None:
             for value in args:
                 if type(value) is not float:
                     break
