@@ -201,7 +201,8 @@ def _name_kinds(program: Program, subscripts: list, clauses: list, lengths: list
 
 
 def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun.replace('index', 'indices')}"
+    plural = "indices" if noun == "index" else noun + "s"
+    return f"{number} {noun if number == 1 else plural}"
 
 
 def _check_length(length: Length, arrays: dict[str, int]) -> None:
