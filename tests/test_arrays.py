@@ -199,3 +199,31 @@ def test_an_empty_range_sums_to_zero():
     g = symdiff.compile_grad(ROSENBROCK)
     assert g.value_and_grad([0.5]) == (0.0, ([0.0],))
     assert g.value_and_grad([]) == (0.0, ([],))
+
+
+@pytest.mark.parametrize("values", [[1.5, 2.0, 3.0], [1.5, 0.0, 3.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [2.5]])
+def test_prod_is_exact_where_factors_are_zero(values):
+    n = len(values)
+    x = symbols_of("x", n)
+    a = sympy.Symbol("a")
+    product = sympy.prod([x[i] * a + i for i in range(n)])
+    g = symdiff.compile_grad("prod(x[i]*a + i for i in range(len(x)))")
+    value, (a_bar, x_bar) = g.value_and_grad(1.0, [v - k for k, v in enumerate(values)])
+    point = {a: 1.0, **{x[k]: v - k for k, v in enumerate(values)}}
+    # Exactly: the product of the other factors, never the product divided by a factor.
+    assert value == float(product.subs(point))
+    assert [a_bar, *x_bar] == [float(sympy.diff(product, s).subs(point)) for s in (a, *x)]
+    assert " / " not in g.source
+
+
+def test_a_product_inside_a_sum():
+    n, m = 3, 2
+    W = sympy.Matrix(n, m, lambda i, j: sympy.Symbol(f"W{i}_{j}"))
+    expression = sum(sympy.prod([W[i, j] for j in range(m)]) for i in range(n))
+    values = numpy.array([[1.0, 2.0], [0.0, 3.0], [-1.5, 0.5]])
+    g = symdiff.compile_grad("sum(prod(W[i, j] for j in range(len(W, 1))) for i in range(len(W)))")
+    (gradient,) = g(values)
+    point = {W[i, j]: values[i, j] for i in range(n) for j in range(m)}
+    assert numpy.ravel(gradient).tolist() == [
+        float(sympy.diff(expression, W[i, j]).subs(point)) for i in range(n) for j in range(m)
+    ]

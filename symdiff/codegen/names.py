@@ -17,7 +17,7 @@ from ..core.primitives import PYTHON_IMPORTS
 from ..core.printing import affine_text
 from ..core.tape import COUNTER, INPUT, LENGTH, READ, Instr, Tape
 
-_GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)\d*")
+_GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)\d*|w\d+_(before|after)")
 RESERVED = frozenset(keyword.kwlist) | {
     "__debug__", "math", "numpy", "f", "grad", "value_and_grad", "jvp", "jacobian", "hessian",
 } | PYTHON_IMPORTS

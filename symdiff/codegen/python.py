@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import cache
 
 from ..core import primitives
-from ..core.adjoint import Adjoint, ArrayBar, Bar, Op, Term
-from ..core.bounds import range_text
+from ..core.adjoint import Adjoint, ArrayBar, Bar, Op, Prefix, Suffix, Term
+from ..core.bounds import combine, range_text
+from ..core.expr import Affine
 from ..core.printing import affine_text, format_flat, format_tree, number_text
 from ..core.program import (
     GRADIENT_ENTRIES,
@@ -28,6 +29,7 @@ from ..core.program import (
     Program,
     Scalar,
     Section,
+    Suffixes,
     Vector,
     build_program,
     flat,
@@ -153,6 +155,14 @@ class Printer:
             return node.name
         if kind is ArrayBar:
             return self.names.array_adjoint(node.array)
+        if kind is Prefix:
+            return f"{self.names.values[node.reduction]}_before"
+        if kind is Suffix:  # element i - start + shift of the product's buffer
+            loop = self.tape.loop_of(node.reduction)
+            offset = combine(Affine(node.shift, ((loop.index, 1),)), loop.start, -1)
+            return f"{self.names.values[node.reduction]}_after[{affine_text(offset, python_symbol(self.names.params))}]"
+        if kind is Suffixes:
+            return f"{self.names.values[node.reduction]}_after"
         of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
         if of is not None:
             return f"{self._leaf(of)}_dot" + (str(node.seed + 1) if self.numbered_seeds else "")
@@ -239,6 +249,10 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
                     rhs = _rhs(term, printer)
             elif type(target) is ArrayBar:
                 name, rhs = leaf(target), _zeros(target.array, printer)
+            elif type(target) is Suffixes:
+                loop = printer.tape.loop_of(target.reduction)
+                size = affine_text(combine(loop.stop, loop.start, -1), python_symbol(printer.names.params))
+                name, rhs = leaf(target), f"[1.0] * ({size} + 1)"
             else:
                 name, rhs = leaf(target), _rhs(term, printer)
             if not node.read:
@@ -260,8 +274,10 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
         elif kind is Loop:
             symbol = python_symbol(printer.names.params)
             start, stop = affine_text(node.start, symbol), affine_text(node.stop, symbol)
-            bounds = stop if start == "0" else f"{start}, {stop}"
-            out.append(Line(f"for {node.index.name} in range({bounds}):", "", "", "", indent))
+            indices = f"range({stop if start == '0' else f'{start}, {stop}'})"
+            if node.descending:
+                indices = f"reversed({indices})"
+            out.append(Line(f"for {node.index.name} in {indices}:", "", "", "", indent))
             _lines(node.body, printer, indent + INDENT, out)
         elif kind is Section:
             out.append(Line(f"# {node.title}", "", "", "", indent))

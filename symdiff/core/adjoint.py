@@ -29,12 +29,30 @@ class ArrayBar:
 
 
 @dataclass(frozen=True, slots=True)
+class Prefix:
+    """In the reverse loop of product `reduction`: the product of its factors before the current index
+    (a running value, 1 at the loop's start)."""
+
+    reduction: int
+
+
+@dataclass(frozen=True, slots=True)
+class Suffix:
+    """The product of the factors of product `reduction` from the current index + `shift` to its end
+    (kept in a buffer filled by a loop running backwards; 1 past the end). With Prefix it gives the
+    product of every other factor exactly, zeros included: no factor is ever divided out."""
+
+    reduction: int
+    shift: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Op:
     op: str  # a primitive's name
     args: tuple[Term, ...]
 
 
-Term = Const | Ref | Bar | Op | ArrayBar
+Term = Const | Ref | Bar | Op | ArrayBar | Prefix | Suffix
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,9 @@ data and no text a backend must parse: every mathematical decision is taken here
     Leaves of array programs: Ref of a READ entry is an array element (x[i + 1]), of a COUNTER entry
     the loop index as a number, of a LENGTH entry an array's length; ArrayBar is a whole array's
     adjoint (`x_bar = 0` allocates it, zeros of x's shape; a Vector of the gradient returns it).
+    A product's reverse loop reads the product of the factors before i (Prefix, `*=` each factor at
+    the loop's end) and after i (Suffix, element i - start + shift of the buffer `Suffixes`, filled
+    first by a `descending` Loop): never a division, so zero factors are exact.
 
 A backend chooses names, spellings and buffers, and prints. It must print every node (a line
 nobody reads has already been dropped here), keep the order, and evaluate a branch's lines only
@@ -51,7 +54,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from . import primitives
-from .adjoint import Adjoint, ArrayBar, Bar, Op, Step, sign_into_constant
+from .adjoint import Adjoint, ArrayBar, Bar, Op, Prefix, Step, Suffix, sign_into_constant
 from .forward import Assign as Line
 from .forward import Dot
 from .tape import INPUT, LEAVES, REDUCTIONS, Const, Ref, Tape, is_primitive
@@ -103,6 +106,19 @@ class Loop:
     stop: object  # expr.Affine, exclusive
     body: tuple[Node, ...]
     reduction: int = -1  # the tape entry (a REDUCTIONS op) whose body it runs
+    descending: bool = False  # from stop - 1 down to start (a product's suffixes are made so)
+
+
+@dataclass(frozen=True, slots=True)
+class Suffixes:
+    """As an Assign's target (`= 1.0`): the buffer of product `reduction`'s suffix products, one
+    more than its range is long, every element 1.0 (see adjoint.Suffix)."""
+
+    reduction: int
+
+
+# A path step (reduction, BACKWARD): in the loop of that product that runs backwards to fill Suffixes.
+BACKWARD = "backward"
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,10 +327,32 @@ def _recomputed(
             end += 1
         run = items[start:end]
         reads = {index for index in refs(_node_terms(run)) if tape.path(index) == prefix}
+        reduction = prefix[-1][0]
+        product = tape.instrs[reduction].op == "prod"
+        if product:
+            result.extend(_suffixes(tape, lines, prefix))
+            reads |= refs(tape.instrs[reduction].args)
         result.extend(_forward_items(tape, lines, reads, inside=prefix))
         result.extend(_recomputed(tape, lines, run, depth + 1))
+        if product:  # the factor joins the prefix for the next index
+            result.append((prefix, Assign(Prefix(reduction), "*=", tape.instrs[reduction].args[0])))
         start = end
     return result
+
+
+def _suffixes(tape: Tape, lines: dict[int, Assign], prefix: Path) -> list[tuple[Path, Node]]:
+    """Before the reverse loop of a product: its suffix products, made by a loop running backwards
+    (after[k] = after[k + 1] * factor), and its prefix product set to 1 (it grows in the loop)."""
+    reduction = prefix[-1][0]
+    (factor,) = tape.instrs[reduction].args
+    home, backward = prefix[:-1], (*prefix[:-1], (reduction, BACKWARD))
+    depth = len(home)
+    items: list[tuple[Path, Node]] = [(home, Assign(Suffixes(reduction), "=", Const(1.0)))]
+    for path, node in _forward_items(tape, lines, set(refs([factor])), inside=prefix):
+        items.append(((*backward, *path[depth + 1 :]), node))
+    items.append((backward, Assign(Suffix(reduction, 0), "=", Op("mul", (Suffix(reduction, 1), factor)))))
+    items.append((home, Assign(Prefix(reduction), "=", Const(1.0))))
+    return items
 
 
 def _node_terms(items: list[tuple[Path, Node]]) -> list:
@@ -347,7 +385,7 @@ def branch_conditions(paths: Iterable[tuple], known: set[tuple]) -> set[int]:
     for path in paths:
         while path and path not in known:
             known.add(path)
-            if path[-1][1] is not None:  # (reduction, None): a loop, which has no condition
+            if type(path[-1][1]) is bool:  # (reduction, None or BACKWARD): a loop, which has no condition
                 conditions.add(path[-1][0])
             path = path[:-1]
     return conditions
@@ -581,7 +619,7 @@ class _Open:
 
     __slots__ = ("condition", "body", "orelse", "loop")
 
-    def __init__(self, condition: int, loop: bool = False):
+    def __init__(self, condition: int, loop: bool | str = False):
         self.condition, self.body, self.orelse, self.loop = condition, [], [], loop
 
 
@@ -605,8 +643,8 @@ def nested(items: Iterable[tuple[Path, Node]], tape: Tape | None = None) -> tupl
             outer, siblings = stack[-1]
             condition, value = path[len(outer)]
             last = siblings[-1] if siblings else None
-            if value is None:
-                block = _Open(condition, loop=True)
+            if type(value) is not bool:  # None or BACKWARD: a loop
+                block = _Open(condition, loop=value or True)
                 siblings.append(block)
                 opened.append(block)
             elif type(last) is _Open and last.condition == condition and not last.orelse and not last.loop:
@@ -626,7 +664,9 @@ def nested(items: Iterable[tuple[Path, Node]], tape: Tape | None = None) -> tupl
     for block in reversed(opened):
         if block.loop:
             loop = tape.loop_of(block.condition)
-            frozen[id(block)] = Loop(Index(loop.index), loop.start, loop.stop, freeze(block.body), block.condition)
+            frozen[id(block)] = Loop(
+                Index(loop.index), loop.start, loop.stop, freeze(block.body), block.condition, block.loop == BACKWARD
+            )
         else:
             frozen[id(block)] = If(Ref(block.condition), freeze(block.body), freeze(block.orelse))
     return freeze(root)
@@ -751,7 +791,7 @@ def operations(program: Program) -> frozenset[str]:
 
 
 __all__ = [
-    "Assign", "Check", "Entry", "Flag", "GRADIENT_ENTRIES", "Header", "If", "Index", "Loop", "Matrix", "Node",
-    "Param", "Program", "Result", "Scalar", "Section", "Vector", "branch_conditions", "build_program",
+    "Assign", "BACKWARD", "Check", "Entry", "Flag", "GRADIENT_ENTRIES", "Header", "If", "Index", "Loop", "Matrix", "Node",
+    "Param", "Program", "Result", "Scalar", "Section", "Suffixes", "Vector", "branch_conditions", "build_program",
     "closure_with_conditions", "flat", "nested", "operations", "refs", "result_terms", "straight_line_entry",
 ]

@@ -12,7 +12,7 @@ from functools import cache
 
 from ..errors import SymdiffError
 from . import primitives
-from .adjoint import Adjoint, Bar, Op, Step, Term
+from .adjoint import Adjoint, Bar, Op, Prefix, Step, Suffix, Term
 from .expr import Apply, Num, Var, postorder
 from .parse import parse_partial
 from .tape import LEAVES, REDUCTIONS, Atom, Const, Ref, Tape
@@ -76,13 +76,13 @@ def local_partials(tape: Tape, make: Make = Op) -> Iterator[tuple[int, Partials]
 
 def _reduction_partials(tape: Tape, p: int) -> Partials:
     """s = sum over i of b(i): ds/db(i) = 1, for every i, so the term runs in the loop (a step
-    (p, None) on its path), where b and everything it is made of are recomputed for each i."""
+    (p, None) on its path), where b and everything it is made of are recomputed for each i.
+    s = prod over i of b(i): ds/db(i) is the product of the factors before i times those after it."""
     (body,) = tape.instrs[p].args
     if type(body) is not Ref:
         return []
-    if tape.instrs[p].op != "sum":
-        raise NotImplementedError("the adjoint of prod() is not implemented yet")
-    return [(body.index, Const(1.0), (*tape.path(p), (p, None)), 0)]
+    partial = Const(1.0) if tape.instrs[p].op == "sum" else Op("mul", (Prefix(p), Suffix(p)))
+    return [(body.index, partial, (*tape.path(p), (p, None)), 0)]
 
 
 def _branch(tape: Tape, p: int, row: primitives.Primitive, position: int) -> tuple:

@@ -288,7 +288,9 @@ def _key(term: Term) -> tuple:
         return (3, term.op, tuple(sorted(keys)) if primitives.TABLE[term.op].commutative else keys)
     if kind is Const:
         return (0, term.value, math.copysign(1.0, term.value))  # -0.0 is not 0.0
-    return (2, term.index, term.output)
+    if kind is Bar:
+        return (2, term.index, term.output)
+    return (4, kind.__name__, *(getattr(term, name) for name in kind.__slots__))  # a product's Prefix, Suffix
 
 
 def _factored(parts: list[tuple[Term, int | None, tuple, tuple[int, ...]]]) -> list[tuple]:
