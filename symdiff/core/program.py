@@ -211,12 +211,12 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
 
     lines: dict[int, Assign] = {}  # forward lines, the same nodes in every entry
 
-    def with_gradient(roots: set[int], guarded: frozenset[int], extra_reads: tuple = ()):
+    def with_gradient(roots: set[int], guarded: frozenset[int], extra_reads: tuple = (), fused: int | None = None):
         in_place = _read_once_by_sweep(adjoint, closure_with_conditions(tape, roots | guarded), guarded, extra_reads)
         forward = _forward(tape, lines, roots, guarded, skip=in_place)
         items = _reverse_items(adjoint, in_place)
         if tape.loops:
-            items = _array_adjoints(adjoint) + _recomputed(tape, lines, items)
+            items = _array_adjoints(adjoint) + _recomputed(tape, lines, items, fused=fused)
         reverse = Section("reverse sweep", nested(items, tape), seed)
         gradient = Vector("gradient", tuple(_substituted(term, in_place) for term in adjoint.gradient))
         return _sections(forward, reverse), gradient
@@ -227,7 +227,12 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
         return Entry("grad", params, doc, body, (gradient,))
 
     def value_and_grad() -> Entry:
-        body, gradient = with_gradient(output_needs | gradient_needs, frozenset(), (tape.output,))
+        fused = _summed_in_the_sweep(adjoint, gradient_needs)
+        if fused is None:
+            body, gradient = with_gradient(output_needs | gradient_needs, frozenset(), (tape.output,))
+        else:  # the sum is added up in the reverse sweep's loop, which computes its terms anyway
+            outside = {i for i in tape.closure(refs(tape.instrs[fused].args)) if not tape.path(i)}
+            body, gradient = with_gradient(gradient_needs | outside, frozenset(), (tape.output,), fused)
         return Entry("value_and_grad", params, "Value and gradient from one forward sweep.", body, (value, gradient))
 
     builders = {
@@ -308,12 +313,23 @@ def _array_adjoints(adjoint: Adjoint) -> list[tuple[Path, Node]]:
     return [((), Assign(term, "=", Const(0.0))) for term in adjoint.gradient if type(term) is ArrayBar]
 
 
+def _summed_in_the_sweep(adjoint: Adjoint, gradient_needs: set[int]) -> int | None:
+    """The output, when it is a sum that the reverse sweep does not read and that has a loop in it:
+    value_and_grad then adds it up in that loop, one loop over the terms instead of two."""
+    tape, output = adjoint.tape, adjoint.tape.output
+    if not tape.loops or type(output) is not Ref or tape.instrs[output.index].op != "sum" or output.index in gradient_needs:
+        return None
+    loop = ((output.index, None),)
+    return output.index if any(step.path[:1] == loop for step in adjoint.steps) else None
+
+
 def _recomputed(
-    tape: Tape, lines: dict[int, Assign], items: list[tuple[Path, Node]], depth: int = 0
+    tape: Tape, lines: dict[int, Assign], items: list[tuple[Path, Node]], depth: int = 0, fused: int | None = None
 ) -> list[tuple[Path, Node]]:
     """The reverse sweep's items with, at the start of each loop `depth` deep, the forward lines of
     that loop's body that its lines read: a body's values are computed again for each index, not
-    stored. (An array program has no branches: every step of a path is a loop.)"""
+    stored. (An array program has no branches: every step of a path is a loop.) The sum `fused` is
+    added up in its loop here."""
     result: list[tuple[Path, Node]] = []
     start = 0
     while start < len(items):
@@ -331,11 +347,16 @@ def _recomputed(
         product = tape.instrs[reduction].op == "prod"
         if product:
             result.extend(_suffixes(tape, lines, prefix))
+        if product or reduction == fused:
             reads |= refs(tape.instrs[reduction].args)
+        if reduction == fused:
+            result.append((prefix[:-1], Assign(Ref(reduction), "=", REDUCTION_START["sum"])))
         result.extend(_forward_items(tape, lines, reads, inside=prefix))
         result.extend(_recomputed(tape, lines, run, depth + 1))
         if product:  # the factor joins the prefix for the next index
             result.append((prefix, Assign(Prefix(reduction), "*=", tape.instrs[reduction].args[0])))
+        if reduction == fused:
+            result.append((prefix, Assign(Ref(reduction), "+=", tape.instrs[reduction].args[0])))
         start = end
     return result
 
