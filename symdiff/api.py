@@ -6,7 +6,7 @@ from __future__ import annotations
 from .callables import derivatives, gradient
 from .callables.base import Hessian, Jacobian, Jvp
 from .callables.python import Gradient, render_module
-from .core.derivatives import hessian_program, jacobian_program, jvp_program
+from .core.derivatives import hessian_program, jacobian_program, jvp_program, rows_jacobian_program
 from .core.pipeline import build, build_tape
 from .core.reverse import check_wrt
 from .errors import SymdiffError
@@ -41,6 +41,7 @@ def compile_grad(
 def compile_jvp(expr, *, backend: str = "python", limits: Limits = DEFAULT_LIMITS) -> Jvp:
     """j(point, direction) -> (value, directional derivative), both sequences in `j.inputs` order."""
     tape = build_tape(expr, limits, several_outputs=False)
+    _scalar_only(tape, "compile_jvp")
     return Jvp(derivatives(jvp_program(tape), backend), tape.source, tape.inputs, backend)
 
 
@@ -52,6 +53,13 @@ def compile_jacobian(
     by default whichever needs fewer sweeps."""
     tape = build_tape(exprs, limits)
     wrt = tape.inputs if wrt is None else check_wrt(wrt)
+    if tape.rows is not None:  # [b for i in range(...)]: one reverse sweep per output, in a loop
+        if mode not in (None, "reverse"):
+            raise SymdiffError("the Jacobian of a vector output [... for ...] is computed in reverse mode only")
+        entries = derivatives(rows_jacobian_program(tape, wrt), backend)
+        return Jacobian(entries, tape.source, tape.inputs, backend, wrt, "reverse", None, tape)
+    if tape.arrays or tape.loops:
+        raise SymdiffError("compile_jacobian of an array program takes one vector output [... for i in range(...)]")
     if mode is None:
         mode = "reverse" if len(tape.outputs) <= len(wrt) else "forward"
     if mode not in ("reverse", "forward"):
@@ -63,8 +71,14 @@ def compile_jacobian(
 def compile_hessian(expr, wrt=None, *, backend: str = "python", limits: Limits = DEFAULT_LIMITS) -> Hessian:
     """H(*point) -> (value, gradient, Hessian rows), and H.hvp(point, direction), forward over reverse."""
     programs = build(expr, wrt, limits)
+    _scalar_only(programs.tape, "compile_hessian")
     entries = derivatives(hessian_program(programs.tape, programs.adjoint), backend)
     return Hessian(entries, programs.tape.source, programs.tape.inputs, backend, programs.adjoint.wrt, programs)
+
+
+def _scalar_only(tape, what: str) -> None:
+    if tape.arrays or tape.loops or tape.rows is not None:
+        raise SymdiffError(f"{what} does not take array programs (x[i], sum(...)) yet; compile_grad does")
 
 
 __all__ = [

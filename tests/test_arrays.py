@@ -227,3 +227,39 @@ def test_a_product_inside_a_sum():
     assert numpy.ravel(gradient).tolist() == [
         float(sympy.diff(expression, W[i, j]).subs(point)) for i in range(n) for j in range(m)
     ]
+
+
+def test_a_vector_output_gives_one_jacobian_row_per_index():
+    m = 4
+    t, y = symbols_of("t", m), symbols_of("y", m)
+    a, b, c = sympy.symbols("a b c")
+    residuals = [a * sympy.exp(-b * t[i]) + c - y[i] for i in range(m)]
+    rng = numpy.random.default_rng(3)
+    tv, yv = rng.uniform(0, 2, m), rng.uniform(0, 1, m)
+    point = {a: 1.2, b: 0.4, c: -0.3, **dict(zip(t, tv)), **dict(zip(y, yv))}
+    J = symdiff.compile_jacobian("[a*exp(-b*t[i]) + c - y[i] for i in range(len(t))]", wrt=["a", "b", "c"])
+    values, rows = J.value_and_jacobian(1.2, 0.4, -0.3, tv, yv)
+    assert len(rows) == m and all(len(row) == 3 for row in rows)
+    for row, residual, value in zip(rows, residuals, values):
+        assert_matches(row, sympy_gradient(residual, [a, b, c]), point)
+        assert math.isclose(value, float(residual.subs(point)), rel_tol=1e-12)
+    assert J(1.2, 0.4, -0.3, tv, yv) == rows
+
+
+def test_an_array_in_wrt_gives_one_jacobian_column_per_element():
+    n = 4
+    x = symbols_of("x", n)
+    residuals = [10 * (x[i + 1] - x[i] ** 2) for i in range(n - 1)]
+    values = [0.5, -1.0, 2.0, 1.5]
+    J = symdiff.compile_jacobian("[10*(x[i + 1] - x[i]^2) for i in range(len(x) - 1)]")
+    rows = J(values)
+    point = dict(zip(x, values))
+    assert [list(row) for row in rows] == [[float(sympy.diff(r, v).subs(point)) for v in x] for r in residuals]
+
+
+@pytest.mark.parametrize(
+    "compile_one", [symdiff.compile_jvp, symdiff.compile_hessian], ids=["compile_jvp", "compile_hessian"]
+)
+def test_entry_points_without_array_support_say_so(compile_one):
+    with pytest.raises(symdiff.SymdiffError, match="does not take array programs .* yet; compile_grad does"):
+        compile_one(ROSENBROCK)

@@ -61,8 +61,9 @@ class Derivatives:
     """A jvp, Jacobian or Hessian callable over one backend's entry points (callables.derivatives):
     points and directions are bound in `inputs` order; Python and C take floats, NumPy arrays."""
 
-    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str):
+    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str, tape=None):
         self._entries, self.expression, self.inputs, self.backend = entries, expression, inputs, backend
+        self._arrays = ArrayArguments(tape, backend) if tape is not None and tape.arrays else None
 
     @property
     def source(self) -> str:
@@ -70,6 +71,8 @@ class Derivatives:
 
     def _values(self, args: tuple, kwargs: dict) -> tuple:
         args = bind(self.inputs, args, kwargs)
+        if self._arrays is not None:
+            return self._arrays(args)
         if self.backend == "numpy":  # arrays broadcast elementwise, as in the NumPy gradient
             return args
         return real_point(args)
@@ -89,9 +92,12 @@ class Jvp(Derivatives):
 
 
 class Jacobian(Derivatives):
-    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str, wrt, mode: str, outputs: int):
-        super().__init__(entries, expression, inputs, backend)
-        self.wrt, self.mode, self.outputs = wrt, mode, outputs
+    def __init__(
+        self, entries, expression: str, inputs: tuple[str, ...], backend: str, wrt, mode: str, outputs, tape=None
+    ):
+        super().__init__(entries, expression, inputs, backend, tape)
+        self.wrt, self.mode = wrt, mode
+        self.outputs = outputs  # how many; None for a vector output, whose length the point decides
 
     def __call__(self, *args, **kwargs) -> tuple:
         return self._function("jacobian")(*self._values(args, kwargs))

@@ -18,6 +18,7 @@ from ..core.expr import Affine
 from ..core.printing import affine_text, format_flat, format_tree, number_text
 from ..core.program import (
     GRADIENT_ENTRIES,
+    Append,
     Assign,
     Check,
     Entry,
@@ -27,6 +28,7 @@ from ..core.program import (
     Loop,
     Matrix,
     Program,
+    Rows,
     Scalar,
     Section,
     Suffixes,
@@ -200,7 +202,7 @@ def print_program(program: Program, dialect: str = "python") -> Module:
     printers: dict[tuple[bool, bool], Printer] = {}
     functions = []
     for entry in program.entries:
-        numbered = NUMBERED.get(entry.name, (False, False))
+        numbered = NUMBERED.get(entry.name, (False, False)) if tape.rows is None else (False, False)
         printer = printers.get(numbered)
         if printer is None:
             printer = printers[numbered] = Printer(tape, names, dialect, *numbered, flag_names=flag_names)
@@ -249,6 +251,8 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
                     rhs = _rhs(term, printer)
             elif type(target) is ArrayBar:
                 name, rhs = leaf(target), _zeros(target.array, printer)
+            elif type(target) is Rows:
+                name, rhs = target.role, "[]"
             elif type(target) is Suffixes:
                 loop = printer.tape.loop_of(target.reduction)
                 size = affine_text(combine(loop.stop, loop.start, -1), python_symbol(printer.names.params))
@@ -282,8 +286,24 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
         elif kind is Section:
             out.append(Line(f"# {node.title}", "", "", "", indent))
             _lines(node.body, printer, indent, out)
+        elif kind is Append:
+            items = ", ".join(_flattened(term, printer) for term in node.terms)
+            row = items if node.scalar else f"({items}{',' if len(node.terms) == 1 else ''})"
+            out.append(Line(f"{node.role}.append({row})", "", "", "", indent))
         else:
             raise AssertionError(f"unexpected node {node!r}")
+
+
+def _flattened(term, printer: Printer) -> str:
+    """A row's item: a value, or an array's elements in order (`*x_bar`; rows of a 2-D one in turn)."""
+    if type(term) is not ArrayBar:
+        return printer.atom(term)
+    dims = dict(printer.tape.arrays)[term.array]
+    name = printer.leaf(term)
+    if dims == 1:
+        return f"*{name}"
+    loops = " ".join(f"for row{d} in {'row' + str(d - 1) if d else name}" for d in range(dims - 1))
+    return f"*[value {loops} for value in row{dims - 2}]"
 
 
 def _zeros(array: str, printer: Printer) -> str:
@@ -320,6 +340,8 @@ def _results(entry: Entry, printer: Printer) -> str:
                 texts.append(_tuple_text([printer.atom(term) for term in terms]))
             case Matrix(rows=rows):
                 texts.append(_tuple_text([_tuple_text([printer.atom(term) for term in row]) for row in rows]))
+            case Rows(role=role):
+                texts.append(role)
     return ", ".join(texts)
 
 

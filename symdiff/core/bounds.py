@@ -37,6 +37,8 @@ def bounds(tape: Tape) -> tuple[Bound, ...]:
         if instr.op != READ:
             continue
         loops = [tape.loop_of(entry) for entry, _ in tape.path(index)]
+        if tape.rows is not None:  # a vector output's index runs around everything
+            loops.insert(0, tape.rows)
         ranges = []
         for depth, loop in enumerate(loops):
             outer = loops[:depth]

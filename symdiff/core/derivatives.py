@@ -10,9 +10,27 @@ from __future__ import annotations
 
 from .adjoint import Adjoint
 from .forward import Assign, Dot, TangentSweep, adjoint_assigns, forward_assigns, input_seeds, unit_seeds
-from .program import Header, Matrix, Param, Program, Scalar, Vector, straight_line_entry
+from .program import (
+    Append,
+    Entry,
+    Header,
+    Index,
+    Loop,
+    Matrix,
+    Param,
+    Program,
+    Rows,
+    Scalar,
+    Section,
+    Vector,
+    build_program,
+    straight_line_entry,
+)
+from .program import (
+    Assign as ProgramAssign,
+)
 from .simplify import simplify_sweep
-from .tape import Ref, Tape
+from .tape import Const, Ref, Tape
 
 
 def jvp_program(tape: Tape) -> Program:
@@ -61,6 +79,30 @@ def jacobian_program(tape: Tape, wrt: tuple[str, ...], mode: str) -> Program:
     return Program(Header("jacobian", tape.source, tape.inputs, wrt, mode), tape, entries)
 
 
+def rows_jacobian_program(tape: Tape, wrt: tuple[str, ...]) -> Program:
+    """The Jacobian of a vector output [b for i in range(...)]: for each i, the gradient program of b
+    (a function of i) runs and its gradient is one row (an array in wrt gives one column per element).
+    `jacobian` returns the rows, `value_and_jacobian` the outputs too."""
+    adjoint = simplify_sweep(tape, wrt)
+    grad, both = build_program(adjoint, ("grad", "value_and_grad")).entries
+    row = tape.rows
+    params = tuple(Param(name) for name in tape.inputs)
+
+    def per_output(name: str, entry: Entry, roles: tuple[str, ...], doc: str) -> Entry:
+        terms = {"values": (entry.results[0].term,) if len(entry.results) > 1 else (), "jacobian": entry.results[-1].terms}
+        starts = tuple(ProgramAssign(Rows(role), "=", Const(0.0)) for role in roles)
+        appends = tuple(Append(role, terms[role], role == "values") for role in roles)
+        loop = Loop(Index(row.index), row.start, row.stop, (*entry.body, *appends))
+        title = f"one reverse sweep per output ({row.index} = each output's index)"
+        return Entry(name, params, doc, (Section(title, (*starts, loop)),), tuple(Rows(role) for role in roles))
+
+    entries = (
+        per_output("jacobian", grad, ("jacobian",), "The Jacobian as a list of rows, one per output (reverse mode)."),
+        per_output("value_and_jacobian", both, ("values", "jacobian"), "The outputs and the Jacobian's rows."),
+    )
+    return Program(Header("jacobian", tape.source, tape.inputs, wrt, "reverse"), tape, entries)
+
+
 def hessian_program(tape: Tape, adjoint: Adjoint) -> Program:
     """`hessian(*point) -> (value, gradient, rows)` by forward over reverse: one tangent sweep per input
     through the forward and reverse sweeps; and `hvp(*point, *direction) -> (value, gradient, H v)`,
@@ -99,4 +141,4 @@ def _interleave(program: list[Assign], sweeps: list[TangentSweep]) -> list[Assig
     return lines
 
 
-__all__ = ["hessian_program", "jacobian_program", "jvp_program"]
+__all__ = ["hessian_program", "jacobian_program", "jvp_program", "rows_jacobian_program"]

@@ -20,6 +20,7 @@ from .expr import Apply, Counter, Expr, Item, Length, Num, Program, Reduce, Var,
 from .tape import COUNTER, INPUT, LENGTH, READ, REDUCTIONS, Atom, Const, Instr, Loop, Ref, Tape, is_primitive
 
 DEFAULT_MAX_ENTRIES = 2_000_000
+ROW = -1  # the loop id of a vector output's index
 DEFAULT_MAX_BRANCH_DEPTH = 1_000
 
 
@@ -107,8 +108,9 @@ def lower(
         return scopes[atom.index] if type(atom) is Ref else ()
 
     def scope_reading(loop_ids) -> tuple[int, ...]:
-        """The open loops up to the innermost of `loop_ids`."""
-        depth = max((open_loops.index(loop) + 1 for loop in loop_ids), default=0)
+        """The open loops up to the innermost of `loop_ids` (a vector output's row index, ROW, is
+        outside every loop: each output is a function of it)."""
+        depth = max((open_loops.index(loop) + 1 for loop in loop_ids if loop != ROW), default=0)
         return tuple(open_loops[:depth])
 
     def lower_array_node(node, results: list[Atom]) -> None:
@@ -184,9 +186,19 @@ def lower(
         atom = defined[definition.name] = lower_one(definition.expr)
         if isinstance(atom, Ref) and instrs[atom.index].op != INPUT and atom.index not in labels:
             labels[atom.index] = definition.name
-    outputs = tuple(lower_one(expr) for expr in program.outputs)
-    if program.arrays or loops:
-        return _array_tape(source, instrs, outputs, labels, scopes, loops, program.arrays)
+    rows = None
+    if len(program.outputs) == 1 and isinstance(program.outputs[0], Reduce) and program.outputs[0].op == "vector":
+        vector = program.outputs[0]
+        if len(vector.ranges) != 1:
+            raise SymdiffError("a vector output takes one `for` clause (one output per index)", source, vector.span)
+        (row,) = vector.ranges
+        rows = Loop(row.index, row.start, row.stop, -1)
+        bound[row.index] = ROW
+        outputs = (lower_one(vector.body),)
+    else:
+        outputs = tuple(lower_one(expr) for expr in program.outputs)
+    if program.arrays or loops or rows:
+        return _array_tape(source, instrs, outputs, labels, scopes, loops, program.arrays, rows)
     inputs = natural_order(instr.name for instr in instrs if instr.op == INPUT)
     if not any(primitives.lookup(i.op).branches for i in instrs if i.op != INPUT):
         return Tape(source, tuple(instrs), outputs[0], inputs, keys, outputs, labels)
@@ -206,6 +218,7 @@ def _array_tape(
     scopes: list[tuple[int, ...]],
     drafts: list[list],
     arrays: tuple[tuple[str, int], ...],
+    rows: Loop | None = None,
 ) -> Tape:
     """The tape of an array program, each reduction's body entries placed together just before it (so
     that its loop is one block of code, after every value it reads from outside), and the path of
@@ -240,7 +253,7 @@ def _array_tape(
     loops = tuple(Loop(index, start, stop, number[entry]) for index, start, stop, entry in drafts)
     paths = tuple(tuple((loops[loop].entry, None) for loop in scopes[old]) for old in order)
     names = {instr.name for instr in instrs if instr.op == INPUT} | {name for name, _ in arrays}
-    return Tape(source, tuple(instrs), outputs[0], natural_order(names), keys, outputs, labels, paths, loops, arrays)
+    return Tape(source, tuple(instrs), outputs[0], natural_order(names), keys, outputs, labels, paths, loops, arrays, rows)
 
 
 def branch_paths(

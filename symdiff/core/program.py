@@ -128,7 +128,26 @@ class Section:
     seed: Bar | None = None  # a reverse sweep's seeded adjoint (it starts at 1)
 
 
-Node = Assign | Check | If | Loop | Section
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A list of rows built as the entry runs (a vector output's Jacobian: one row per output, its
+    length known only at run time). As an Assign's target (`= 0.0`) it starts empty; `Append` adds a
+    row; as a Result it is returned."""
+
+    role: str  # "values", "jacobian"
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Add one row to Rows(role): the terms in order, an ArrayBar as its elements (row-major); with
+    `scalar`, the one term itself (a list of values, not of rows)."""
+
+    role: str
+    terms: tuple
+    scalar: bool = False
+
+
+Node = Assign | Check | If | Loop | Section | Append
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +174,7 @@ class Matrix:
     rows: tuple[tuple, ...]
 
 
-Result = Scalar | Vector | Matrix
+Result = Scalar | Vector | Matrix | Rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +234,7 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
         in_place = _read_once_by_sweep(adjoint, closure_with_conditions(tape, roots | guarded), guarded, extra_reads)
         forward = _forward(tape, lines, roots, guarded, skip=in_place)
         items = _reverse_items(adjoint, in_place)
-        if tape.loops:
+        if tape.arrays or tape.loops:
             items = _array_adjoints(adjoint) + _recomputed(tape, lines, items, fused=fused)
         reverse = Section("reverse sweep", nested(items, tape), seed)
         gradient = Vector("gradient", tuple(_substituted(term, in_place) for term in adjoint.gradient))
@@ -384,6 +403,8 @@ def _node_terms(items: list[tuple[Path, Node]]) -> list:
         kind = type(node)
         if kind is Assign:
             terms.append(node.term)
+        elif kind is Append:
+            terms.extend(node.terms)
         elif kind is If or kind is Loop or kind is Section:
             stack.extend(node.body)
             stack.extend(getattr(node, "orelse", ()))
@@ -608,6 +629,8 @@ def result_terms(results: Iterable[Result]) -> list:
                 terms.extend(vector)
             case Matrix(rows=rows):
                 terms.extend(term for row in rows for term in row)
+            case Rows():
+                pass  # filled by Appends, whose terms the body reads
     return terms
 
 
@@ -796,6 +819,8 @@ def operations(program: Program) -> frozenset[str]:
                     stack.append(node.term)
             elif kind is Check:
                 found.add(tape.instrs[node.index].op)
+            elif kind is Append:
+                stack.extend(node.terms)
             elif kind is If:
                 nodes.extend(node.body)
                 nodes.extend(node.orelse)
@@ -812,7 +837,7 @@ def operations(program: Program) -> frozenset[str]:
 
 
 __all__ = [
-    "Assign", "BACKWARD", "Check", "Entry", "Flag", "GRADIENT_ENTRIES", "Header", "If", "Index", "Loop", "Matrix", "Node",
-    "Param", "Program", "Result", "Scalar", "Section", "Suffixes", "Vector", "branch_conditions", "build_program",
+    "Append", "Assign", "BACKWARD", "Check", "Entry", "Flag", "GRADIENT_ENTRIES", "Header", "If", "Index", "Loop", "Matrix", "Node",
+    "Param", "Program", "Result", "Rows", "Scalar", "Section", "Suffixes", "Vector", "branch_conditions", "build_program",
     "closure_with_conditions", "flat", "nested", "operations", "refs", "result_terms", "straight_line_entry",
 ]

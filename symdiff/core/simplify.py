@@ -136,7 +136,7 @@ def _simplify(
             term = fold("mul", (seed, partial), tape)
             if is_zero(term):
                 continue
-            if not tape.loops:
+            if not tape.arrays and not tape.loops:
                 contributions[target].append((term, origin, path))
             elif tape.instrs[target].op == READ:
                 if target not in contributions:

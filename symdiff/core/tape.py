@@ -93,6 +93,9 @@ class Tape:
     paths: tuple[tuple[tuple[int, bool | None], ...], ...] = ()
     loops: tuple[Loop, ...] = ()  # every reduction's range, by id (READ and COUNTER details name them)
     arrays: tuple[tuple[str, int], ...] = ()  # array inputs (also in `inputs`) with their dimensions
+    # A vector output [b for i in range(...)]: its range (entry -1); `output` is b, a function of i (a
+    # COUNTER whose detail is -1, outside every loop), one output per i.
+    rows: Loop | None = None
 
     def path(self, index: int) -> tuple[tuple[int, bool], ...]:
         return self.paths[index] if self.paths else ()
