@@ -41,7 +41,7 @@ def test_the_module_is_the_same_at_every_length_and_reads_like_the_textbook():
         "    # reverse sweep (seed w10_bar = 1)\n"
         "    x_bar = [0.0] * len(x)\n"
         "    for i in range(len(x) - 1):\n"
-        "        w3 = x[i] ** 2\n"
+        "        w3 = x[i] * x[i]\n"
         "        w4 = x[i + 1] - w3\n"
         "        w7 = 1.0 - x[i]\n"
         "        w4_bar = 200.0 * w4  # w5 = w4 ^ 2\n"

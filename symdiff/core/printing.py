@@ -6,6 +6,7 @@ Parentheses come from each row's notation; the walk is iterative, so deep trees 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import cache
 
@@ -82,13 +83,17 @@ def _has(kind: type, attribute: str) -> bool:
     return hasattr(kind, attribute)
 
 
+# A value read, not computed: a name, or an array element (x[i + 1], W[j][k], W[j * W_len1 + k]).
+_STORED = re.compile(r"[A-Za-z_]\w*(\[[\w +*-]*\])*")
+
+
 def _apply_text(row: primitives.Primitive, operands: list[tuple[str, int]], dialect: str) -> tuple[str, int]:
     notation = row.notation
     spelling = notation.symbol if dialect == "symdiff" else getattr(row, dialect)
     if dialect == "symdiff" and notation.kind == "call":
         spelling = f"{row.name}(" + ", ".join("{" + param + "}" for param in row.params) + ")"
-    if dialect in row.squares_as_product and operands[1][0] == "2" and operands[0][0].isidentifier():
-        return f"{operands[0][0]} * {operands[0][0]}", primitives.PRODUCT  # a name, so computed once
+    if dialect in row.squares_as_product and operands[1][0] == "2" and _STORED.fullmatch(operands[0][0]):
+        return f"{operands[0][0]} * {operands[0][0]}", primitives.PRODUCT  # a name or an element: computed once
     if "{" in spelling:  # a call template, such as math.pow({x}, {y}) for the infix ^
         return spelling.format(**dict(zip(row.params, (text for text, _ in operands)))), ATOM
     texts = [
