@@ -12,6 +12,7 @@ so that each where() goes both ways. A module that raises or differs is a failed
 from __future__ import annotations
 
 import builtins
+import itertools
 import math
 import operator
 import random
@@ -29,8 +30,11 @@ from .calling import load
 from .codegen import python as python_printer  # the printed code is part of what is proven
 from .core import primitives
 from .core.adjoint import Adjoint, Bar, Op, Term
+from .core.bounds import bounds, violation
+from .core.parse import parse_program
 from .core.reverse import local_partial
-from .core.tape import INPUT, Const, Ref, Tape
+from .core.tape import INPUT, Const, Ref, Tape, is_primitive
+from .core.unroll import elements, scalar, unroll
 from .errors import LimitError, Span, SymdiffError
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -117,6 +121,8 @@ def verify_programs(
     if modules is None:
         modules = (python_module(_render(simplified)),)
     try:
+        if tape.arrays:
+            return verify_arrays(simplified, timeout, tuple(modules))
         return _verify(raw, simplified, timeout, tuple(modules))
     except RecursionError:
         raise LimitError("expression is nested too deeply for SymPy to verify", tape.source, (0, 0)) from None
@@ -148,7 +154,7 @@ def _check_size(tape: Tape, limits: Limits) -> None:
         )
     # Nesting as SymPy sees it: a chain of sums (or of products) is one flat Add (Mul), one level.
     depth: list[int] = []
-    families = [None if instr.op == INPUT else _family(primitives.lookup(instr.op)) for instr in tape.instrs]
+    families = [_family(primitives.lookup(instr.op)) if is_primitive(instr.op) else None for instr in tape.instrs]
     for index, instr in enumerate(tape.instrs):
         level = 1
         for a in instr.args:
@@ -368,7 +374,7 @@ def check_rules(tape: Tape, timeout: float) -> tuple[Check, ...]:
     """Each derivative rule the tape uses, once per (row, operand), against sympy.diff of the row."""
     checks, seen = [], set()
     for instr in tape.instrs:
-        if instr.op == INPUT:
+        if not is_primitive(instr.op):  # inputs, array reads, indices, lengths and sums have no rule
             continue
         row = primitives.lookup(instr.op)
         for position, arg in enumerate(instr.args):
@@ -622,7 +628,7 @@ class _Traced:
         self.entry = entry  # the tape entry computing the same row of the same operands, if any
 
     def __bool__(self):
-        raise _Branch
+        return self.run.truth(self)
 
     def __neg__(self):
         return self.run.node(_spelled("-", 1), (self,))
@@ -648,12 +654,20 @@ class _SymbolicRun:
         self.inputs = [
             _Traced(None, (symbol,), self, tape.input_index(name)) for name, symbol in zip(tape.inputs, symbols)
         ]
-        self.math = types.ModuleType("math")  # as generated code imports it: each row spelled NAME(params)
+        self.math = self._math()
+        self.value = _Builder(self._parts, self._leaf, key=id)  # the nodes table keeps every node alive
+
+    def _math(self) -> types.ModuleType:
+        """math as generated code imports it: each row spelled NAME(params) makes a node."""
+        module = types.ModuleType("math")
         for row in primitives.TABLE.values():
             call = re.fullmatch(r"(\w+)\((.*)\)", row.python)
             if call and call[2] == ", ".join("{" + param + "}" for param in row.params):
-                setattr(self.math, call[1], lambda *args, row=row: self.node(row, args))
-        self.value = _Builder(self._parts, self._leaf, key=id)  # the nodes table keeps every node alive
+                setattr(module, call[1], lambda *args, row=row: self.node(row, args))
+        return module
+
+    def truth(self, node: _Traced) -> bool:
+        raise _Branch
 
     def node(self, row: primitives.Primitive, args: tuple) -> _Traced:
         key = (row.name, *(id(a) if type(a) is _Traced else (type(a), repr(a)) for a in args))
@@ -673,14 +687,14 @@ class _SymbolicRun:
                 return None
         return self.tape.keys.get((row.name, tuple(operands)))
 
-    def run(self, source: str, entry: str):
+    def run(self, source: str, entry: str, arguments: tuple | None = None):
         def import_(name, globals=None, locals=None, fromlist=(), level=0):
             if name == "math":
                 return self.math
             raise ImportError(f"generated code run on symbols may import only math, not {name}")
 
         namespace = load(source, "symbolic", {**vars(builtins), "__import__": import_})
-        return namespace[entry](*self.inputs)
+        return namespace[entry](*(self.inputs if arguments is None else arguments))
 
     @staticmethod
     def _parts(node):
@@ -888,4 +902,316 @@ def _proven_at(proven: _Proven, values: tuple[float, ...], outcomes) -> tuple[fl
     return tuple(result)
 
 
-__all__ = ["Check", "Emitted", "Report", "python_module", "verify_programs", "SymdiffError"]
+# --- Array programs ------------------------------------------------------------------------------
+# The oracle is sympy.diff of the program unrolled (core.unroll) at each size from the least the
+# bounds allow up to _LARGEST. The program proven is the grad() the Python printer prints from the
+# simplified sweep, run on arrays of SymPy symbols: its loops really run, its arithmetic builds
+# SymPy. The textbook sweep (programs.raw) is not made for loops (reverse() does not know them), so
+# array programs have no simplified-vs-raw comparison. Every module then runs at each size, on
+# symbols where it is Python, and in floats at seeded random points.
+
+_LARGEST = 5  # the last size checked has every array dimension at least this long
+_SLACK = 3  # how much longer than the common length n an array may be made to keep reads in bounds
+_ARRAY_POINTS = 2  # random points per size at which each module runs in floats
+_NO_RAW = "no unsimplified sweep to compare: the textbook reverse() does not know loops"
+
+
+def array_sizes(tape: Tape, largest: int = _LARGEST) -> list[dict[tuple[str, int], int]]:
+    """Lengths ((array, dim) -> length) to check an array program at, least first: for n = 1 to
+    `largest`, the lengths with every dimension in n..n + _SLACK that keep every read in bounds and
+    add up least (lexicographically least among those), when there are such lengths."""
+    dims = [(array, dim) for array, ndim in tape.arrays for dim in range(ndim)]
+    slack = _SLACK if len(dims) <= 5 else 1  # (slack + 1)^dims candidates per n
+    reads = bounds(tape)
+    sizes: list[dict[tuple[str, int], int]] = []
+    for n in range(1, largest + 1):
+        # product() lists candidates lexicographically, and sorted() is stable: least sum first.
+        for option in sorted(itertools.product(range(n, n + slack + 1), repeat=len(dims)), key=sum):
+            lengths = dict(zip(dims, option))
+            if all(violation(read, lengths) is None for read in reads):
+                if lengths not in sizes:
+                    sizes.append(lengths)
+                break
+    return sizes
+
+
+@dataclass(frozen=True)
+class _Size:
+    """One size an array program is checked at, with its unrolled value and exact gradient."""
+
+    shapes: dict[str, tuple[int, ...]]
+    arguments: tuple  # per input: its Symbol, or (nested lists of) its elements' Symbols
+    function: sympy.Expr
+    expected: tuple[tuple[sympy.Expr, ...], ...]  # per wrt name: each element's partial, row-major
+    symbols: tuple[sympy.Symbol, ...]  # every scalar and element, for sample points
+
+    @property
+    def text(self) -> str:
+        return ", ".join(f"len({array}) = {'x'.join(map(str, shape))}" for array, shape in self.shapes.items())
+
+
+def _sizes(adjoint: Adjoint) -> list[_Size]:
+    tape = adjoint.tape
+    program = parse_program(tape.source)
+    sizes = []
+    for lengths in array_sizes(tape):
+        shapes = {array: tuple(lengths[(array, dim)] for dim in range(ndim)) for array, ndim in tape.arrays}
+        function = unroll(program, shapes, tape.source)[adjoint.output]
+        names = dict.fromkeys((*tape.inputs, *adjoint.wrt))
+        flat = {name: elements(name, shapes[name]) if name in shapes else [scalar(name)] for name in names}
+        partials = iter(gradient_of(function, [s for name in adjoint.wrt for s in flat[name]]))
+        expected = tuple(tuple(next(partials) for _ in flat[name]) for name in adjoint.wrt)
+        arguments = tuple(_nested(flat[name], shapes[name]) if name in shapes else flat[name][0] for name in tape.inputs)
+        sizes.append(_Size(shapes, arguments, function, expected, tuple(s for name in names for s in flat[name])))
+    return sizes
+
+
+def _nested(items: list, shape: tuple[int, ...]) -> list:
+    """Row-major `items` as nested lists of `shape` (lists of rows for 2-D)."""
+    for length in reversed(shape[1:]):
+        items = [items[i : i + length] for i in range(0, len(items), length)]
+    return items
+
+
+def _flat(value) -> list:
+    """An array result (nested lists, or a NumPy array) as its elements in row-major order; a
+    number as a list of one."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        return [value]
+    out: list = []
+    stack = [iter(value)]
+    while stack:
+        item = next(stack[-1], stack)
+        if item is stack:
+            stack.pop()
+        elif isinstance(item, list | tuple):
+            stack.append(iter(item))
+        else:
+            out.append(item)
+    return out
+
+
+class _ArrayRun(_SymbolicRun):
+    """Runs generated Python on arrays of symbols. A value computed in a loop differs from one
+    index to the next, so no node stands for a tape entry: each is built from its operands."""
+
+    def __init__(self):
+        self.nodes: dict[tuple, _Traced] = {}
+        self.math = self._math()
+        self.value = _Builder(self._parts, self._leaf, key=id)
+
+    def traced(self, arguments: tuple) -> tuple:
+        """Arguments with every Symbol (also inside lists) a node of this run."""
+        def trace(value):
+            if isinstance(value, list):
+                return [trace(item) for item in value]  # as deep as the array's dimensions
+            return _Traced(None, (value,), self, None)
+
+        return tuple(trace(value) for value in arguments)
+
+    def truth(self, node: _Traced) -> bool:
+        """A condition SymPy decides for every real value of the symbols (a domain guard such as
+        exp(x[0]) + exp(x[1]) > 0) is taken or not; any other is a branch: the points decide."""
+        value = self.value(node)
+        if value is sympy.true or value is sympy.false:
+            return bool(value)
+        raise _Branch
+
+    def _entry(self, row: primitives.Primitive, args: tuple) -> None:
+        return None  # noqa: ARG002 (no node is a tape entry)
+
+    @staticmethod
+    def _parts(node):
+        return (node.row, node.args) if type(node) is _Traced and node.row is not None else None
+
+    def _leaf(self, node) -> sympy.Expr:
+        if type(node) is _Traced:
+            return node.args[0]
+        if type(node) in (float, int):
+            return sympy_number(node)
+        raise TypeError(f"generated code computed a {type(node).__name__}")
+
+    def results(self, source: str, entry: str, size: _Size) -> list[list[sympy.Expr]]:
+        """An entry point's results on the size's symbols: [value] and/or each wrt's elements."""
+        partials = len(size.expected)
+        result = _results(entry, self.run(source, entry, self.traced(size.arguments)), partials)
+        got = [[self.value(item) for item in _flat(part)] for part in result]
+        wanted = _wanted(entry, size)
+        if [len(part) for part in got] != [len(part) for part in wanted]:
+            raise ValueError(f"returned {[len(part) for part in got]} values per result, expected {[len(part) for part in wanted]}")
+        return got
+
+
+def _wanted(entry: str, size: _Size, program: list | None = None) -> list:
+    """What an entry point's results must equal: the value and/or each wrt's elements' partials
+    (from sympy.diff, or the proven grad()'s equal results, `program`)."""
+    value, gradient = [(size.function,)], list(size.expected) if program is None else program
+    return {"f": value, "grad": gradient}.get(entry, value + gradient)
+
+
+def _labels(entry: str, wrt: tuple[str, ...]) -> list[str]:
+    value, gradient = ["value"], [f"d/d{name}" for name in wrt]
+    return {"f": value, "grad": gradient}.get(entry, value + gradient)
+
+
+def verify_arrays(adjoint: Adjoint, timeout: float, modules: tuple[Emitted, ...]) -> Report:
+    """Prove an array program's gradient at every size array_sizes gives, and run `modules` there."""
+    tape = adjoint.tape
+    sizes = _sizes(adjoint)
+    source = python_printer.render(adjoint, functions=("grad",))
+    runs = [_ArrayRun() for _ in sizes]  # one per size, shared by every module's Python entry points
+    program: list[list[list[sympy.Expr]] | None] = []  # grad()'s results on symbols, per size
+    for run, size in zip(runs, sizes):
+        try:
+            program.append(run.results(source, "grad", size))
+        except Exception:  # it branches, or fails: its floats are compared at points instead
+            program.append(None)
+    gradient = tuple(_array_gradient(adjoint, slot, sizes, program, source, timeout) for slot in range(len(adjoint.wrt)))
+    emitted = tuple(
+        _array_module(module, entry, adjoint.wrt, sizes, runs, program, timeout)
+        for module in modules
+        for entry in module.names
+        if entry in ENTRY_POINTS  # a batch evaluates many points of scalar inputs: not for arrays
+    )
+    return Report(tape.source, gradient, (), check_rules(tape, timeout), emitted)
+
+
+def _sizes_text(sizes: list[_Size]) -> str:
+    """`len(x) = 1, 2, 3; len(W) = 1x1, 2x2, 3x3`: each array's lengths at the sizes checked."""
+    if not sizes:
+        return "no array lengths keep every read in bounds"
+    return "; ".join(
+        f"len({array}) = " + ", ".join("x".join(map(str, size.shapes[array])) for size in sizes)
+        for array in sizes[0].shapes
+    )
+
+
+def _array_gradient(adjoint: Adjoint, slot: int, sizes, program, source: str, timeout: float) -> Check:
+    """grad()'s partials by wrt[slot], on symbols, against sympy.diff of the unrolled program (in
+    floats at points at a size where grad() cannot run on symbols)."""
+    name = adjoint.wrt[slot]
+    subject = f"d/d{name}"
+    if not sizes:
+        return Check(subject, None, _sizes_text(sizes), "", "")
+    numeric = points = 0
+    for size, got in zip(sizes, program):
+        if got is None:
+            count, failed = _in_floats(lambda: load(source)["grad"], "grad", adjoint.wrt, [size])
+            if failed is not None:
+                return Check(subject, False, *failed)
+            points += count
+            continue
+        sampler = _Sampler(list(size.symbols))
+        for k, (want, have) in enumerate(zip(size.expected[slot], got[slot])):
+            check = compare(subject, want, have, timeout, sampler)
+            if check.equal is not True:
+                where = f"{_element_text(name, size, k)}, {size.text}"
+                return Check(subject, check.equal, f"{check.method} at {where}", str(want), str(have))
+            numeric += check.method != "symbolic"
+    ways = []
+    if any(got is not None for got in program):
+        ways.append("symbolic" + (f" ({numeric} element{'s' * (numeric > 1)} numerically)" if numeric else ""))
+    if points:
+        ways.append(f"grad() in floats at {points} points where it branches")
+    how = "; ".join(ways)
+    return Check(subject, True, f"{how}; unrolled at {_sizes_text(sizes)} ({_NO_RAW})", "", "")
+
+
+def _element_text(name: str, size: _Size, k: int) -> str:
+    """What the k-th result of `name` is: x[1, 2], or the name of a scalar ("value" for the value)."""
+    return str(elements(name, size.shapes[name])[k]) if name in size.shapes else name
+
+
+def _array_module(module: Emitted, entry: str, wrt, sizes, runs, program, timeout: float) -> Check:
+    """An entry point of a module run on symbols (Python, where it does not branch) and in floats."""
+    subject = f"{module.backend} {entry}"
+    if not sizes:
+        return Check(subject, None, _sizes_text(sizes), "", "")
+    symbolic = module.python is not None
+    for size, run, proven in zip(sizes, runs, program) if symbolic else ():
+        try:
+            got = run.results(module.python(entry), entry, size)
+        except Exception:  # it branches on a value, or fails: the points decide
+            symbolic = False
+            break
+        parts = zip(_labels(entry, wrt), _wanted(entry, size), _wanted(entry, size, proven), got)
+        for label, wanted, known, have in parts:
+            for k, (want, same, value) in enumerate(zip(wanted, known, have)):
+                if value == same:  # the very SymPy tree of the proven grad() (or of the unrolled value)
+                    continue
+                check = compare(subject, want, value, timeout, _Sampler(list(size.symbols)))
+                if check.equal is not True:
+                    where = f"{label} {_element_text(label[2:], size, k)}, {size.text}"
+                    return Check(subject, check.equal, f"{check.method} at {where}", str(want), str(value))
+    count, failed = _in_floats(lambda: module.entry(entry), entry, wrt, sizes)
+    if failed is not None:
+        return Check(subject, False, *failed)
+    how = "run on symbols and " if symbolic else ""
+    return Check(subject, True, f"{how}in floats at {count} points; {_sizes_text(sizes)}", "", "")
+
+
+def _in_floats(load_entry, entry: str, wrt, sizes: list[_Size]) -> tuple[int, tuple[str, str, str] | None]:
+    """An entry point run in floats at seeded points of every size, against the proven values:
+    (points run, None) or (points run, (what went wrong, expected, got))."""
+    try:
+        function = load_entry()
+    except Exception as error:  # the code under test may fail in any way
+        return 0, ("could not be loaded", "an entry point", _describe(error))
+    count = 0
+    for index, size in enumerate(sizes):
+        for point in _array_points(size, seed=index):
+            failed = _run_at(function, entry, wrt, size, point)
+            if failed is not None:
+                return count, (f"{failed[0]} ({size.text})", failed[1], failed[2])
+            count += 1
+    return count, None
+
+
+def _array_points(size: _Size, seed: int) -> list[dict[sympy.Symbol, float]]:
+    """Up to _ARRAY_POINTS seeded points where the value and gradient are finite reals."""
+    rng = random.Random(20261206 + seed)
+    boxes = [(0.1, 0.9), (1.0, 3.0), (-0.9, -0.1), (-3.0, -1.0)]
+    points = []
+    for attempt in range(_POINTS):
+        point = {s: rng.uniform(*rng.choice(boxes[: 1 + attempt % 4])) for s in size.symbols}
+        exact = {s: float_exactly(v) for s, v in point.items()}
+        values = [_real(expr, exact) for part in _wanted("value_and_grad", size) for expr in part]
+        if all(value is not None for value in values):
+            points.append((point, values))
+            if len(points) == _ARRAY_POINTS:
+                break
+    return points
+
+
+def _run_at(function, entry, wrt, size: _Size, point) -> tuple[str, str, str] | None:
+    """Why the entry point's floats at `point` differ from the proven values, or None."""
+    values, proven = point
+    arguments = tuple(_floats(argument, values) for argument in size.arguments)
+    partials = len(size.expected)
+    exact = iter(proven)  # the value, then every element's partial
+    parts = [[next(exact) for _ in part] for part in _wanted("value_and_grad", size)]
+    want_parts = {"f": parts[:1], "grad": parts[1:]}.get(entry, parts)
+    wanted = [len(part) for part in want_parts]
+    shown = ", ".join(f"{s}={v!r}" for s, v in values.items())
+    try:
+        got = [[float(v) for v in _flat(part)] for part in _results(entry, function(*arguments), partials)]
+    except Exception as error:  # the code under test may fail in any way
+        return f"raised at {_short(shown, 120)}", repr(want_parts), _describe(error)
+    if [len(part) for part in got] != wanted:
+        return "returned results of the wrong shape", repr(wanted), repr([len(part) for part in got])
+    for label, want_part, got_part in zip(_labels(entry, wrt), want_parts, got):
+        for want, have in zip(want_part, got_part):
+            if abs(want - have) > 1e-9 * (1 + abs(want) + abs(have)):
+                return f"{label} differs at {_short(shown, 120)}", repr(want_part), repr(got_part)
+    return None
+
+
+def _floats(argument, values: dict):
+    if isinstance(argument, list):
+        return [_floats(item, values) for item in argument]  # as deep as the array's dimensions
+    return values[argument]
+
+
+__all__ = ["Check", "Emitted", "Report", "array_sizes", "python_module", "verify_arrays", "verify_programs", "SymdiffError"]

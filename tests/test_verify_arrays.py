@@ -3,13 +3,21 @@ sympy.diff of that at every length from the least the bounds allow up to 5, runn
 
 The expected unrolled expressions are written here by hand with SymPy, independently of symdiff."""
 
+import dataclasses
+
 import pytest
 import sympy
 
+import symdiff
+from symdiff.core.adjoint import Op
 from symdiff.core.parse import parse_program
-from symdiff.core.pipeline import build_tape
+from symdiff.core.pipeline import build, build_tape
+from symdiff.core.tape import Const
 from symdiff.core.unroll import element, elements, unroll
 from symdiff.errors import ArgumentError
+from symdiff.verify import array_sizes, python_module, verify_programs
+
+ROSENBROCK = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x) - 1))"
 
 
 def symbols(array: str, n: int) -> list[sympy.Symbol]:
@@ -24,7 +32,7 @@ def unrolled(source: str, **shapes) -> tuple[sympy.Expr, ...]:
 
 
 def test_rosenbrock_unrolls_to_its_terms_at_each_length():
-    source = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x) - 1))"
+    source = ROSENBROCK
     for n in (1, 2, 3, 5):
         x = symbols("x", n)
         expected = sum((100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(n - 1)), sympy.Integer(0))
@@ -83,3 +91,144 @@ def test_a_read_outside_its_array_points_at_the_read():
 def test_a_shape_with_the_wrong_number_of_dimensions_is_refused():
     with pytest.raises(ArgumentError, match=r"W has 2 dimensions, got a shape \(3,\)"):
         unrolled("sum(W[i, 0] for i in range(len(W)))", W=(3,))
+
+
+# --- the sizes verify checks at --------------------------------------------------------------------
+
+
+def sizes(source: str) -> list[dict[str, tuple[int, ...]]]:
+    tape = build_tape(source)
+    return [
+        {array: tuple(lengths[(array, dim)] for dim in range(ndim)) for array, ndim in tape.arrays}
+        for lengths in array_sizes(tape)
+    ]
+
+
+def test_sizes_run_from_the_least_the_bounds_allow_up_to_five():
+    assert sizes(ROSENBROCK) == [{"x": (n,)} for n in range(1, 6)]
+    assert sizes("x[0]*x[1] + sum(x[i] for i in range(len(x)))") == [{"x": (n,)} for n in range(2, 6)]
+    # Only len(x) = 1 keeps x[2*i] in x for every i in range(len(x)).
+    assert sizes("sum(x[2*i] for i in range(len(x)))") == [{"x": (1,)}]
+
+
+def test_sizes_make_an_array_longer_where_another_one_bounds_its_reads():
+    shifted = "sum(x[i + 1]*y[i] for i in range(len(y)))"
+    assert sizes(shifted) == [{"x": (n + 1,), "y": (n,)} for n in range(1, 6)]
+    network = "sum((sum(W[j, k]*x[k] for k in range(len(x))) - y[j])^2 for j in range(len(y)))"
+    assert sizes(network) == [{"W": (n, n), "x": (n,), "y": (n,)} for n in range(1, 6)]
+    reversed_ = "sum(x[len(y) - 1 - i]*y[i] for i in range(len(y)))"
+    assert sizes(reversed_) == [{"x": (n,), "y": (n,)} for n in range(1, 6)]
+
+
+# --- verify of array programs ------------------------------------------------------------------------
+
+ROSENBROCK_METHOD = (
+    "symbolic; unrolled at len(x) = 1, 2, 3, 4, 5 "
+    "(no unsimplified sweep to compare: the textbook reverse() does not know loops)"
+)
+
+PROVEN = [
+    ROSENBROCK,
+    "log(sum(exp(x[i]) for i in range(len(x))))",
+    "m = sum(x[i] for i in range(len(x)))/len(x); sum((x[i] - m)^2 for i in range(len(x)))",
+    "sum(1/(x[i] - x[j])^2 for i in range(len(x)) for j in range(i + 1, len(x)))",
+    "sum((sum(W[j, k]*x[k] for k in range(len(x))) - y[j])^2 for j in range(len(y)))",
+    "x[0]*x[1] + sum((i + 1)*x[i]^2 for i in range(len(x)))",
+    "sum(x[len(x) - 1 - i]*x[i]^3 for i in range(len(x)))",
+    "prod(x[i] + 1 for i in range(len(x))) + sum(sin(x[i + 2])*x[i] for i in range(len(x) - 2))",
+]
+
+
+@pytest.mark.parametrize("source", PROVEN)
+def test_verify_proves_array_programs_and_runs_their_code(source):
+    report = symdiff.verify(source)
+    assert report.ok, str(report)
+    assert [check.subject for check in report.gradient] == [f"d/d{name}" for name in symdiff.compile_grad(source).wrt]
+    assert [check.subject for check in report.emitted] == ["python f", "python grad", "python value_and_grad"]
+
+
+def test_the_report_says_how_and_at_which_lengths():
+    report = symdiff.verify(ROSENBROCK)
+    (gradient,) = report.gradient
+    assert (gradient.equal, gradient.method) == (True, ROSENBROCK_METHOD)
+    assert report.simplification == ()
+    assert [check.subject for check in report.rules] == [
+        "powi'(x)",
+        "sub'(x)",
+        "sub'(y)",
+        "mul'(y)",
+        "add'(x)",
+        "add'(y)",
+    ]
+    assert [check.method for check in report.emitted] == [
+        "run on symbols and in floats at 10 points; len(x) = 1, 2, 3, 4, 5"
+    ] * 3
+    assert "result: all proven equal" in str(report)
+
+
+def test_data_and_scalar_parameters_are_proven_wrt_the_parameters():
+    report = symdiff.verify("sum((a*exp(-b*t[i]) + c - y[i])^2 for i in range(len(t)))", wrt=["a", "b", "c"])
+    assert report.ok, str(report)
+    assert [check.subject for check in report.gradient] == ["d/da", "d/db", "d/dc"]
+    assert report.gradient[0].method.startswith("symbolic; unrolled at len(t) = 1, 2, 3, 4, 5; len(y) = 1, 2, 3, 4, 5")
+
+
+def test_a_program_that_branches_on_a_value_is_checked_in_floats():
+    report = symdiff.verify("sum(sign(x[i])*x[i]^2 for i in range(len(x)))")
+    assert report.ok, str(report)
+    assert report.gradient[0].method.startswith("grad() in floats at 10 points where it branches; unrolled at")
+    assert [check.method for check in report.emitted] == ["in floats at 10 points; len(x) = 1, 2, 3, 4, 5"] * 3
+
+
+def test_compile_grad_verify_runs_the_python_backend_on_array_programs():
+    g = symdiff.compile_grad("sum(1/(x[i] - x[j])^2 for i in range(len(x)) for j in range(i + 1, len(x)))")
+    report = g.verify()
+    assert report.ok, str(report)
+    assert [check.method for check in report.emitted] == [
+        "run on symbols and in floats at 10 points; len(x) = 1, 2, 3, 4, 5"
+    ] * 3
+
+
+def test_a_wrong_partial_in_the_loop_body_is_caught_at_an_element_and_a_length():
+    programs = build(ROSENBROCK)
+    steps = list(programs.adjoint.steps)
+    first = steps[0]  # w4_bar = 200.0 * w4, the partial of 100*w4^2
+    assert first.term.args[0] == Const(200.0)
+    steps[0] = dataclasses.replace(first, term=Op(first.term.op, (Const(202.0), first.term.args[1])))
+    wrong = dataclasses.replace(programs.adjoint, steps=tuple(steps))
+    report = verify_programs(programs.raw, wrong)
+    (gradient,) = report.gradient
+    assert gradient.equal is False
+    assert gradient.method.endswith("at x[0], len(x) = 2")
+    assert not report.ok
+    assert "NOT proven" in str(report)
+
+
+def test_generated_code_that_drops_a_boundary_term_is_caught():
+    programs = build(ROSENBROCK)
+    source = python_module_source(programs)
+    # The reverse loop stops one index early: x_bar misses the terms of the last i.
+    grad = source.index("def grad(")
+    broken = source[:grad] + source[grad:].replace("range(len(x) - 1)", "range(len(x) - 2)", 1)
+    assert broken != source
+    report = verify_programs(programs.raw, programs.adjoint, modules=(python_module(broken),))
+    assert report.gradient[0].equal is True  # the program itself is right
+    checks = {check.subject: check for check in report.emitted}
+    assert checks["python grad"].equal is False
+    assert checks["python grad"].method.endswith("len(x) = 2")
+    assert checks["python f"].equal is True
+
+
+def test_generated_code_that_raises_is_a_failed_proof():
+    programs = build("log(sum(exp(x[i]) for i in range(len(x))))")
+    source = python_module_source(programs).replace("x_bar = [0.0] * len(x)", "x_bar = [0.0] * (len(x) - 1)")
+    report = verify_programs(programs.raw, programs.adjoint, modules=(python_module(source),))
+    checks = {check.subject: check for check in report.emitted}
+    assert checks["python grad"].equal is False
+    assert checks["python grad"].actual.startswith("IndexError")
+
+
+def python_module_source(programs) -> str:
+    from symdiff.api import gradient_source
+
+    return gradient_source(programs.tape.source)
