@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 
 from ..calling import load
-from ..errors import ArgumentError
-from .base import CompiledGradient, LazyFunctions, batch_outputs
+from ..errors import ArgumentError, SymdiffError
+from .base import ArrayArguments, CompiledGradient, LazyFunctions, batch_outputs
 
 
 class NumpyGradient(CompiledGradient):
@@ -24,6 +24,35 @@ class NumpyGradient(CompiledGradient):
         self.wrt: tuple[str, ...] = programs.adjoint.wrt
         self._adjoint = adjoint
         self._compiled: dict[str, object] = {}
+        tape = programs.tape
+        self._arrays = None
+        if tape.arrays or tape.loops:  # an array program: the function takes the arrays themselves
+            if any(instr.op == "prod" for instr in tape.instrs):
+                raise SymdiffError("the NumPy backend does not print prod() yet; use backend='python' or 'c'")
+            self._arrays = ArrayArguments(tape, "numpy")
+            self._wrt_arrays = frozenset(name for name in self.wrt if tape.is_array(name))
+
+    def __call__(self, *args, **kwargs):
+        return self._run("grad", args, kwargs)
+
+    def value(self, *args, **kwargs):
+        return self._run("f", args, kwargs)
+
+    def value_and_grad(self, *args, **kwargs):
+        return self._run("value_and_grad", args, kwargs)
+
+    def _run(self, name: str, args: tuple, kwargs: dict):
+        if self._arrays is None:
+            return self._functions[name](*self._point(args, kwargs))
+        values = self._arrays(self._point(args, kwargs))
+        if self._wrt_arrays:  # a gradient array is written in place: its array must be a NumPy one
+            import numpy
+
+            values = tuple(
+                numpy.asarray(value, dtype=numpy.float64) if name in self._wrt_arrays else value
+                for name, value in zip(self.inputs, values)
+            )
+        return _computed(self._functions[name](*values))
 
     @cached_property
     def source(self) -> str:
@@ -44,6 +73,8 @@ class NumpyGradient(CompiledGradient):
         across calls, they spare each call its fresh memory, about 0.1 ns per byte of results."""
         import numpy  # the numpy backend needs NumPy
 
+        if self._arrays is not None:
+            raise ArgumentError("batch: an array program takes its arrays whole; call it once per point")
         if not (value or grad):
             raise ArgumentError("batch: ask for value, grad or both")
         points = numpy.asarray(points, dtype=numpy.float64)
@@ -75,7 +106,7 @@ class NumpyGradient(CompiledGradient):
 
         function = self._compiled.get(name)
         if function is None:
-            alone = name in ("f", "grad")
+            alone = name in ("f", "grad") and self._arrays is None
             text = render_numpy(self._adjoint, (name,)) if alone else self.source
             function = self._compiled[name] = load(text, "numpy")[name]
         return function
@@ -87,8 +118,12 @@ class NumpyEntries:
     Python module's function does, with an array of the points' shape for each number."""
 
     def __init__(self, program):
-        from ..codegen.numpy import program_text  # imports NumPy, which only this backend needs
+        from ..codegen.numpy import is_array_program, program_text  # imports NumPy, which only this backend needs
 
+        if is_array_program(program):
+            raise SymdiffError(
+                f"the NumPy backend prints no {program.header.kind} of an array program yet; use backend='python'"
+            )
         self.source = program_text(program)
         self._namespace: dict | None = None
 
@@ -96,3 +131,17 @@ class NumpyEntries:
         if self._namespace is None:
             self._namespace = load(self.source, "numpy")
         return self._namespace[name]
+
+
+def _computed(results):
+    """The results with every Dask value computed, in one pass over the data (the generated function
+    ran lazily on Dask arrays); other values as they are."""
+    flat = [results] if not isinstance(results, tuple) else [
+        item for result in results for item in (result if isinstance(result, tuple) else (result,))
+    ]
+    if not any(type(item).__module__.split(".")[0] == "dask" for item in flat):
+        return results
+    import dask  # the caller passed Dask arrays
+
+    (computed,) = dask.compute(results)  # a tuple of tuples is traversed: every value computed once
+    return computed

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from functools import cache
 
 from ..core import primitives
-from ..core.adjoint import Adjoint, Bar, Op
+from ..core.adjoint import Adjoint, ArrayBar, Bar, Op
+from ..core.bounds import combine
+from ..core.expr import Affine, Length
 from ..core.forward import Dot
-from ..core.printing import number_text
+from ..core.printing import affine_text, format_tree, number_text
 from ..core.program import (
     GRADIENT_ENTRIES,
     Assign,
@@ -32,6 +34,8 @@ from ..core.program import (
     Flag,
     Header,
     If,
+    Index,
+    Loop,
     Matrix,
     Path,
     Program,
@@ -41,7 +45,7 @@ from ..core.program import (
     build_program,
     result_terms,
 )
-from ..core.tape import Const, Ref, Tape
+from ..core.tape import COUNTER, INPUT, LENGTH, READ, Const, Ref, Tape
 from ..errors import SymdiffError
 from ..resources import templates
 from ..version import __version__
@@ -128,6 +132,8 @@ def render_numpy(adjoint: Adjoint, functions: tuple[str, ...] = FUNCTIONS) -> st
 
 def program_text(program: Program) -> str:
     """The NumPy module printing `program` (a gradient's, or a jvp, Jacobian or Hessian program)."""
+    if is_array_program(program):
+        return array_program_text(program)
     module = numpy_module(program)
     return (
         templates()
@@ -909,3 +915,339 @@ def _free_names(program: _Program, order: list[int], last_use: dict[int, int]) -
         if previous is not None and last_use.get(previous, -1) > step:  # read at `step` itself is fine
             program.labels[previous] = None
         holder[name] = target
+
+
+# --- array programs -------------------------------------------------------------------------------
+# A program with loops (core/program.py's Loop nodes over expr.Affine ranges) prints as whole-array
+# arithmetic: every statement of a loop's body runs once over all of its iterations (they are
+# independent: the Program only adds into reductions and adjoints across iterations). A loop at the
+# top runs in blocks of iterations (`for lo, hi in _blocks(...)`), so that a block's temporaries stay
+# in the caches; its reads x[c*i + d] are slices of the block. A loop inside a loop enumerates the
+# iterations of the nest as index arrays (`_nest`): its reads gather, its sums and scatters add up by
+# index with numpy.bincount (a fancy-index += would keep one of each repeated index's terms).
+
+ARRAY_BLOCK = 1 << 15  # iterations per block over NumPy arrays (the measurements: benchmarks/RESULTS.md)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayLine:
+    indent: str
+    text: str
+    note: str  # "" or "  # comment"
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayFunction:
+    name: str
+    params: str
+    doc: str
+    lines: tuple[ArrayLine, ...]
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayModule:
+    docstring: str
+    block: str
+    functions: tuple[ArrayFunction, ...]
+
+
+def is_array_program(program: Program) -> bool:
+    """Whether `program` reads arrays or runs loops: the NumPy printer then prints whole-array code."""
+    return bool(program.tape.arrays or program.tape.loops)
+
+
+def array_module(program: Program) -> ArrayModule:
+    """The render context of an array program's gradient module: one function per entry."""
+    tape, header = program.tape, program.header
+    if header.kind != "gradient":
+        raise NotImplementedError(f"the NumPy backend prints no {header.kind} of an array program yet")
+    names = assign_names(tape, header.wrt)
+    printer = Printer(tape, names, "python")
+    functions = tuple(_ArrayFunctionPrinter(tape, printer).function(entry) for entry in program.entries)
+    return ArrayModule(_docstring(header, names), str(ARRAY_BLOCK), functions)
+
+
+def array_program_text(program: Program) -> str:
+    module = array_module(program)
+    return (
+        templates()
+        .get_template("numpy_arrays.py.j2")
+        .render(docstring=module.docstring, block=module.block, functions=module.functions)
+    )
+
+
+@dataclass(eq=False)
+class _Level:
+    """Where a statement runs: outside every loop (depth 0), or over the iterations of a loop nest.
+    A value assigned at a level holds one number per iteration of it (or one number for all)."""
+
+    depth: int
+    index: str = ""  # the innermost loop's index
+    count: str = ""  # its iterations (in the current block, at depth 1)
+    parent: _Level | None = None
+    owners: dict[int, str] | None = None  # depth d >= 1 of an enclosing level -> each iteration's one there
+    start: object = None  # depth 1: the loop's start (expr.Affine); iteration lo is index start + lo
+    index_read: bool = False  # depth 1: whether a statement reads the index as an array
+
+    def chain(self) -> list[_Level]:
+        levels, level = [], self
+        while level is not None:
+            levels.append(level)
+            level = level.parent
+        return levels
+
+
+_ZERO = Const(0.0)
+
+
+class _ArrayFunctionPrinter:
+    """Prints one entry of an array program as statements over whole arrays."""
+
+    def __init__(self, tape: Tape, printer: Printer):
+        self.tape, self.printer, self.names = tape, printer, printer.names
+        taken = set(self.names.params.values()) | set(self.names.values)
+        self.lo, self.hi = _free("lo", taken), _free("hi", taken)
+        self.arrays = tuple(self.names.params[array] for array, _ in tape.arrays)
+        self.lines: list[ArrayLine | None] = []
+        self.level = _Level(0)
+        self.levels: dict[str, _Level] = {}  # a value's name -> the level it was assigned at
+        self.zeroed: dict[str, int] = {}  # a name whose value is the 0.0 that line (position) assigned
+
+    def function(self, entry: Entry) -> ArrayFunction:
+        params = ", ".join(_param(param, self.names) for param in entry.params)
+        for section in entry.body:
+            title = section.title
+            if section.seed is not None:
+                title += f" (seed {self.printer.leaf(section.seed)} = 1)"
+            self.emit(f"# {title}")
+            self.nodes(section.body)
+        results = []
+        for result in entry.results:
+            match result:
+                case Scalar(term=term):
+                    results.append(self.term(term))
+                case Vector(terms=terms):
+                    results.append(_tuple([self.term(term) for term in terms]))
+                case _:
+                    raise NotImplementedError("an array program's gradient module returns a value and a gradient")
+        lines = tuple(line for line in self.lines if line is not None)
+        return ArrayFunction(entry.name, params, entry.doc, lines, ", ".join(results))
+
+    # --- statements
+
+    def emit(self, text: str, note: str = "") -> int:
+        indent = "    " * (self.level.depth > 0)  # only the blocks of a top loop are a Python loop
+        self.lines.append(ArrayLine(indent, text, note))
+        return len(self.lines) - 1
+
+    def nodes(self, nodes) -> None:
+        for node in nodes:
+            kind = type(node)
+            if kind is Assign:
+                if node.read:  # an unread line only checks a domain: array code gives nan, it does not raise
+                    self.assign(node)
+            elif kind is Loop:
+                self.loop(node)
+            elif kind is Check:
+                continue
+            else:
+                raise NotImplementedError(f"the NumPy backend prints no {kind.__name__} in an array program")
+
+    def loop(self, node: Loop) -> None:
+        outer = self.level
+        if outer.depth == 0:
+            count = self.affine(combine(node.stop, node.start, -1))
+            self.emit(f"for {self.lo}, {self.hi} in _blocks({', '.join([count, *self.arrays])}):")
+            header = len(self.lines)
+            self.level = _Level(1, node.index.name, f"{self.hi} - {self.lo}", outer, {}, node.start)
+            self.nodes(node.body)
+            if self.level.index_read:
+                first, last = (self.affine(combine(node.start, _symbol(name))) for name in (self.lo, self.hi))
+                self.lines.insert(header, ArrayLine("    ", f"{node.index.name} = numpy.arange({first}, {last})", ""))
+                self.zeroed = {name: line + (line >= header) for name, line in self.zeroed.items()}
+        else:
+            index = node.index.name
+            start, stop = (self.affine(bound) for bound in (node.start, node.stop))
+            owner = f"{index}_of_{outer.index}"
+            self.emit(f"{owner}, {index} = _nest({start}, {stop}, {outer.count})")
+            owners = {outer.depth: owner}
+            for depth, map_text in outer.owners.items():
+                name = f"{index}_of_{_level_at(outer, depth).index}"
+                self.emit(f"{name} = {map_text}[{owner}]")
+                owners[depth] = name
+            self.level = _Level(outer.depth + 1, index, f"len({index})", outer, owners)
+            self.nodes(node.body)
+        self.level = outer
+
+    def assign(self, node: Assign) -> None:
+        target, mode, term = node.target, node.mode, node.term
+        note = _note(node.origins, self.printer) if node.origins else ""
+        if type(target) is ArrayBar:
+            name = self.names.array_adjoint(target.array)
+            self.emit(f"{name} = numpy.zeros({self.names.params[target.array]}.shape)", note)
+            return
+        if type(target) is Bar and self.tape.instrs[target.index].op == READ:
+            self.scatter(target.index, mode, self.term(term), note)
+            return
+        name = self.printer.leaf(target)
+        zero = self.zeroed.pop(name, None)  # the line that set it to 0.0, if nothing changed it since
+        if mode == "=":
+            line = self.emit(f"{name} = {self.term(term)}", note)
+            self.levels[name] = self.level
+            if term == _ZERO and self.level.depth > 0:
+                self.zeroed[name] = line
+            return
+        home = self.levels.get(name, self.level)
+        if home is self.level:
+            operation = {"+=": "add", "-=": "sub", "*=": "mul"}[mode]
+            self.emit(f"{name} = {self.term(Op(operation, (target, term)))}", note)
+            return
+        total = self.total(self.term(term), home, mode)
+        if home.depth == 0:  # a number, added up block by block
+            self.emit(f"{name} {mode} {total}", note)
+        elif zero is not None:
+            self.lines[zero] = None  # 0.0 + total is total
+            self.emit(f"{name} = {'-' if mode == '-=' else ''}{total}", note)
+        else:
+            self.emit(f"{name} = {name} {mode[0]} {total}", note)
+        self.levels[name] = home
+
+    def total(self, values: str, home: _Level, mode: str) -> str:
+        """`values` of the current level added up over the iterations of each iteration of `home`."""
+        if mode == "*=":
+            if home.depth:
+                raise NotImplementedError("the NumPy backend multiplies a product's factors only outside loops")
+            return f"_product({values}, {self.level.count})"
+        if home.depth == 0:
+            return f"_total({values}, {self.level.count})"
+        return f"_segment_total({values}, {self.level.owners[home.depth]}, {home.count})"
+
+    def scatter(self, read: int, mode: str, values: str, note: str) -> None:
+        """x_bar[...] += values: into the elements the READ entry `read` reads at the current level."""
+        instr = self.tape.instrs[read]
+        bar = self.names.array_adjoint(instr.name)
+        indices, _ = instr.detail
+        if self.level.depth == 0 or not any(affine.indices for affine in indices):
+            values = values if self.level.depth == 0 else f"_total({values}, {self.level.count})"
+            self.emit(f"{bar}[{self.element(indices)}] {mode} {values}", note)
+            return
+        sliced = self.sliced(indices)
+        if sliced is not None:
+            self.emit(f"{bar}{sliced} {mode} {values}", note)
+            return
+        if mode == "-=":
+            values = f"-{values}" if values.isidentifier() else f"-({values})"
+        positions = _tuple([self.affine(affine) for affine in indices])
+        self.emit(f"_scatter({bar}, {positions}, {values})", note)
+
+    # --- terms
+
+    def term(self, term) -> str:
+        if type(term) is Const:
+            return number_text(term.value)
+        return format_tree(term, self.leaf, "numpy")
+
+    def leaf(self, node) -> str:
+        kind = type(node)
+        if kind is Ref:
+            instr = self.tape.instrs[node.index]
+            if instr.op == READ:
+                return self.read(instr)
+            if instr.op == COUNTER:
+                return self.index(instr.name)
+            if instr.op == LENGTH:
+                return self.symbol(Length(instr.name, instr.detail))
+            if instr.op == INPUT:
+                return self.names.params[instr.name]
+        elif kind is Index:
+            return self.index(node.name)
+        elif kind is ArrayBar:
+            return self.names.array_adjoint(node.array)
+        name = self.printer.leaf(node)
+        self.zeroed.pop(name, None)
+        home = self.levels.get(name)
+        if home is None or home.depth == 0 or home is self.level:
+            return name
+        return f"{name}[{self.level.owners[home.depth]}]"  # a value of an enclosing loop, at each iteration
+
+    def read(self, instr) -> str:
+        indices, _ = instr.detail
+        if self.level.depth == 0 or not any(affine.indices for affine in indices):
+            return f"{self.names.params[instr.name]}[{self.element(indices)}]"
+        sliced = self.sliced(indices)
+        if sliced is not None:
+            return self.names.params[instr.name] + sliced
+        return f"{self.names.params[instr.name]}[{self.element(indices)}]"  # a gather over index arrays
+
+    def element(self, indices) -> str:
+        return ", ".join(self.affine(affine) for affine in indices)
+
+    def sliced(self, indices) -> str | None:
+        """`[lo + 1:hi + 1]`: the elements a read reads in a block of a top loop, as basic slices,
+        where one dimension moves with the index (then its elements are distinct); else None."""
+        level = self.level
+        moving = [affine for affine in indices if affine.indices]
+        if level.depth != 1 or len(moving) != 1:
+            return None
+        parts, reversed_ = [], ""
+        for affine in indices:
+            coefficient = dict(affine.terms).get(level.index)
+            if coefficient is None:
+                parts.append(self.affine(affine))
+                continue
+            rest = Affine(affine.constant, tuple((s, c) for s, c in affine.terms if s != level.index))
+            first = combine(rest, level.start, coefficient)  # the element of the loop's first iteration
+            if coefficient > 0:
+                start, stop = combine(first, _symbol(self.lo), coefficient), combine(first, _symbol(self.hi), coefficient)
+                step = "" if coefficient == 1 else f":{coefficient}"
+            else:  # descending: the same elements ascending, then reversed (a stop of -1 would wrap)
+                start = combine(first, _symbol(self.hi), coefficient)
+                start = Affine(start.constant - coefficient, start.terms)
+                stop = combine(first, _symbol(self.lo), coefficient)
+                stop = Affine(stop.constant + 1, stop.terms)
+                step = "" if coefficient == -1 else f":{-coefficient}"
+                reversed_ = "[::-1]"
+            parts.append(f"{self.affine(start)}:{self.affine(stop)}{step}")
+        return f"[{', '.join(parts)}]{reversed_}"
+
+    def index(self, name: str) -> str:
+        """Loop index `name` as an array of the current level's iterations."""
+        for level in self.level.chain():
+            if level.index == name:
+                if level.depth == 1:
+                    level.index_read = True
+                if level is self.level:
+                    return name
+                return f"{name}[{self.level.owners[level.depth]}]"
+        raise AssertionError(f"index {name} read outside its loop")
+
+    def affine(self, affine: Affine) -> str:
+        """An index or bound as written: lengths first, then positive terms (`len(x) - 1 - 2*hi`)."""
+        ordered = sorted(affine.terms, key=lambda term: (isinstance(term[0], str), term[1] < 0))
+        return affine_text(Affine(affine.constant, tuple(ordered)), self.symbol)
+
+    def symbol(self, symbol) -> str:
+        """An Affine's symbol: a length, a block's bound, or a loop index (as an array)."""
+        if isinstance(symbol, Length):
+            array = self.names.params[symbol.array]
+            return f"len({array})" if symbol.dim == 0 else f"{array}.shape[{symbol.dim}]"
+        if symbol == self.lo or symbol == self.hi:
+            return symbol
+        return self.index(symbol)
+
+
+def _level_at(level: _Level, depth: int) -> _Level:
+    while level.depth != depth:
+        level = level.parent
+    return level
+
+
+def _symbol(name: str) -> Affine:
+    return Affine(0, ((name, 1),))
+
+
+def _free(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    return name

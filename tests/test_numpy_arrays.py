@@ -1,0 +1,260 @@
+"""Array programs on the NumPy backend: loops print as whole-array arithmetic (slices of a block for a
+top loop, index arrays and bincount for nested ones), checked against scipy.optimize.rosen_der, the
+Python backend (which test_arrays.py checks against SymPy), formulas written here with NumPy, and Dask.
+"""
+
+import math
+
+import numpy
+import pytest
+
+import symdiff
+import symdiff.codegen.numpy as numpy_printer
+from symdiff.calling import load
+from symdiff.errors import ArgumentError, SymdiffError
+
+ROSENBROCK = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x) - 1))"
+FIT = "sum((a*exp(-b*t[i]) + c - y[i])^2 for i in range(len(t)))"
+PAIRS = "sum(1/(x[i] - x[j])^2 for i in range(len(x)) for j in range(i + 1, len(x)))"
+MATRIX = "sum((sum(W[j, k]*x[k] for k in range(len(x))) - y[j])^2 for j in range(len(y)))"
+
+
+def relative_error(got, expected) -> float:
+    """The largest difference relative to the largest magnitude expected (elementwise relative
+    errors mean nothing where the terms of a partial cancel)."""
+    got, expected = numpy.asarray(got, dtype=float), numpy.asarray(expected, dtype=float)
+    return float(numpy.max(numpy.abs(got - expected), initial=0.0) / max(1e-300, numpy.max(numpy.abs(expected))))
+
+
+def assert_same(got, expected, tolerance=1e-13):
+    """Results of the same shape (a tuple of gradients, or value then gradients), equal to `tolerance`:
+    sums add in another order than the Python backend's one-by-one loop."""
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for one, other in zip(got, expected):
+            assert_same(one, other, tolerance)
+        return
+    assert numpy.shape(got) == numpy.shape(expected)
+    assert relative_error(got, expected) <= tolerance, (got, expected)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 1000, 10**6])
+def test_rosenbrock_gradient_equals_scipy_rosen_der(n):
+    from scipy.optimize import rosen, rosen_der
+
+    x = numpy.random.default_rng(n).uniform(-2.0, 2.0, n)
+    g = symdiff.compile_grad(ROSENBROCK, backend="numpy")
+    (gradient,) = g(x)
+    assert type(gradient) is numpy.ndarray and gradient.dtype == numpy.float64 and gradient.shape == (n,)
+    assert relative_error(gradient, rosen_der(x)) < 1e-12
+    value, (both,) = g.value_and_grad(x)
+    assert numpy.array_equal(both, gradient)
+    assert math.isclose(value, rosen(x), rel_tol=1e-12)
+    assert math.isclose(g.value(x), rosen(x), rel_tol=1e-12)
+
+
+def test_a_top_loop_prints_as_slices_of_a_block():
+    g = symdiff.compile_grad(ROSENBROCK, backend="numpy")
+    grad = g.source.split("def grad(x):\n")[1].split("\n\n\n")[0]
+    assert grad == (
+        '    """Gradient (d/dx); computes only the forward values the reverse sweep reads."""\n'
+        "    # reverse sweep (seed w10_bar = 1)\n"
+        "    x_bar = numpy.zeros(x.shape)\n"
+        "    for lo, hi in _blocks(len(x) - 1, x):\n"
+        "        w3 = x[lo:hi] ** 2\n"
+        "        w4 = x[lo + 1:hi + 1] - w3\n"
+        "        w7 = 1.0 - x[lo:hi]\n"
+        "        w4_bar = 200.0 * w4  # w5 = w4 ^ 2\n"
+        "        x_bar[lo:hi] -= 2.0 * (w7 + w4_bar * x[lo:hi])  # w7 = 1 - x[i]; w3 = x[i] ^ 2\n"
+        "        x_bar[lo + 1:hi + 1] += w4_bar  # w4 = x[i + 1] - w3\n"
+        "    return (x_bar,)"
+    )
+    assert g.source == symdiff.compile_grad(ROSENBROCK, backend="numpy").source
+
+
+def test_the_generated_module_passes_ruff_and_imports_only_numpy(tmp_path):
+    import subprocess
+    import sys
+
+    g = symdiff.compile_grad(PAIRS, backend="numpy")
+    path = tmp_path / "pairs.py"
+    g.save(path)
+    lint = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", str(path)], capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout
+    assert [line for line in g.source.splitlines() if "import" in line] == ["import numpy"]
+
+
+# Programs the core supports, with arguments: each backend's gradient and value must agree.
+PROGRAMS = [
+    ("rosenbrock", ROSENBROCK, None, lambda rng: [rng.uniform(-2, 2, 9)]),
+    ("fit", FIT, ["a", "b", "c"], lambda rng: [1.5, 0.7, 0.2, numpy.linspace(0, 3, 11), rng.normal(size=11)]),
+    ("fit wrt data too", FIT, None, lambda rng: [1.5, 0.7, 0.2, numpy.linspace(0, 3, 7), rng.normal(size=7)]),
+    ("logsumexp", "log(sum(exp(x[i]) for i in range(len(x))))", None, lambda rng: [rng.normal(size=8)]),
+    (
+        "mean in a definition",
+        "m = sum(x[i] for i in range(len(x)))/len(x); sum((x[i] - m)^2 for i in range(len(x)))",
+        None,
+        lambda rng: [rng.normal(size=7)],
+    ),
+    ("pairs i < j", PAIRS, None, lambda rng: [numpy.arange(9.0) + rng.uniform(0, 0.5, 9)]),
+    (
+        "matrix times vector",
+        MATRIX,
+        None,
+        lambda rng: [rng.normal(size=(5, 4)), rng.normal(size=4), rng.normal(size=5)],
+    ),
+    (
+        "index as a number, constant reads, reversed indices",
+        "x[0]*x[1] + sum((i + 1)*x[i]^2 for i in range(len(x))) + sum(x[i]*x[len(x) - 1 - i] for i in range(len(x)))",
+        None,
+        lambda rng: [rng.normal(size=7)],
+    ),
+    (
+        "strides, shifted starts and a constant read in a loop",
+        "sum(x[2*i]*y[i] + x[len(x) - 1 - 2*i]*x[0] for i in range(len(y))) + sum(y[i - 1]*y[i] for i in range(1, len(y)))",
+        None,
+        lambda rng: [rng.normal(size=10), rng.normal(size=5)],
+    ),
+    (
+        "a sum inside a body, over an outer index",
+        "sum(x[i]*sum(x[j]*(i - j) for j in range(i)) for i in range(len(x)))",
+        None,
+        lambda rng: [rng.normal(size=8)],
+    ),
+    (
+        "a one-hidden-layer network",
+        "sum((sum(v[j]*tanh(sum(W[j, k]*X[s, k] for k in range(len(W, 1))) + b[j]) for j in range(len(b)))"
+        " - y[s])^2 for s in range(len(y)))",
+        ["W", "b", "v"],
+        lambda rng: [
+            rng.normal(size=(3, 4)),
+            rng.normal(size=(6, 4)),
+            rng.normal(size=3),
+            rng.normal(size=3),
+            rng.normal(size=6),
+        ],
+    ),
+    ("an array read without loops", "x[0]*x[1] - sin(x[2])*a", None, lambda rng: [rng.normal(), rng.normal(size=3)]),
+    (
+        "a column of a matrix",
+        "sum(W[i, 1]*W[i, 0] for i in range(len(W)))",
+        None,
+        lambda rng: [rng.normal(size=(6, 2))],
+    ),
+]
+
+
+@pytest.mark.parametrize("block", [3, None], ids=["blocks of 3", "default blocks"])
+@pytest.mark.parametrize("program", PROGRAMS, ids=[program[0] for program in PROGRAMS])
+def test_agrees_with_the_python_backend(program, block, monkeypatch):
+    if block is not None:  # loops longer than a block: reductions and scatters cross block boundaries
+        monkeypatch.setattr(numpy_printer, "ARRAY_BLOCK", block)
+    _, source, wrt, arguments = program
+    args = arguments(numpy.random.default_rng(3))
+    fast = symdiff.compile_grad(source, wrt, backend="numpy")
+    textbook = symdiff.compile_grad(source, wrt)
+    expected_value, expected_gradient = textbook.value_and_grad(*args)
+    expected_gradient = tuple(numpy.asarray(partial, dtype=float) for partial in expected_gradient)
+    assert_same(fast(*args), expected_gradient)
+    assert_same(fast.value_and_grad(*args), (numpy.float64(expected_value), expected_gradient))
+    assert_same(fast.value(*args), numpy.float64(expected_value))
+    if block is not None:
+        assert f"BLOCK = {block}\n" in fast.source
+
+
+def test_pairs_add_every_term_of_a_repeated_index():
+    x = numpy.array([0.0, 1.0, 3.0, 7.0, 8.5])
+    g = symdiff.compile_grad(PAIRS, backend="numpy")
+    difference = x[:, None] - x[None, :]
+    with numpy.errstate(divide="ignore"):
+        terms = numpy.where(difference == 0.0, 0.0, -2.0 / difference**3)
+    (gradient,) = g(x)
+    assert relative_error(gradient, terms.sum(axis=1)) < 1e-14
+    assert "_scatter(x_bar, (j,), -w3_bar)" in g.source
+    assert "_scatter(x_bar, (i[j_of_i],), w3_bar)" in g.source
+
+
+def test_a_matrix_times_a_vector_against_its_formula():
+    rng = numpy.random.default_rng(5)
+    W, x, y = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=4)
+    residual = W @ x - y
+    g = symdiff.compile_grad(MATRIX, backend="numpy")
+    W_bar, x_bar, y_bar = g(W, x, y)
+    assert relative_error(W_bar, 2.0 * numpy.outer(residual, x)) < 1e-14
+    assert relative_error(x_bar, 2.0 * W.T @ residual) < 1e-14
+    assert relative_error(y_bar, -2.0 * residual) < 1e-14
+    assert math.isclose(g.value(W, x, y), residual @ residual, rel_tol=1e-14)
+
+
+def test_call_styles_and_result_types():
+    g = symdiff.compile_grad(FIT, wrt=["a", "t"], backend="numpy")
+    t, y = [0.0, 0.5, 1.0], (1.0, 0.8, 0.5)
+    by_position = g(1.0, 2.0, 0.5, t, y)
+    by_name = g(y=numpy.array(y), t=numpy.array(t), a=1.0, b=2.0, c=0.5)
+    assert_same(by_position, by_name, 0.0)
+    a_bar, t_bar = by_position
+    assert numpy.ndim(a_bar) == 0 and isinstance(float(a_bar), float)
+    assert type(t_bar) is numpy.ndarray and t_bar.dtype == numpy.float64 and t_bar.shape == (3,)
+    model = 1.0 * numpy.exp(-2.0 * numpy.array(t)) + 0.5 - numpy.array(y)
+    assert math.isclose(a_bar, float(numpy.sum(2.0 * model * numpy.exp(-2.0 * numpy.array(t)))), rel_tol=1e-14)
+
+
+def test_a_read_out_of_bounds_raises_and_never_wraps():
+    g = symdiff.compile_grad("sum(x[i + 1]*x[i] for i in range(len(x)))", backend="numpy")
+    with pytest.raises(
+        ArgumentError, match=r"^x\[i \+ 1\] for i in range\(len\(x\)\) reads x at index 3, past its end \(len 3\)$"
+    ):
+        g(numpy.array([1.0, 2.0, 3.0]))
+    reversed_ = symdiff.compile_grad("sum(x[len(x) - 2 - i]*y[i] for i in range(len(y)))", backend="numpy")
+    with pytest.raises(
+        ArgumentError,
+        match=r"^x\[-i \+ len\(x\) - 2\] for i in range\(len\(y\)\) reads x at index -1, before its start \(len 3\)$",
+    ):
+        reversed_([1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
+    assert_same(reversed_([1.0, 2.0, 3.0], [5.0, 7.0]), (numpy.array([7.0, 5.0, 0.0]), numpy.array([2.0, 1.0])), 0.0)
+
+
+def test_an_empty_range_sums_to_zero():
+    g = symdiff.compile_grad(ROSENBROCK, backend="numpy")
+    value, (gradient,) = g.value_and_grad([0.5])
+    assert value == 0.0 and gradient.tolist() == [0.0]
+    assert g(numpy.zeros(0))[0].shape == (0,)
+
+
+def test_dask_data_run_lazily_in_chunks_and_give_the_numpy_results():
+    dask_array = pytest.importorskip("dask.array")
+    m = 50_000
+    rng = numpy.random.default_rng(11)
+    t = numpy.linspace(0.0, 5.0, m)
+    y = 2.0 * numpy.exp(-0.7 * t) + 0.3 + rng.normal(scale=0.01, size=m)
+    lazy_t, lazy_y = dask_array.from_array(t, chunks=7_000), dask_array.from_array(y, chunks=7_000)
+    assert lazy_t.numblocks == (8,)
+    g = symdiff.compile_grad(FIT, wrt=["a", "b", "c"], backend="numpy")
+    expected = g(1.5, 0.5, 0.1, t, y)
+    assert_same(g(1.5, 0.5, 0.1, lazy_t, lazy_y), expected, 1e-12)
+    value, gradient = g.value_and_grad(1.5, 0.5, 0.1, lazy_t, lazy_y)
+    assert_same((value, gradient), g.value_and_grad(1.5, 0.5, 0.1, t, y), 1e-12)
+    # The generated function itself builds a Dask graph over the chunks, and computes nothing.
+    grad = load(g.source, "numpy")["grad"]
+    partials = grad(1.5, 0.5, 0.1, lazy_t, lazy_y)
+    assert all(type(partial).__module__.startswith("dask") for partial in partials)
+    assert float(partials[0].compute()) == pytest.approx(float(expected[0]), rel=1e-12)
+
+
+def test_an_array_in_wrt_passed_as_dask_is_computed_once_into_numpy():
+    dask_array = pytest.importorskip("dask.array")
+    x = numpy.random.default_rng(2).uniform(-2.0, 2.0, 100)
+    g = symdiff.compile_grad(ROSENBROCK, backend="numpy")
+    (gradient,) = g(dask_array.from_array(x, chunks=30))
+    assert type(gradient) is numpy.ndarray
+    assert numpy.array_equal(gradient, g(x)[0])
+
+
+def test_what_the_numpy_backend_does_not_print_yet_says_so():
+    with pytest.raises(SymdiffError, match=r"^the NumPy backend does not print prod\(\) yet"):
+        symdiff.compile_grad("prod(x[i] for i in range(len(x)))", backend="numpy")
+    g = symdiff.compile_grad(ROSENBROCK, backend="numpy")
+    with pytest.raises(ArgumentError, match="an array program takes its arrays whole"):
+        g.batch(numpy.ones((1, 3)))
