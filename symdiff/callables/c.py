@@ -1,5 +1,6 @@
 """The C backend's callables: the generated C (codegen.c) compiled into a shared library, called through
-ctypes, one point at a time or over a batch."""
+ctypes, one point at a time or over a batch. An array program's functions take whole arrays (one
+call, no batch): its arguments are converted and checked against every read before the call."""
 
 from __future__ import annotations
 
@@ -21,13 +22,16 @@ from ..codegen.c import (
 from ..core.adjoint import Adjoint
 from ..core.program import Matrix, Program, Scalar, Vector
 from ..errors import ArgumentError
-from .base import CompiledGradient, batch_outputs
+from .base import ArrayArguments, CompiledGradient, batch_outputs
 
 
 class CGradient(CompiledGradient):
-    """g(*point) -> gradient tuple, computed by compiled C; g.batch(points) evaluates many points."""
+    """g(*point) -> gradient tuple, computed by compiled C; g.batch(points) evaluates many points. An
+    array program (x[i], sum(...)) takes whole arrays, lists or NumPy arrays, and returns a float64
+    NumPy array for each array of wrt; it has no batch."""
 
     backend = "c"
+    _arrays: ArrayArguments | None = None  # an array program's conversion and bounds check
 
     def __init__(self, programs, adjoint: Adjoint):
         self._module = c_module(adjoint)
@@ -36,6 +40,12 @@ class CGradient(CompiledGradient):
         self.header = header
         find_compiler()  # no compiler: a clear error now, not at the first call
         self._compiled: dict[str, ctypes._CFuncPtr] = {}
+        if self._module.arrays:
+            self._arrays = ArrayArguments(programs.tape, "c")
+
+    def _point(self, args: tuple, kwargs: dict) -> tuple:
+        point = super()._point(args, kwargs)
+        return point if self._arrays is None else self._arrays(point)
 
     def _c(self, entry: str):
         """The C function symdiff_`entry`, compiled on first use with only what it needs (as the
@@ -52,6 +62,8 @@ class CGradient(CompiledGradient):
 
     @functools.cached_property
     def _functions(self) -> dict:
+        if self._arrays is not None:
+            return _array_functions(self._module, self.programs.tape, self.wrt)
         pack = self._point_struct.pack
         result = struct.Struct(f"{len(self.wrt)}d")
         size, unpack = result.size, result.unpack_from
@@ -76,6 +88,7 @@ class CGradient(CompiledGradient):
         """The gradient at one point given as an array of `inputs` float64 values (a NumPy array, or
         any sequence of numbers such as array.array("d") or a list): the fast path for optimisers.
         Returns a NumPy array for NumPy input (written into `out` if given), else an array.array("d")."""
+        self._no_arrays("grad_array")
         if type(x).__module__.split(".")[0] == "numpy":
             import numpy  # the caller passed NumPy arrays, so NumPy is installed
 
@@ -93,6 +106,7 @@ class CGradient(CompiledGradient):
 
     def value_array(self, x) -> float:
         """f at one point given as an array (see grad_array)."""
+        self._no_arrays("value_array")
         if len(x) != len(self.inputs):
             raise ArgumentError(f"value_array: expected {len(self.inputs)} inputs, got {len(x)}")
         if type(x).__module__.split(".")[0] == "numpy":
@@ -119,6 +133,7 @@ class CGradient(CompiledGradient):
         Returns the gradients as (wrt, n) (`grad`), the values as (n,) (`value`), or both as a pair:
         NumPy arrays for NumPy input, else lists. `out` (NumPy input only): arrays to write into,
         (values, gradients) when both are asked for."""
+        self._no_arrays("batch")
         if not (value or grad):
             raise ArgumentError("batch: ask for value, grad or both")
         if type(points).__module__.split(".")[0] == "numpy":
@@ -152,6 +167,13 @@ class CGradient(CompiledGradient):
         )
         return _select(values, grads, value, grad)
 
+    def _no_arrays(self, what: str) -> None:
+        if self._arrays is not None:
+            raise ArgumentError(
+                f"{what} is not available for array programs: each call takes whole arrays "
+                f"(call g({', '.join(self.inputs)}) once per point)"
+            )
+
     def _run_batch(self, n: int, points: int, values: int, grads: int, value: bool, grad: bool) -> None:
         if value and grad:
             self._c("value_and_grad_batch")(n, points, values, grads)
@@ -159,6 +181,77 @@ class CGradient(CompiledGradient):
             self._c("f_batch")(n, points, values)
         else:
             self._c("grad_batch")(n, points, grads)
+
+
+def _array_functions(module, tape, wrt: tuple[str, ...]) -> dict:
+    """f, grad and value_and_grad of an array program's module (codegen.c.array_module), from one
+    library: each takes the converted arguments (ArrayArguments) and returns what the Python backend
+    does, with a float64 NumPy array for each array of wrt. The ABI: each scalar a double, each array
+    its address and its lengths; then the scalars' gradient (when wrt has scalars), then one output
+    per array of wrt, in wrt's order, each shaped as its input."""
+    import numpy  # ArrayArguments made the arrays with NumPy
+
+    library = build_library(render_module(module)[0], library_flags(module))
+    dims = dict(tape.arrays)
+    inputs = []
+    for name in tape.inputs:
+        inputs += [ctypes.c_void_p, *[ctypes.c_long] * dims[name]] if name in dims else [ctypes.c_double]
+    scalars = sum(name not in dims for name in wrt)
+    arrays = [tape.inputs.index(name) for name in wrt if name in dims]  # the input each output is shaped as
+    outputs = [ctypes.c_void_p] * ((scalars > 0) + len(arrays))
+    functions = {}
+    for name, result in (("f", ctypes.c_double), ("grad", None), ("value_and_grad", ctypes.c_double)):
+        function = getattr(library, f"symdiff_{name}")
+        function.argtypes = inputs if name == "f" else inputs + outputs
+        function.restype = result
+        functions[name] = function
+    f, grad, both = functions["f"], functions["grad"], functions["value_and_grad"]
+
+    def arguments(point) -> list:
+        values = []
+        for value in point:
+            if type(value) is float:
+                values.append(value)
+            else:
+                values.append(_data(value))
+                values.extend(value.shape)
+        return values
+
+    def results(point) -> tuple[list, list]:
+        """New output arrays (the scalars' first, then one per array of wrt) and their addresses."""
+        made = [numpy.empty(scalars)] if scalars else []
+        made += [numpy.empty(point[index].shape) for index in arrays]
+        return made, [_data(array) for array in made]
+
+    def gradient(made: list) -> tuple:
+        """The filled outputs as the gradient tuple, in wrt's order."""
+        scalar = iter(made[0].tolist() if scalars else ())
+        array = iter(made[1:] if scalars else made)
+        return tuple(next(array) if name in dims else next(scalar) for name in wrt)
+
+    def call_f(*point):
+        return f(*arguments(point))
+
+    def call_grad(*point):
+        made, addresses = results(point)
+        grad(*arguments(point), *addresses)
+        return gradient(made)
+
+    def call_both(*point):
+        made, addresses = results(point)
+        value = both(*arguments(point), *addresses)
+        return value, gradient(made)
+
+    return {"f": call_f, "grad": call_grad, "value_and_grad": call_both}
+
+
+def _data(array) -> int:
+    """The address of a NumPy array's first element (through its buffer: a quarter of the time of
+    array.ctypes.data, which a read-only or empty array still needs)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):
+        return array.ctypes.data
 
 
 def _bind(library: ctypes.CDLL, name: str):

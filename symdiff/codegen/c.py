@@ -27,14 +27,18 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..core.adjoint import Adjoint, Bar, Op
+from ..core.adjoint import Adjoint, ArrayBar, Bar, Op
+from ..core.bounds import bounds
+from ..core.expr import Length
 from ..core.forward import Dot
 from ..core.primitives import TABLE
+from ..core.printing import affine_text
 from ..core.program import Assign, Check, Entry, Header, If, Matrix, Program, Scalar, Section, Vector, build_program
-from ..core.tape import INPUT, Ref, Tape
+from ..core.program import Loop as ProgramLoop
+from ..core.tape import COUNTER, INPUT, LENGTH, READ, REDUCTIONS, Ref, Tape
 from ..errors import CompilerError
 from ..files import move_into_place
 from ..resources import private_folder, templates, trusted_cache, trusted_file
@@ -70,6 +74,8 @@ LARGE_FLAGS = ("-O1", *POINT_FLAGS)
 # SIMD loops gain little where every lane runs a chain of hundreds of tests.
 DEEP_BRANCHES = 24
 DEEP_FLAGS = ("-O0",)
+# An array program's loops are built at -O2 (CFLAGS): the loops are short and run n times.
+ARRAY_FLAGS = ()
 # Below this many points a batch runs on one thread (starting threads costs more than it saves).
 PARALLEL_FROM = 4096
 # Threads take whole tiles of this many points; inside a tile the SIMD loop has restrict pointers
@@ -232,6 +238,7 @@ class Module:
     loops: tuple[Loop, ...]  # the SIMD batches of short programs
     wrappers: tuple[Wrapper, ...]  # single points, and batches of long programs (a loop of points)
     depth: int = 0  # how deep its deepest branch is nested (where() in where() ...)
+    arrays: bool = False  # an array program's functions (array_module): loops, no batch
 
 
 # value_and_grad shares one sweep up to this many lines; beyond, it runs f then grad: the compiler's
@@ -262,6 +269,8 @@ def c_module(
     adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None, shared_sweep_lines: int = SHARED_SWEEP_LINES
 ) -> Module:
     tape = adjoint.tape
+    if tape.loops or tape.arrays:
+        return array_module(adjoint, prefix, header)
     names = c_names(tape, adjoint.wrt, prefix)
     printer = Printer(tape, names, "c")
     x, grad, value, n, k, start, end, carry = _own_names(names)
@@ -1020,6 +1029,234 @@ def render_program(program: Program, prefix: str = "symdiff", header: str | None
     """The .c and .h texts of a derivative Program (see program_module)."""
     return render_module(program_module(program, prefix, header))
 
+# --- array programs (issue 21) -------------------------------------------------------------------
+# The functions of an array program take each scalar input as a double and each array as a pointer to
+# its elements (row-major) followed by its lengths, and write the gradient into the caller's arrays:
+#     double symdiff_f(double a, const double *x, long x_len);
+#     void symdiff_grad(double a, const double *x, long x_len, double *grad, double *x_bar);
+#     double symdiff_value_and_grad(double a, const double *x, long x_len, double *grad, double *x_bar);
+# grad[j] is the j-th scalar of wrt (no grad when wrt has none), and each array of wrt has its own
+# output shaped as the input, every element written. Loops are plain `for` loops over the Program's
+# ranges, in the Program's order (the same sums in the same order: Python's bits); the caller checks
+# that the lengths keep every read in bounds (core.bounds) before the call.
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayLayout:
+    """The parameters and loop names of an array program's functions."""
+
+    inputs: tuple[str, ...]  # in order: "double a", "const double *restrict x", "long x_len", ...
+    lengths: dict[tuple[str, int], str]  # (array, dimension) -> the parameter holding that length
+    indices: dict[str, str]  # a loop index as the user wrote it -> its C name
+    grad: str  # the output of the scalars of wrt, in order ("" when wrt has none)
+    adjoints: dict[str, str]  # each array of wrt -> its output (x_bar)
+    counter: str  # the index of the loops that zero those outputs
+
+
+def array_layout(tape: Tape, names: Names, wrt: tuple[str, ...]) -> ArrayLayout:
+    """Parameter names free of the user's and of C's: `x_len` for a 1-D x, `W_len0, W_len1` for a 2-D W
+    (underscores appended where a name is taken); loop indices keep the user's names where C allows."""
+    dims = dict(tape.arrays)
+    generated = {READ, COUNTER, LENGTH}
+    taken = set(names.params.values())
+    taken |= {name for instr, name in zip(tape.instrs, names.values) if instr.op not in generated}
+
+    def free(base: str) -> str:
+        name = base if not _IMPLEMENTATION.match(base) else "v" + base
+        while name in taken or name in C_RESERVED or not name.isidentifier():
+            name += "_"
+        taken.add(name)
+        return name
+
+    indices = {}
+    for loop in tape.loops:
+        if loop.index not in indices:
+            indices[loop.index] = free(loop.index)
+    lengths, inputs = {}, []
+    for name in tape.inputs:
+        param = names.params[name]
+        if name not in dims:
+            inputs.append(f"double {param}")
+            continue
+        inputs.append(f"const double *restrict {param}")
+        for dim in range(dims[name]):
+            lengths[(name, dim)] = free(f"{param}_len" if dims[name] == 1 else f"{param}_len{dim}")
+            inputs.append(f"long {lengths[(name, dim)]}")
+    adjoints = {name: free(names.array_adjoint(name)) for name in wrt if name in dims}
+    grad = free("grad") if any(name not in dims for name in wrt) else ""
+    return ArrayLayout(tuple(inputs), lengths, indices, grad, adjoints, free("e"))
+
+
+def array_names(tape: Tape, names: Names, layout: ArrayLayout) -> tuple[Names, Names]:
+    """The names C code reads (x[i + 1], W[j * W_len1 + k], (double)i, (double)x_len; adjoints
+    x_bar[i + 1]), and those the notes read, as the user writes them (W[j, k], i, len(x))."""
+    code, notes = list(names.values), list(names.values)
+    elements = {}
+    for index, instr in enumerate(tape.instrs):
+        if instr.op == READ:
+            indices, _ = instr.detail
+            code[index] = _array_element(names.params[instr.name], instr.name, indices, layout)
+            if instr.name in layout.adjoints:
+                elements[index] = _array_element(layout.adjoints[instr.name], instr.name, indices, layout)
+            shown = ", ".join(affine_text(affine, _user_symbol) for affine in indices)
+            notes[index] = f"{names.params[instr.name]}[{shown}]"
+        elif instr.op == COUNTER:
+            code[index], notes[index] = f"(double){layout.indices[instr.name]}", instr.name
+        elif instr.op == LENGTH:
+            code[index] = f"(double){layout.lengths[(instr.name, instr.detail)]}"
+            notes[index] = _user_symbol(Length(instr.name, instr.detail))
+    return Names(tuple(code), names.params, elements), Names(tuple(notes), names.params)
+
+
+def _array_element(pointer: str, array: str, indices: tuple, layout: ArrayLayout) -> str:
+    """Element `indices` of a row-major array: x[i + 1], W[(j + 1) * W_len1 + k]."""
+    symbol = _c_symbol(layout)
+    flat = affine_text(indices[0], symbol)
+    for dim, affine in enumerate(indices[1:], 1):
+        row = f"({flat})" if " " in flat else flat
+        flat = f"{row} * {layout.lengths[(array, dim)]} + {affine_text(affine, symbol)}"
+    return f"{pointer}[{flat}]"
+
+
+def _c_symbol(layout: ArrayLayout):
+    def symbol(name) -> str:
+        return layout.lengths[(name.array, name.dim)] if isinstance(name, Length) else layout.indices[name]
+
+    return symbol
+
+
+def _user_symbol(name) -> str:
+    if isinstance(name, Length):
+        return f"len({name.array})" if name.dim == 0 else f"len({name.array}, {name.dim})"
+    return name
+
+
+INDENT = "    "
+
+
+class _ArrayPrinter:
+    """Prints the nodes of an array program's entries as C lines, one level of indent per loop."""
+
+    def __init__(self, tape: Tape, names: Names, notes: Names, layout: ArrayLayout):
+        self.tape, self.names, self.layout = tape, names, layout
+        self.code = Printer(tape, names, "c")
+        self.notes = Printer(tape, notes, "c")
+
+    def lines(self, nodes, depth: int, declared: dict[str, int], out: list[Line]) -> None:
+        """Appends `nodes`' lines. `declared`: the variables declared in the enclosing blocks, with the
+        line declaring each (a value of a loop body is declared in its block, as each iteration
+        computes it again)."""
+        indent = INDENT * depth
+        for node in nodes:
+            kind = type(node)
+            if kind is Assign:
+                if node.read:  # else kept only to raise outside a domain: C does not raise
+                    self.assign(node, indent, declared, out)
+            elif kind is Section:
+                seed = f" (seed {self.code.leaf(node.seed)} = 1)" if node.seed is not None else ""
+                out.append(Line(f"// {node.title}{seed}", "", "", "", indent))
+                self.lines(node.body, depth, declared, out)
+            elif kind is ProgramLoop:
+                index, symbol = self.layout.indices[node.index.name], _c_symbol(self.layout)
+                start, stop = affine_text(node.start, symbol), affine_text(node.stop, symbol)
+                out.append(Line(f"for (long {index} = {start}; {index} < {stop}; ++{index}) {{", "", "", "", indent))
+                self.lines(node.body, depth + 1, dict(declared), out)
+                out.append(Line("}", "", "", "", indent))
+            elif kind is not Check:  # a domain check: C does not raise
+                raise AssertionError(f"unexpected node {node!r} in an array program")
+
+    def assign(self, node: Assign, indent: str, declared: dict[str, int], out: list[Line]) -> None:
+        target, term = node.target, node.term
+        note = "  // " + "; ".join(map(self.notes.source_definition, node.origins)) if node.origins else ""
+        if type(target) is ArrayBar:  # the caller's output, zeroed: its elements' adjoints are added into it
+            output, counter = self.layout.adjoints[target.array], self.layout.counter
+            size = " * ".join(length for (array, _), length in self.layout.lengths.items() if array == target.array)
+            zeroing = f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output}[{counter}]"
+            out.append(Line(zeroing, "=", self.code.atom(term), note, indent))
+            return
+        if type(target) is Ref:
+            instrs = self.tape.instrs
+            name = self.names.values[target.index]
+            same = type(term) is Op and term.args is instrs[target.index].args
+            rhs = self.code.definition(target.index) if same else self.code.atom(term)
+            constant = instrs[target.index].op not in REDUCTIONS  # a reduction is updated after its start
+        elif type(target) is Bar and target.index in self.names.elements:
+            out.append(Line(self.code.leaf(target), node.mode, self.code.atom(term), note, indent))  # x_bar[i + 1]
+            return
+        else:
+            name, rhs, constant = self.code.leaf(target), self.code.atom(term), False
+        declaration = declared.get(name)
+        if declaration is None and node.mode == "=":
+            declared[name] = len(out)
+            out.append(Line(f"{'const ' if constant else ''}double {name}", "=", rhs, note, indent))
+            return
+        if declaration is not None and out[declaration].target.startswith("const "):
+            # Assigned again in its block: not a constant after all.
+            out[declaration] = replace(out[declaration], target=out[declaration].target.removeprefix("const "))
+        out.append(Line(name, node.mode, rhs, note, indent))
+
+
+def array_module(adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None) -> Module:
+    """An array program's f, grad and value_and_grad as C functions (see ArrayLayout for the ABI), from
+    the core's Program."""
+    tape = adjoint.tape
+    base = c_names(tape, adjoint.wrt, prefix)
+    layout = array_layout(tape, base, adjoint.wrt)
+    names, notes = array_names(tape, base, layout)
+    printer = _ArrayPrinter(tape, names, notes, layout)
+    dims = dict(tape.arrays)
+    outputs = (f"double *restrict {layout.grad}",) if layout.grad else ()
+    outputs += tuple(f"double *restrict {output}" for output in layout.adjoints.values())
+    scalars = [name for name in adjoint.wrt if name not in dims]
+    into = [f"{layout.grad}[0..{len(scalars) - 1}] ({', '.join(f'd/d{name}' for name in scalars)})"] if scalars else []
+    into += [f"{output} (d/d{name})" for name, output in layout.adjoints.items()]
+    points = []
+    for entry in build_program(adjoint).entries:
+        lines: list[Line] = []
+        printer.lines(entry.body, 0, {}, lines)
+        gradient = False
+        for result in entry.results:
+            if isinstance(result, Vector):
+                gradient = True
+                scalar_terms = [term for term in result.terms if type(term) is not ArrayBar]
+                lines += [Line(f"{layout.grad}[{j}]", "=", printer.code.atom(term), "") for j, term in enumerate(scalar_terms)]
+        value = next((result.term for result in entry.results if isinstance(result, Scalar)), None)
+        if value is not None:
+            lines.append(Line(f"return {printer.code.atom(value)};", "", "", ""))
+        params = layout.inputs + (outputs if gradient else ())
+        name = f"{prefix}_{entry.name}"
+        signature, declaration = _signature("double" if value is not None else "void", name, params or ("void",))
+        doc = entry.doc + (f" The gradient into {', '.join(into) or 'nothing'}." if gradient else "")
+        code_lines = tuple(line for line in lines if not line.target.startswith("//"))
+        unused = _unused(params, code_lines)
+        points.append(Point(name, signature, declaration, doc, unused, (), tuple(lines), (), ()))
+    comment = (*_gradient_comment(Header("gradient", tape.source, tape.inputs, adjoint.wrt), base), "",
+               *_array_abi(tape, layout))
+    includes = ("<math.h>",) + ((f'"{header}"',) if header else ())
+    return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), (), (), 0, True)
+
+
+def _array_abi(tape: Tape, layout: ArrayLayout) -> tuple[str, ...]:
+    """The comment's account of the parameters, and of the lengths that keep every read in bounds."""
+    outputs = [f"{layout.grad}[j] for the j-th scalar of wrt"] if layout.grad else []
+    outputs += [f"{output} shaped as {array}" for array, output in layout.adjoints.items()]
+    text = [
+        "Each scalar input is a double, each array a pointer to its elements (row-major) followed by its",
+        "lengths. The gradient goes into the caller's arrays, every element written:",
+        f"{'; '.join(outputs) or 'nothing'}.",
+        "The functions do not check bounds: the caller makes sure that every read stays inside its array",
+        "(symdiff's loader checks these before each call):",
+    ]
+    dims = dict(tape.arrays)
+    for bound in bounds(tape):
+        where = f"dimension {bound.dim} of {bound.array}" if dims[bound.array] > 1 else bound.array
+        low, high = affine_text(bound.lowest, _user_symbol), affine_text(bound.highest, _user_symbol)
+        line = f"    {bound.text} reads {where} from {low} to {high}"
+        if line not in text:
+            text.append(line)
+    return tuple(line.replace("*/", "* /") for line in text)
+
+
 # --- compiling and loading ----------------------------------------------------------------------
 
 
@@ -1155,6 +1392,8 @@ def library_flags(module: Module) -> tuple[str, ...]:
     branches nested deeper than DEEP_BRANCHES."""
     if module.depth > DEEP_BRANCHES:
         return DEEP_FLAGS
+    if module.arrays:
+        return ARRAY_FLAGS
     if module.loops:
         return ()
     return LARGE_FLAGS if any(point.length > SIMD_LINES for point in module.points) else POINT_FLAGS

@@ -1,0 +1,206 @@
+"""The C backend prints array programs (issue 21): plain `for` loops over the Program's ranges, each
+array a pointer and its lengths, the gradient into the caller's arrays. Rosenbrock's gradient equals
+scipy's rosen_der; every example gives the Python backend's bits; reads out of bounds are refused
+before the call; the generated C compiles cleanly under strict flags."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy
+import pytest
+from scipy.optimize import rosen, rosen_der
+from support import needs_compiler
+
+import symdiff
+from symdiff.api import build
+from symdiff.codegen.c import array_module, find_compiler, render_c
+from symdiff.errors import ArgumentError
+
+pytestmark = [needs_compiler, pytest.mark.usefixtures("private_c_cache")]
+
+STRICT = ("-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror")
+ROSENBROCK = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x) - 1))"
+FIT = "sum((a*exp(-b*t[i]) + c - y[i])^2 for i in range(len(t)))"
+NETWORK = "sum((sum(W[j, k]*x[k] for k in range(len(x))) - y[j])^2 for j in range(len(y)))"
+
+# (expression, wrt, inputs by name: a shape for an array, a number for a scalar)
+PROGRAMS = [
+    (ROSENBROCK, None, {"x": (7,)}),
+    (FIT, ["a", "b", "c"], {"a": 1.5, "b": 0.7, "c": -0.2, "t": (9,), "y": (9,)}),
+    (FIT, None, {"a": 1.5, "b": 0.7, "c": -0.2, "t": (9,), "y": (9,)}),
+    ("log(sum(exp(x[i]) for i in range(len(x))))", None, {"x": (6,)}),
+    ("m = sum(x[i] for i in range(len(x)))/len(x); sum((x[i] - m)^2 for i in range(len(x)))", None, {"x": (5,)}),
+    ("sum(1/(x[i] - x[j])^2 for i in range(len(x)) for j in range(i + 1, len(x)))", None, {"x": (6,)}),
+    (NETWORK, None, {"W": (3, 4), "x": (4,), "y": (3,)}),
+    ("x[0]*x[1] + sum((i + 1)*x[i]^2 for i in range(len(x)))", None, {"x": (5,)}),
+    ("sum(x[i]*x[len(x) - 1 - i] for i in range(len(x))) + len(x)*a", None, {"a": 0.3, "x": (5,)}),
+    ("sum(sin(x[2*i + 1])*cos(x[2*i]) for i in range(len(x) - 1 - len(x) + 3))", None, {"x": (6,)}),
+    ("sum(a*i for i in range(5))", None, {"a": 2.5}),
+]
+
+
+def _arguments(inputs: dict, seed: int) -> dict:
+    rng = numpy.random.default_rng(seed)
+    return {
+        name: rng.uniform(-1.5, 1.5, shape) if isinstance(shape, tuple) else shape for name, shape in inputs.items()
+    }
+
+
+def _same_bits(c_result, python_result) -> bool:
+    """A float or a NumPy array from C, against a float or a list (of rows) from Python."""
+    if isinstance(c_result, tuple):
+        return len(c_result) == len(python_result) and all(map(_same_bits, c_result, python_result))
+    if isinstance(c_result, numpy.ndarray):
+        expected = numpy.array(python_result, dtype=numpy.float64)
+        return c_result.shape == expected.shape and c_result.tobytes() == expected.tobytes()
+    return type(c_result) is float and numpy.float64(c_result).tobytes() == numpy.float64(python_result).tobytes()
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 1000])
+def test_rosenbrock_gradient_equals_rosen_der(n):
+    g = symdiff.compile_grad(ROSENBROCK, backend="c")
+    x = numpy.random.default_rng(n).uniform(-2.0, 2.0, n)
+    (gradient,) = g(x)
+    expected = rosen_der(x)
+    assert gradient.shape == (n,) and gradient.dtype == numpy.float64
+    assert numpy.allclose(gradient, expected, rtol=1e-12, atol=1e-12 * abs(expected).max())
+    value, (both,) = g.value_and_grad(x)
+    assert value == pytest.approx(rosen(x), rel=1e-12) and numpy.array_equal(both, gradient)
+    assert g.value(x) == value
+
+
+@pytest.mark.parametrize("text, wrt, inputs", PROGRAMS, ids=[f"{number}" for number in range(len(PROGRAMS))])
+def test_c_gives_the_python_backends_bits(text, wrt, inputs):
+    c = symdiff.compile_grad(text, wrt=wrt, backend="c")
+    python = symdiff.compile_grad(text, wrt=wrt)
+    assert c.inputs == python.inputs == tuple(inputs)
+    for seed in range(3):
+        arguments = _arguments(inputs, seed)
+        lists = {
+            name: value.tolist() if isinstance(value, numpy.ndarray) else value for name, value in arguments.items()
+        }
+        assert _same_bits(c(**arguments), python(**lists))
+        assert _same_bits(c.value(**arguments), python.value(**lists))
+        assert _same_bits(c.value_and_grad(*arguments.values()), python.value_and_grad(*lists.values()))
+        assert _same_bits(c(*lists.values()), python(*lists.values()))  # lists convert as arrays do
+
+
+def test_exponential_fit_gradient_wrt_the_parameters():
+    g = symdiff.compile_grad(FIT, wrt=["a", "b", "c"], backend="c")
+    t = numpy.linspace(0.0, 4.0, 200)
+    y = 2.0 * numpy.exp(-1.3 * t) + 0.5 + numpy.random.default_rng(1).normal(0.0, 0.01, t.size)
+    a, b, c = 1.8, 1.1, 0.4
+    r = a * numpy.exp(-b * t) + c - y
+    expected = (
+        numpy.sum(2 * r * numpy.exp(-b * t)),
+        numpy.sum(-2 * r * a * t * numpy.exp(-b * t)),
+        numpy.sum(2 * r),
+    )
+    gradient = g(a, b, c, t, y)
+    assert all(type(item) is float for item in gradient)
+    assert gradient == pytest.approx(expected, rel=1e-12)
+    assert g.value(a, b, c, t=t, y=y) == pytest.approx(numpy.sum(r * r), rel=1e-12)
+
+
+def test_a_2d_array_is_row_major_and_its_gradient_has_its_shape():
+    g = symdiff.compile_grad(NETWORK, backend="c")
+    rng = numpy.random.default_rng(5)
+    W, x, y = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=3)
+    r = W @ x - y
+    W_bar, x_bar, y_bar = g(W, x, y)
+    assert W_bar.shape == (3, 4) and x_bar.shape == (4,) and y_bar.shape == (3,)
+    assert numpy.allclose(W_bar, 2 * numpy.outer(r, x), rtol=1e-13)
+    assert numpy.allclose(x_bar, 2 * W.T @ r, rtol=1e-13) and numpy.allclose(y_bar, -2 * r, rtol=1e-13)
+    assert numpy.array_equal(g(numpy.asfortranarray(W), x, y)[0], W_bar)  # any layout is read as rows
+    source = g.source
+    assert "const double *restrict W, long W_len0, long W_len1" in source
+    assert "W_bar[j * W_len1 + k] += w6_bar * x[k];  // w3 = W[j, k] * x[k]" in source
+
+
+@pytest.mark.parametrize(
+    "text, arguments, message",
+    [
+        ("sum(x[i + 1] for i in range(len(x)))", ([1.0, 2.0, 3.0],), "reads x at index 3, past its end (len 3)"),
+        ("sum(x[i - 1] for i in range(len(x)))", ([1.0, 2.0],), "reads x at index -1, before its start (len 2)"),
+        (FIT, (1.0, 1.0, 1.0, [0.0, 1.0, 2.0], [1.0, 2.0]), "reads y at index 2, past its end (len 2)"),
+        (NETWORK, (numpy.ones((2, 3)), numpy.ones(3), numpy.ones(3)), "reads W at index 2, past its end (len 2)"),
+    ],
+)
+def test_a_read_out_of_bounds_is_refused_before_the_call(text, arguments, message):
+    g = symdiff.compile_grad(text, backend="c")
+    for entry in (g, g.value, g.value_and_grad):
+        with pytest.raises(ArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            entry(*arguments)
+
+
+def test_wrong_arguments_are_argument_errors():
+    g = symdiff.compile_grad(FIT, wrt=["a", "b", "c"], backend="c")
+    t = [0.0, 1.0]
+    with pytest.raises(ArgumentError, match="t is a 1-D array input, got an array of shape"):
+        g(1.0, 1.0, 1.0, [[0.0, 1.0]], t)
+    with pytest.raises(ArgumentError, match="a is a scalar input, got a sequence of 2"):
+        g(t, 1.0, 1.0, t, t)
+    with pytest.raises(ArgumentError, match="expected 5 values"):
+        g(1.0, t, t)
+
+
+def test_empty_and_read_only_arrays():
+    g = symdiff.compile_grad("sum(x[i]^2 for i in range(len(x)))", backend="c")
+    value, (gradient,) = g.value_and_grad(numpy.empty(0))
+    assert value == 0.0 and gradient.shape == (0,)
+    x = numpy.array([1.0, -2.0, 3.0])
+    x.flags.writeable = False
+    assert g(x)[0].tolist() == [2.0, -4.0, 6.0] and g(x[::-1])[0].tolist() == [6.0, -4.0, 2.0]
+
+
+def test_batch_and_point_arrays_are_refused_for_array_programs():
+    g = symdiff.compile_grad(ROSENBROCK, backend="c")
+    refusal = r"not available for array programs: each call takes whole arrays \(call g\(x\) once per point\)"
+    with pytest.raises(ArgumentError, match="batch is " + refusal):
+        g.batch(numpy.ones((1, 3)))
+    with pytest.raises(ArgumentError, match="grad_array is " + refusal):
+        g.grad_array(numpy.ones(3))
+    with pytest.raises(ArgumentError, match="value_array is " + refusal):
+        g.value_array(numpy.ones(3))
+
+
+def test_the_abi_takes_each_array_with_its_lengths_and_writes_the_gradient_into_the_callers_arrays():
+    source, header = render_c(build(FIT.replace("y[i]", "y[i]*x[i]"), wrt=["a", "x", "c"]).adjoint)
+    params = (
+        "double a, double b, double c, const double *restrict t, long t_len, const double *restrict x, long x_len, "
+        "const double *restrict y, long y_len"
+    )
+    assert f"double symdiff_f({params})" in source
+    assert f"void symdiff_grad({params}, double *restrict grad, double *restrict x_bar)" in source
+    assert f"double symdiff_value_and_grad({params}, double *restrict grad, double *restrict x_bar)" in source
+    assert "    for (long e = 0; e < x_len; ++e) x_bar[e] = 0.0;\n" in source
+    assert "    grad[0] = a_bar;\n    grad[1] = c_bar;\n" in source
+    assert "void symdiff_grad(double a, double b, double c, const double *SYMDIFF_RESTRICT t, long t_len," in header
+    assert "    x[i] for i in range(len(t)) reads x from 0 to len(t) - 1\n" in source
+
+
+def test_names_the_user_took_are_not_reused():
+    # C's `double`, the gradient's `grad`, a length's `v_len`, an index named as a length would be.
+    text = "sum(v[x_len]*v_len + grad*v[x_len] + x_len*double for x_len in range(len(v)))"
+    module = array_module(build(text).adjoint)
+    source = render_c(build(text).adjoint)[0]
+    params = "double double_, double grad_, const double *restrict v, long v_len_, double v_len"
+    assert f"double symdiff_f({params})" in source
+    assert f"void symdiff_grad({params}, double *restrict grad, double *restrict v_bar)" in source
+    assert "    for (long x_len = 0; x_len < v_len_; ++x_len) {\n" in source
+    assert "        v_bar[x_len] += grad_ + v_len;  // w6 = grad_ * v[x_len]; w5 = v[x_len] * v_len\n" in source
+    assert module.arrays and not module.loops and not module.wrappers
+    c, python = symdiff.compile_grad(text, backend="c"), symdiff.compile_grad(text)
+    v = [0.5, -1.0, 2.0]
+    assert _same_bits(c.value_and_grad(1.25, 3.0, v, 1.5), python.value_and_grad(1.25, 3.0, v, 1.5))
+
+
+@pytest.mark.parametrize("text, wrt, inputs", PROGRAMS, ids=[f"{number}" for number in range(len(PROGRAMS))])
+def test_generated_c_compiles_under_strict_flags(text, wrt, inputs, tmp_path):
+    source, header = render_c(build(text, wrt=wrt).adjoint, "arrays", "arrays.h")
+    (tmp_path / "arrays.c").write_text(source)
+    (tmp_path / "arrays.h").write_text(header)
+    command = [*find_compiler(), *STRICT, "-c", "arrays.c"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
