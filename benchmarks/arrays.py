@@ -1,0 +1,771 @@
+"""Benchmark symdiff's array programs against the peers of issue 21 ("Targets"), side by side.
+
+    python benchmarks/arrays.py [--quick] [--builds K] [--rounds R] [--append]
+
+Cases: the Rosenbrock sum (build, and gradient per call at n = 1,000 and 10^6), an exponential fit
+over m = 10^6 data points (value and gradient wrt a, b, c), the Lennard-Jones energy of N = 200
+atoms on a line (gradient; pairs i < j), and the memory a Rosenbrock gradient takes beyond its result.
+Builds (string -> first call) run each in a fresh process, the tools taking turns, median of K; calls
+are timed in one process, the tools taking turns round after round, best of R rounds (a shared
+machine only ever adds time). Before any timing, every tool's result is checked against a reference
+(scipy.optimize.rosen_der, NumPy written by hand) to 1e-9 relative; a tool whose compile_grad raises
+is reported "not supported", a wrong one is not timed. Prints Markdown, writes JSON to
+benchmarks/results/ (git-ignored); --append also appends the Markdown to benchmarks/RESULTS.md.
+--quick: one build each, three rounds, 10^5 in place of 10^6 (the targets are read at full size only).
+Nothing here is asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # symdiff from this checkout, as benchmarks/run.py measures it
+
+import numpy  # noqa: E402
+from tools import fresh_c_cache  # noqa: E402
+from worker import calls_lasting  # noqa: E402
+
+ROSENBROCK = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x) - 1))"
+EXPONENTIAL_FIT = "sum((a*exp(-b*t[i]) + c - y[i])^2 for i in range(len(t)))"
+LENNARD_JONES = (
+    "sum(4*((1/(x[j] - x[i]))^12 - (1/(x[j] - x[i]))^6) for i in range(len(x)) for j in range(i + 1, len(x)))"
+)
+BACKENDS = ("python", "numpy", "c")
+BUILD_TOOLS = ("symdiff-python", "symdiff-numpy", "symdiff-c", "jax", "casadi")
+TOLERANCE = 1e-9  # relative to the reference's largest entry
+BUILD_TIMEOUT_S = 240.0  # one fresh-process build (CasADi SX at n = 10^6 takes about 16 s here)
+
+
+class Unavailable(Exception):
+    """A tool that cannot run a case: not installed, or compile_grad refuses the program."""
+
+
+# --- data and the peers written by hand ---------------------------------------------------------
+
+
+def rosenbrock_point(n: int):
+    return numpy.random.default_rng(7).uniform(0.5, 1.5, n)
+
+
+def fit_data(m: int):
+    """Decay data t, y with noise, and a point (a, b, c) away from the fit (its gradient is not small)."""
+    rng = numpy.random.default_rng(11)
+    t = numpy.linspace(0.0, 10.0, m)
+    y = 2.0 * numpy.exp(-0.7 * t) + 0.5 + rng.normal(0.0, 0.01, m)
+    return (1.5, 0.5, 0.3), t, y
+
+
+def atoms(count: int):
+    """Positions on a line near the potential's minimum spacing, increasing (no two atoms meet)."""
+    return 1.12 * numpy.arange(count) + numpy.random.default_rng(5).uniform(-0.05, 0.05, count)
+
+
+def rosen_der_loop(x: list) -> list:
+    """The Rosenbrock gradient as a pure-Python loop written by hand (the issue's 0.36 ms at n = 1,000)."""
+    gradient = [0.0] * len(x)
+    for i in range(len(x) - 1):
+        xi = x[i]
+        d = x[i + 1] - xi * xi
+        gradient[i] += -400.0 * xi * d - 2.0 * (1.0 - xi)
+        gradient[i + 1] += 200.0 * d
+    return gradient
+
+
+def fit_numpy(a: float, b: float, c: float, t, y):
+    """Value and gradient of the exponential fit in NumPy written by hand."""
+    e = numpy.exp(-b * t)
+    r = a * e + c - y
+    re = r @ e
+    return r @ r, (2.0 * re, -2.0 * a * (r @ (e * t)), 2.0 * r.sum())
+
+
+def lennard_jones_numpy(x, pairs=None):
+    """The pair energy's gradient written by hand: all pairs i < j at once (triu_indices, or `pairs`
+    made beforehand), the contributions added into each atom with bincount (repeated indices add up,
+    as a[idx] += v would not)."""
+    i, j = numpy.triu_indices(len(x), 1) if pairs is None else pairs
+    d = x[j] - x[i]
+    s6 = d**-6
+    dd = (-48.0 * s6 + 24.0) * s6 / d  # dE/dd of 4(d^-12 - d^-6)
+    return numpy.bincount(j, dd, len(x)) - numpy.bincount(i, dd, len(x))
+
+
+# --- the tools: each returns a ready callable or raises Unavailable --------------------------------
+
+
+def symdiff_gradient(expr: str, backend: str, wrt=None):
+    import symdiff
+
+    try:
+        return symdiff.compile_grad(expr, wrt, backend=backend)
+    except Exception as error:  # the backends' array support is landing piece by piece
+        raise Unavailable(f"not supported: {type(error).__name__}: {str(error)[:80]}") from None
+
+
+def jax_modules():
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as error:
+        raise Unavailable(f"missing: {error}") from None
+    jax.config.update("jax_enable_x64", True)
+    return jax, jnp
+
+
+def jax_rosenbrock():
+    jax, jnp = jax_modules()
+
+    def f(x):
+        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    gradient = jax.jit(jax.grad(f))
+    return lambda x: gradient(x).block_until_ready()
+
+
+def casadi_rosenbrock(n: int):
+    """CasADi SX with vector operations: one symbol vector, slices, sum1; the gradient as a Function."""
+    try:
+        import casadi
+    except ImportError as error:
+        raise Unavailable(f"missing: {error}") from None
+    x = casadi.SX.sym("x", n)
+    head, tail = x[0 : n - 1], x[1:n]
+    f = casadi.sum1(100 * (tail - head**2) ** 2 + (1 - head) ** 2)
+    return casadi.Function("g", [x], [casadi.gradient(f, x)])
+
+
+# --- timing and checking ------------------------------------------------------------------------
+
+
+def alternate(calls: dict[str, Callable], rounds: int, seconds: float = 0.05) -> dict[str, float]:
+    """Seconds per call of each function: each runs as many calls as last about `seconds` (at least
+    one), the functions taking turns in every round so that a slow spell of the machine slows them
+    all; the best round of each counts. The cycle collector is off while they run, as timeit does."""
+    numbers = {name: calls_lasting(call, seconds) for name, call in calls.items()}  # also warms up
+    best = dict.fromkeys(calls, math.inf)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                for _ in range(numbers[name]):
+                    call()
+                best[name] = min(best[name], (time.perf_counter() - start) / numbers[name])
+    finally:
+        gc.enable()
+    return best
+
+
+def relative_error(result, reference) -> float:
+    result = numpy.concatenate([numpy.ravel(numpy.asarray(part, dtype=float)) for part in result])
+    reference = numpy.concatenate([numpy.ravel(numpy.asarray(part, dtype=float)) for part in reference])
+    if result.shape != reference.shape:
+        return math.inf
+    return float(numpy.max(numpy.abs(result - reference)) / numpy.max(numpy.abs(reference)))
+
+
+def checked(calls: dict[str, Callable], reference, as_parts: Callable) -> tuple[dict, dict]:
+    """(the calls whose result matches `reference`, {name: why not timed} for the others)."""
+    good, status = {}, {}
+    for name, call in calls.items():
+        if isinstance(call, str):
+            status[name] = call
+            continue
+        try:
+            error = relative_error(as_parts(call()), reference)
+        except Exception as failure:
+            status[name] = f"fails: {type(failure).__name__}: {str(failure)[:80]}"
+            continue
+        if error <= TOLERANCE:
+            good[name] = call
+        else:
+            status[name] = f"wrong gradient (relative error {error:.1e})"
+    return good, status
+
+
+def attempt(make: Callable) -> Callable | str:
+    try:
+        return make()
+    except Unavailable as reason:
+        return str(reason)
+
+
+# --- 1. builds, each in a fresh process -----------------------------------------------------------
+
+
+def build_in_this_process(tool: str, n: int) -> dict:
+    """string -> first call of the Rosenbrock gradient at n (imports and data outside the clock), and
+    a steady call after it: first call minus a steady call is the one-time cost."""
+    x = rosenbrock_point(n)
+    if tool.startswith("symdiff"):
+        import symdiff  # noqa: F401
+
+        backend = tool.removeprefix("symdiff-")
+        if backend == "c":
+            fresh_c_cache()  # the build pays for the compiler
+        start = time.perf_counter()
+        gradient = symdiff_gradient(ROSENBROCK, backend)
+        call = lambda: gradient(x)  # noqa: E731
+    elif tool == "jax":
+        jax, _ = jax_modules()
+        x = jax.device_put(x)
+        start = time.perf_counter()
+        gradient = jax_rosenbrock()
+        call = lambda: gradient(x)  # noqa: E731
+    else:
+        import casadi  # noqa: F401
+
+        start = time.perf_counter()
+        function = casadi_rosenbrock(n)
+        call = lambda: function(x)  # noqa: E731
+    call()
+    total = time.perf_counter() - start
+    steady = min(timed_once(call) for _ in range(3 if total < 2 else 1))
+    return {"total_s": total, "call_s": steady}
+
+
+def timed_once(call: Callable) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def fresh_process(*arguments: str, timeout: float = BUILD_TIMEOUT_S) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), *arguments]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout ({timeout:.0f} s)"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return {"status": f"crashed: {done.stderr.strip()[-200:]}"}
+    return json.loads(lines[-1])
+
+
+def builds(sizes: tuple[int, ...], repeats: int) -> dict:
+    """{tool: {n: result}}: the median of `repeats` fresh processes, the tools and sizes taking turns."""
+    samples: dict = {tool: {n: [] for n in sizes} for tool in BUILD_TOOLS}
+    status: dict = {}
+    for _ in range(repeats):
+        for n in sizes:
+            for tool in BUILD_TOOLS:
+                if (tool, n) in status:
+                    continue
+                result = fresh_process("--build", tool, str(n))
+                if "total_s" in result:
+                    samples[tool][n].append(result)
+                else:
+                    status[tool, n] = result.get("status", "failed")
+                print(f"build {tool:>15} n = {n:<8} {result}", file=sys.stderr, flush=True)
+    table: dict = {tool: {} for tool in BUILD_TOOLS}
+    for tool in BUILD_TOOLS:
+        for n in sizes:
+            runs = samples[tool][n]
+            if (tool, n) in status and not runs:
+                table[tool][n] = {"status": status[tool, n]}
+            elif runs:
+                total = statistics.median(run["total_s"] for run in runs)
+                call = statistics.median(run["call_s"] for run in runs)
+                table[tool][n] = {"total_s": total, "call_s": call, "one_time_s": total - call, "runs": len(runs)}
+    return table
+
+
+def build_worker(tool: str, n: int) -> int:
+    try:
+        result = build_in_this_process(tool, n)
+    except Unavailable as reason:
+        result = {"status": str(reason)}
+    except ImportError as error:
+        result = {"status": f"missing: {error}"}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# --- 2.-4. calls in one process -------------------------------------------------------------------
+
+
+def rosenbrock_calls(n: int, rounds: int) -> dict:
+    from scipy.optimize import rosen_der
+
+    x = rosenbrock_point(n)
+    listed = x.tolist()
+    gradients = {
+        backend: attempt(lambda backend=backend: symdiff_gradient(ROSENBROCK, backend)) for backend in BACKENDS
+    }
+    calls: dict = {}
+    python = gradients["python"]
+    calls["symdiff-python g(x)"] = python if isinstance(python, str) else (lambda: python(listed))
+    if not isinstance(python, str):
+        generated = python.grad_function
+        calls["symdiff-python grad_function"] = lambda: generated(listed)
+    for backend in ("numpy", "c"):
+        gradient = gradients[backend]
+        calls[f"symdiff-{backend}"] = gradient if isinstance(gradient, str) else (lambda g=gradient: g(x))
+    calls["scipy rosen_der"] = lambda: rosen_der(x)
+    calls["Python loop by hand"] = lambda: rosen_der_loop(listed)
+    jax_call = attempt(jax_rosenbrock)
+    if not isinstance(jax_call, str):
+        jax, _ = jax_modules()
+        on_device = jax.device_put(x)
+        first = timed_once(lambda: jax_call(on_device))  # trace and compile
+        calls["jax jit(grad)"] = lambda: jax_call(on_device)
+    else:
+        calls["jax jit(grad)"], first = jax_call, None
+    start = time.perf_counter()
+    function = attempt(lambda: casadi_rosenbrock(n))
+    casadi_build = time.perf_counter() - start
+    calls["casadi SX"] = function if isinstance(function, str) else (lambda: function(x))
+    as_parts = lambda result: result if type(result) is tuple else (result,)  # noqa: E731
+    good, status = checked(calls, (rosen_der(x),), as_parts)
+    times = alternate(good, rounds)
+    notes = {"jax first call (trace, compile)": first}
+    if not isinstance(function, str):
+        notes["casadi build (SX, gradient, Function)"] = casadi_build
+    return {"n": n, "tools": list(calls), "seconds": times, "status": status, "notes": notes}
+
+
+def fit_calls(m: int, rounds: int) -> dict:
+    (a, b, c), t, y = fit_data(m)
+    listed = (t.tolist(), y.tolist())
+    calls: dict = {}
+    for backend in BACKENDS:
+        gradient = attempt(lambda backend=backend: symdiff_gradient(EXPONENTIAL_FIT, backend, ["a", "b", "c"]))
+        data = listed if backend == "python" else (t, y)
+        calls[f"symdiff-{backend}"] = (
+            gradient if isinstance(gradient, str) else (lambda g=gradient, data=data: g.value_and_grad(a, b, c, *data))
+        )
+    calls["NumPy by hand"] = lambda: fit_numpy(a, b, c, t, y)
+    first = None
+    try:
+        jax, jnp = jax_modules()
+
+        def loss(a, b, c, t, y):
+            return jnp.sum((a * jnp.exp(-b * t) + c - y) ** 2)
+
+        both = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+        on_device = jax.device_put(t), jax.device_put(y)
+        run = lambda: jax.block_until_ready(both(a, b, c, *on_device))  # noqa: E731
+        first = timed_once(run)
+        calls["jax jit(value_and_grad)"] = run
+    except Unavailable as reason:
+        calls["jax jit(value_and_grad)"] = str(reason)
+    value, gradient = fit_numpy(a, b, c, t, y)
+    good, status = checked(calls, ((value,), gradient), lambda result: ((result[0],), result[1]))
+    times = alternate(good, rounds)
+    return {
+        "m": m,
+        "tools": list(calls),
+        "seconds": times,
+        "status": status,
+        "notes": {"jax first call (trace, compile)": first},
+    }
+
+
+def lennard_jones_calls(count: int, rounds: int) -> dict:
+    x = atoms(count)
+    listed = x.tolist()
+    calls: dict = {}
+    for backend in BACKENDS:
+        gradient = attempt(lambda backend=backend: symdiff_gradient(LENNARD_JONES, backend))
+        data = listed if backend == "python" else x
+        calls[f"symdiff-{backend}"] = gradient if isinstance(gradient, str) else (lambda g=gradient, d=data: g(d))
+    calls["NumPy by hand (triu_indices + bincount)"] = lambda: lennard_jones_numpy(x)
+    pairs = numpy.triu_indices(count, 1)
+    calls["the same, indices made beforehand"] = lambda: lennard_jones_numpy(x, pairs)
+    first = None
+    try:
+        jax, jnp = jax_modules()
+        i, j = (jnp.asarray(k) for k in numpy.triu_indices(count, 1))
+
+        def energy(x):
+            s6 = (x[j] - x[i]) ** -6
+            return jnp.sum(4.0 * (s6 * s6 - s6))
+
+        gradient = jax.jit(jax.grad(energy))
+        on_device = jax.device_put(x)
+        run = lambda: gradient(on_device).block_until_ready()  # noqa: E731
+        first = timed_once(run)
+        calls["jax jit(grad)"] = run
+    except Unavailable as reason:
+        calls["jax jit(grad)"] = str(reason)
+    as_parts = lambda result: result if type(result) is tuple else (result,)  # noqa: E731
+    good, status = checked(calls, (lennard_jones_numpy(x),), as_parts)
+    times = alternate(good, rounds)
+    notes = {"jax first call (trace, compile)": first}
+    return {"atoms": count, "tools": list(calls), "seconds": times, "status": status, "notes": notes}
+
+
+# --- 5. memory, each tool in a fresh process --------------------------------------------------------
+
+MEMORY_TOOLS = (
+    "symdiff-python g(x)",
+    "symdiff-python grad_function",
+    "Python loop by hand",
+    "symdiff-numpy",
+    "symdiff-c",
+    "scipy rosen_der",
+)
+
+
+def memory_in_this_process(tool: str, n: int) -> dict:
+    """Bytes a Rosenbrock gradient call at n holds at its peak beyond what was held before, two ways:
+    the resident set's high-water mark (VmHWM), reset just before the call (Linux: /proc/self/clear_refs);
+    and tracemalloc's peak on a second call (which sees Python's and NumPy's allocations, not C's
+    malloc). Not resource.getrusage's ru_maxrss: it is also the highest of the process this one was
+    started from (a parent with JAX loaded holds more than any call here), so it never moves. The
+    result's own size is given beside them."""
+    x = rosenbrock_point(n)
+    listed = x.tolist()
+    if tool == "scipy rosen_der":
+        from scipy.optimize import rosen_der
+
+        call = lambda: rosen_der(x)  # noqa: E731
+    elif tool == "Python loop by hand":
+        call = lambda: rosen_der_loop(listed)  # noqa: E731
+    else:
+        backend = tool.split()[0].removeprefix("symdiff-")
+        gradient = symdiff_gradient(ROSENBROCK, backend)
+        gradient(rosenbrock_point(10))  # compiles the entry point outside the measurement
+        if tool.endswith("grad_function"):
+            generated = gradient.grad_function
+            call = lambda: generated(listed)  # noqa: E731
+        elif backend == "python":
+            call = lambda: gradient(listed)  # noqa: E731
+        else:
+            call = lambda: gradient(x)  # noqa: E731
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as marks:
+        marks.write("5")  # resets the high-water mark to the current resident set
+    before = resident("VmHWM")
+    result = call()
+    rss = resident("VmHWM") - before
+    size = result_bytes(result)
+    del result
+    gc.collect()
+    tracemalloc.start()
+    held = tracemalloc.get_traced_memory()[0]
+    call()
+    traced = tracemalloc.get_traced_memory()[1] - held
+    tracemalloc.stop()
+    return {"rss_peak_bytes": rss, "traced_peak_bytes": traced, "result_bytes": size}
+
+
+def resident(field: str) -> int:
+    """A field of /proc/self/status in bytes: VmRSS, the resident set; VmHWM, its high-water mark."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def result_bytes(result) -> int:
+    """The size of a gradient as returned: NumPy arrays' data, or lists with their float objects."""
+    if isinstance(result, tuple):
+        return sum(result_bytes(part) for part in result) + sys.getsizeof(result)
+    if isinstance(result, numpy.ndarray):
+        return result.nbytes
+    if isinstance(result, list):
+        return sys.getsizeof(result) + sum(sys.getsizeof(item) for item in result)
+    return sys.getsizeof(result)
+
+
+def memory_worker(tool: str, n: int) -> int:
+    try:
+        result = memory_in_this_process(tool, n)
+    except Unavailable as reason:
+        result = {"status": str(reason)}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def memory(sizes: tuple[int, ...]) -> dict:
+    table: dict = {}
+    for tool in MEMORY_TOOLS:
+        for n in sizes:
+            table.setdefault(tool, {})[n] = result = fresh_process("--memory", tool, str(n))
+            print(f"memory {tool:>28} n = {n:<8} {result}", file=sys.stderr, flush=True)
+    return table
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+
+def machine(started: float) -> dict:
+    info = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed_s": time.perf_counter() - started,
+        "python": platform.python_version(),
+        "nproc": os.cpu_count(),
+        "load_average_end": os.getloadavg(),
+    }
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    info["cpu"] = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line), "?")
+    versions = {}
+    for package in ("numpy", "scipy", "jax", "jaxlib", "casadi"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "missing"
+    from symdiff.version import __version__
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+    versions["symdiff"] = f"{__version__} ({commit.stdout.strip() or 'no git'})"
+    info["versions"] = versions
+    return info
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{_digits(seconds / scale)} {unit}"
+    return f"{_digits(seconds * 1e9)} ns"
+
+
+def _digits(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def megabytes(count: float) -> str:
+    return f"{count / 2**20:.2f}"
+
+
+def size_name(n: int) -> str:
+    return f"10^{round(math.log10(n))}" if n >= 10**5 and n == 10 ** round(math.log10(n)) else f"{n:,}"
+
+
+def call_table(title: str, runs: list[dict], key: str) -> list[str]:
+    tools = list(dict.fromkeys(name for run in runs for name in run["tools"]))
+    lines = [f"### {title}", "", f"| {key} | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]
+    for run in runs:
+        cells = [
+            duration(run["seconds"][tool]) if tool in run["seconds"] else run["status"].get(tool, "—") for tool in tools
+        ]
+        lines.append(f"| {size_name(run[key])} | " + " | ".join(cells) + " |")
+    for run in runs:
+        notes = [f"{name} {duration(value)}" for name, value in run["notes"].items() if value is not None]
+        if notes:
+            lines.append(f"\nAt {key} = {size_name(run[key])}: " + "; ".join(notes) + ".")
+    return lines + [""]
+
+
+def build_tables(table: dict) -> list[str]:
+    sizes = sorted({n for per_size in table.values() for n in per_size})
+    lines = []
+    for title, key in (
+        (
+            "Build, Rosenbrock: string → first call (median of fresh processes, imports and data outside the clock)",
+            "total_s",
+        ),
+        ("Build, Rosenbrock: its one-time cost (string → first call, minus a steady call at that n)", "one_time_s"),
+        ("Build, Rosenbrock: a steady call after the first (one fresh process each, best of up to 3)", "call_s"),
+    ):
+        lines += [f"### {title}", "", "| n | " + " | ".join(BUILD_TOOLS) + " |", "|---|" + "---|" * len(BUILD_TOOLS)]
+        for n in sizes:
+            cells = []
+            for tool in BUILD_TOOLS:
+                result = table[tool].get(n, {})
+                cells.append(duration(result[key]) if key in result else result.get("status", "—"))
+            lines.append(f"| {size_name(n)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def memory_table(table: dict) -> list[str]:
+    sizes = sorted({n for per_size in table.values() for n in per_size})
+    header = " | ".join(f"n = {size_name(n)}: result, RSS peak, traced peak" for n in sizes)
+    lines = [
+        "### Memory of one Rosenbrock gradient call (MB): its result, and the peak beyond what was held before",
+        "",
+        "Each tool and n in a fresh process. RSS peak: the resident set's high-water mark (VmHWM), reset "
+        "just before the call; traced peak: tracemalloc's, on a second call (Python's and NumPy's "
+        "allocations, not C's malloc). O(1) beyond the result: the peaks less the result stay put as n grows.",
+        "",
+        f"| tool | {header} |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    for tool, per_size in table.items():
+        cells = []
+        for n in sizes:
+            result = per_size.get(n, {})
+            if "result_bytes" in result:
+                cells.append(
+                    " / ".join(megabytes(result[k]) for k in ("result_bytes", "rss_peak_bytes", "traced_peak_bytes"))
+                )
+            else:
+                cells.append(result.get("status", "—"))
+        lines.append(f"| {tool} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _seconds(run: dict | None, tool: str) -> float | None:
+    return None if run is None else run["seconds"].get(tool)
+
+
+def _verdict(mine: float | None, theirs: float | None, within: float, what: str) -> str:
+    """`mine` against `theirs`: met when mine <= within * theirs."""
+    if mine is None or theirs is None:
+        return "not measured (see the tables)"
+    ratio = mine / theirs
+    return (
+        f"{duration(mine)} against {duration(theirs)}: {ratio:.2f}× {what} — {'met' if ratio <= within else 'not met'}"
+    )
+
+
+def targets(document: dict) -> list[str]:
+    if document["quick"]:
+        return ["### Targets", "", "Read at full size only: run without --quick.", ""]
+    by_n = {run["n"]: run for run in document["rosenbrock"]}
+    small, large = by_n.get(1000), by_n.get(10**6)
+    fit, pairs = document["fit"], document["lennard_jones"]
+    python_builds = document["builds"]["symdiff-python"]
+    one_time = [python_builds[n].get("one_time_s") for n in sorted(python_builds)]
+    if all(value is not None for value in one_time) and one_time:
+        worst = max(one_time)
+        build = (
+            f"{', '.join(duration(v) for v in one_time)} at n = "
+            f"{', '.join(size_name(n) for n in sorted(python_builds))} — {'met' if worst <= 0.05 else 'not met'}"
+        )
+    else:
+        build = "not measured (see the tables)"
+    rows = [
+        ("Build, Python backend: one-time cost ≤ 50 ms, the same at every n", build),
+        (
+            "Rosenbrock 10^6: NumPy backend ≥ 2× faster than rosen_der",
+            _verdict(_seconds(large, "symdiff-numpy"), _seconds(large, "scipy rosen_der"), 0.5, "rosen_der's time"),
+        ),
+        (
+            "Rosenbrock 10^6: C backend no slower than JAX jit(grad)",
+            _verdict(_seconds(large, "symdiff-c"), _seconds(large, "jax jit(grad)"), 1.0, "JAX's time"),
+        ),
+        (
+            "Rosenbrock 1,000: C backend no slower than rosen_der",
+            _verdict(_seconds(small, "symdiff-c"), _seconds(small, "scipy rosen_der"), 1.0, "rosen_der's time"),
+        ),
+        (
+            "Rosenbrock 1,000: Python backend g(x) within 1.3× of the hand-written loop",
+            _verdict(
+                _seconds(small, "symdiff-python g(x)"), _seconds(small, "Python loop by hand"), 1.3, "the loop's time"
+            ),
+        ),
+        (
+            "(the same, the generated grad_function called directly)",
+            _verdict(
+                _seconds(small, "symdiff-python grad_function"),
+                _seconds(small, "Python loop by hand"),
+                1.3,
+                "the loop's time",
+            ),
+        ),
+        (
+            "Exponential fit 10^6: NumPy backend no slower than NumPy by hand",
+            _verdict(_seconds(fit, "symdiff-numpy"), _seconds(fit, "NumPy by hand"), 1.0, "NumPy by hand's time"),
+        ),
+        (
+            "Exponential fit 10^6: C backend no slower than JAX jit(value_and_grad)",
+            _verdict(_seconds(fit, "symdiff-c"), _seconds(fit, "jax jit(value_and_grad)"), 1.0, "JAX's time"),
+        ),
+        (
+            "Lennard-Jones 200: NumPy backend within 1.5× of triu_indices + bincount",
+            _verdict(
+                _seconds(pairs, "symdiff-numpy"),
+                _seconds(pairs, "NumPy by hand (triu_indices + bincount)"),
+                1.5,
+                "the hand-written time",
+            ),
+        ),
+        (
+            "Lennard-Jones 200: C backend no slower than JAX jit(grad)",
+            _verdict(_seconds(pairs, "symdiff-c"), _seconds(pairs, "jax jit(grad)"), 1.0, "JAX's time"),
+        ),
+    ]
+    lines = ["### Targets (issue 21)", "", "| target | measured |", "|---|---|"]
+    lines += [f"| {target} | {measured} |" for target, measured in rows]
+    return lines + [""]
+
+
+def markdown(document: dict) -> str:
+    meta = document["meta"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    load = meta["load_average_end"]
+    lines = [
+        f"## Array programs (issue 21) — {meta['date']}",
+        "",
+        f"Machine: {meta['cpu']}, {meta['nproc']} cores; Python {meta['python']}; {versions}. Command: "
+        f"`python benchmarks/arrays.py{' --quick' if document['quick'] else ''}` ({meta['elapsed_s'] / 60:.1f} min; "
+        f"load average at the end {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}). Calls: the tools taking turns in one "
+        f"process, best of {document['rounds']} rounds; builds: median of {document['build_repeats']} fresh "
+        "processes each. Every result below was checked against rosen_der or NumPy by hand (1e-9 relative) "
+        "before it was timed. Python tools take lists, the others NumPy arrays (JAX's already on its device).",
+        "",
+    ]
+    lines += build_tables(document["builds"])
+    lines += call_table("Rosenbrock gradient, per call", document["rosenbrock"], "n")
+    lines += call_table("Exponential fit, value and gradient wrt (a, b, c), per call", [document["fit"]], "m")
+    lines += call_table("Lennard-Jones energy's gradient, pairs i < j, per call", [document["lennard_jones"]], "atoms")
+    lines += memory_table(document["memory"])
+    lines += targets(document)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one build each, three rounds, 10^5 for 10^6")
+    parser.add_argument("--builds", type=int, default=None, help="fresh-process builds per tool and size (3; 1 quick)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per timing (7; 3 quick)")
+    parser.add_argument("--append", action="store_true", help="append the Markdown to benchmarks/RESULTS.md")
+    parser.add_argument("--build", nargs=2, metavar=("TOOL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory", nargs=2, metavar=("TOOL", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.build:
+        return build_worker(args.build[0], int(args.build[1]))
+    if args.memory:
+        return memory_worker(args.memory[0], int(args.memory[1]))
+    started = time.perf_counter()
+    large = 10**5 if args.quick else 10**6
+    rounds = args.rounds or (3 if args.quick else 7)
+    repeats = args.builds or (1 if args.quick else 3)
+    document: dict = {"quick": args.quick, "rounds": rounds, "build_repeats": repeats}
+    document["builds"] = builds((10, 1000, large), repeats)
+    document["rosenbrock"] = []
+    for n in (1000, large):
+        document["rosenbrock"].append(rosenbrock_calls(n, rounds))
+        print(f"rosenbrock n = {n}: {document['rosenbrock'][-1]}", file=sys.stderr, flush=True)
+    document["fit"] = fit_calls(large, rounds)
+    print(f"fit: {document['fit']}", file=sys.stderr, flush=True)
+    document["lennard_jones"] = lennard_jones_calls(200, rounds)
+    print(f"lennard-jones: {document['lennard_jones']}", file=sys.stderr, flush=True)
+    document["memory"] = memory((large // 10, large))
+    document["meta"] = machine(started)
+    text = markdown(document)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    (results / f"arrays-{stamp}.json").write_text(json.dumps(document, indent=1, default=str))
+    print(text)
+    if args.append:
+        with open(HERE / "RESULTS.md", "a") as published:
+            published.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
