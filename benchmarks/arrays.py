@@ -705,13 +705,14 @@ def targets(document: dict) -> list[str]:
 def markdown(document: dict) -> str:
     meta = document["meta"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-    load = meta["load_average_end"]
+    start, end = document["load_start"], meta["load_average_end"]
     lines = [
         f"## Array programs (issue 21) — {meta['date']}",
         "",
         f"Machine: {meta['cpu']}, {meta['nproc']} cores; Python {meta['python']}; {versions}. Command: "
         f"`python benchmarks/arrays.py{' --quick' if document['quick'] else ''}` ({meta['elapsed_s'] / 60:.1f} min; "
-        f"load average at the end {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}). Calls: the tools taking turns in one "
+        f"load average (1, 5, 15 min) at the start {start[0]:.2f}, {start[1]:.2f}, {start[2]:.2f}, at the end "
+        f"{end[0]:.2f}, {end[1]:.2f}, {end[2]:.2f}: the machine is shared). Calls: the tools taking turns in one "
         f"process, best of {document['rounds']} rounds; builds: median of {document['build_repeats']} fresh "
         "processes each. Every result below was checked against rosen_der or NumPy by hand (1e-9 relative) "
         "before it was timed. Python tools take lists, the others NumPy arrays (JAX's already on its device).",
@@ -743,7 +744,7 @@ def main() -> int:
     large = 10**5 if args.quick else 10**6
     rounds = args.rounds or (3 if args.quick else 7)
     repeats = args.builds or (1 if args.quick else 3)
-    document: dict = {"quick": args.quick, "rounds": rounds, "build_repeats": repeats}
+    document: dict = {"quick": args.quick, "rounds": rounds, "build_repeats": repeats, "load_start": os.getloadavg()}
     document["builds"] = builds((10, 1000, large), repeats)
     document["rosenbrock"] = []
     for n in (1000, large):
