@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from ..core import primitives
@@ -45,7 +45,7 @@ from ..core.program import (
     build_program,
     result_terms,
 )
-from ..core.tape import COUNTER, INPUT, LENGTH, READ, Const, Ref, Tape
+from ..core.tape import COUNTER, INPUT, LENGTH, READ, REDUCTIONS, Const, Ref, Tape
 from ..errors import SymdiffError
 from ..resources import templates
 from ..version import __version__
@@ -989,6 +989,7 @@ class _Level:
     owners: dict[int, str] | None = None  # depth d >= 1 of an enclosing level -> each iteration's one there
     start: object = None  # depth 1: the loop's start (expr.Affine); iteration lo is index start + lo
     index_read: bool = False  # depth 1: whether a statement reads the index as an array
+    nests: dict = field(default_factory=dict)  # (index, start, stop) -> the level of a loop in this one
 
     def chain(self) -> list[_Level]:
         levels, level = [], self
@@ -1013,6 +1014,8 @@ class _ArrayFunctionPrinter:
         self.level = _Level(0)
         self.levels: dict[str, _Level] = {}  # a value's name -> the level it was assigned at
         self.zeroed: dict[str, int] = {}  # a name whose value is the 0.0 that line (position) assigned
+        self.complete: set[str] = set()  # forward values computed whole at their level (self.levels)
+        self.recomputed: set[str] = set()  # sums whose recomputation is being skipped
 
     def function(self, entry: Entry) -> ArrayFunction:
         params = ", ".join(_param(param, self.names) for param in entry.params)
@@ -1067,18 +1070,29 @@ class _ArrayFunctionPrinter:
                 self.lines.insert(header, ArrayLine("    ", f"{node.index.name} = numpy.arange({first}, {last})", ""))
                 self.zeroed = {name: line + (line >= header) for name, line in self.zeroed.items()}
         else:
-            index = node.index.name
-            start, stop = (self.affine(bound) for bound in (node.start, node.stop))
-            owner = f"{index}_of_{outer.index}"
-            self.emit(f"{owner}, {index} = _nest({start}, {stop}, {outer.count})")
-            owners = {outer.depth: owner}
-            for depth, map_text in outer.owners.items():
-                name = f"{index}_of_{_level_at(outer, depth).index}"
-                self.emit(f"{name} = {map_text}[{owner}]")
-                owners[depth] = name
-            self.level = _Level(outer.depth + 1, index, f"len({index})", outer, owners)
+            self.level = self.nest(node, outer)
             self.nodes(node.body)
         self.level = outer
+
+    def nest(self, node: Loop, outer: _Level) -> _Level:
+        """The level of a loop inside loop `outer`: the one a loop over the same range there made
+        before (the reverse sweep's loop then reuses the forward sweep's values), or a new one."""
+        index, key = node.index.name, (node.index.name, node.start, node.stop)
+        level = outer.nests.get(key)
+        if level is not None:
+            return level
+        start, stop = (self.affine(bound) for bound in (node.start, node.stop))
+        owner = f"{index}_of_{outer.index}"
+        self.emit(f"{owner}, {index} = _nest({start}, {stop}, {outer.count})")
+        owners = {outer.depth: owner}
+        for depth, map_text in outer.owners.items():
+            name = f"{index}_of_{_level_at(outer, depth).index}"
+            self.emit(f"{name} = {map_text}[{owner}]")
+            owners[depth] = name
+        for other in [other for other in outer.nests if other[0] == index]:
+            del outer.nests[other]  # its arrays are overwritten
+        level = outer.nests[key] = _Level(outer.depth + 1, index, f"len({index})", outer, owners)
+        return level
 
     def assign(self, node: Assign) -> None:
         target, mode, term = node.target, node.mode, node.term
@@ -1091,6 +1105,8 @@ class _ArrayFunctionPrinter:
             self.scatter(target.index, mode, self.term(term), note)
             return
         name = self.printer.leaf(target)
+        if type(target) is Ref and self.computed(target.index, name, mode):
+            return
         zero = self.zeroed.pop(name, None)  # the line that set it to 0.0, if nothing changed it since
         if mode == "=":
             line = self.emit(f"{name} = {self.term(term)}", note)
@@ -1112,6 +1128,22 @@ class _ArrayFunctionPrinter:
         else:
             self.emit(f"{name} = {name} {mode[0]} {total}", note)
         self.levels[name] = home
+
+    def computed(self, entry: int, name: str, mode: str) -> bool:
+        """Whether forward value `name` (tape entry `entry`) already holds its value at this level: a
+        loop's body recomputed in the same iteration space is computed once. A sum is complete once
+        its loop has added into it, and then its recomputation (`= 0.0`, `+=`) is skipped whole."""
+        reduction = self.tape.instrs[entry].op in REDUCTIONS
+        if mode == "=" and self.levels.get(name) is self.level and name in self.complete:
+            if reduction:
+                self.recomputed.add(name)
+            return True
+        if mode != "=" and name in self.recomputed:
+            self.recomputed.discard(name)
+            return True
+        if mode != "=" or not reduction:
+            self.complete.add(name)
+        return False
 
     def total(self, values: str, home: _Level, mode: str) -> str:
         """`values` of the current level added up over the iterations of each iteration of `home`."""
