@@ -258,3 +258,22 @@ def test_what_the_numpy_backend_does_not_print_yet_says_so():
     g = symdiff.compile_grad(ROSENBROCK, backend="numpy")
     with pytest.raises(ArgumentError, match="an array program takes its arrays whole"):
         g.batch(numpy.ones((1, 3)))
+
+
+def test_a_loop_recomputed_over_the_same_pairs_computes_its_body_once():
+    g = symdiff.compile_grad(PAIRS, backend="numpy")
+    both = g.source.split("def value_and_grad(x):\n")[1]
+    assert both.count("_nest(") == 1
+    assert both.count("w3 = x[i[j_of_i]] - x[j]") == 1
+    assert "w6 = _segment_total(w5, j_of_i, hi - lo)" in both
+
+
+def test_names_of_the_runtime_and_of_blocks_taken_by_inputs_are_renamed():
+    source = (
+        "_total*sum(x[i]*lo*hi for i in range(len(x))) + sum(x[i]*x[j_of_i] for i in range(len(x)) for j_of_i in range(i))"
+    )
+    g = symdiff.compile_grad(source, backend="numpy")
+    assert "\n_total_ = _total\n" in g.source
+    assert "for lo_, hi_ in _blocks(len(x), x):" in g.source
+    x = numpy.array([0.5, -1.0, 2.0, 3.0])
+    assert_same(g(2.0, 3.0, 4.0, x), tuple(numpy.asarray(p) for p in symdiff.compile_grad(source)(2.0, 3.0, 4.0, x)))

@@ -105,8 +105,12 @@ class NumpyGradient(CompiledGradient):
         from ..codegen.numpy import render_numpy
 
         function = self._compiled.get(name)
+        if function is None and self._arrays is not None:  # one module, rendered in milliseconds, holds all three
+            namespace = load(self.source, "numpy")
+            self._compiled.update((entry, namespace[entry]) for entry in ("f", "grad", "value_and_grad"))
+            return self._compiled[name]
         if function is None:
-            alone = name in ("f", "grad") and self._arrays is None
+            alone = name in ("f", "grad")
             text = render_numpy(self._adjoint, (name,)) if alone else self.source
             function = self._compiled[name] = load(text, "numpy")[name]
         return function

@@ -11,6 +11,9 @@ ufunc calls.
 A where() branch runs only on the elements that take it, in the value and in every derivative: the
 lines inside an If of the Program compute on values compressed to its elements, and merge and
 update scatter results back (on other array types: safe substitutes; see templates/numpy_runtime.py).
+
+An array program (x[i], sums over ranges) prints otherwise: its functions take the arrays, and each
+loop becomes whole-array statements over its iterations (see "array programs" below).
 """
 
 from __future__ import annotations
@@ -926,7 +929,9 @@ def _free_names(program: _Program, order: list[int], last_use: dict[int, int]) -
 # iterations of the nest as index arrays (`_nest`): its reads gather, its sums and scatters add up by
 # index with numpy.bincount (a fancy-index += would keep one of each repeated index's terms).
 
-ARRAY_BLOCK = 1 << 15  # iterations per block over NumPy arrays (the measurements: benchmarks/RESULTS.md)
+# Iterations per block over NumPy arrays: a block's temporaries (256 KiB each) stay in the L2 cache,
+# and a block is long enough that a NumPy call's fixed cost is small beside its work.
+ARRAY_BLOCK = 1 << 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -949,6 +954,7 @@ class ArrayFunction:
 class ArrayModule:
     docstring: str
     block: str
+    aliases: tuple[str, ...]  # "_total_ = _total": a runtime function whose name an input takes
     functions: tuple[ArrayFunction, ...]
 
 
@@ -964,8 +970,11 @@ def array_module(program: Program) -> ArrayModule:
         raise NotImplementedError(f"the NumPy backend prints no {header.kind} of an array program yet")
     names = assign_names(tape, header.wrt)
     printer = Printer(tape, names, "python")
-    functions = tuple(_ArrayFunctionPrinter(tape, printer).function(entry) for entry in program.entries)
-    return ArrayModule(_docstring(header, names), str(ARRAY_BLOCK), functions)
+    printers = [_ArrayFunctionPrinter(tape, printer) for _ in program.entries]
+    functions = tuple(one.function(entry) for one, entry in zip(printers, program.entries))
+    helpers = printers[0].helpers if printers else {}
+    aliases = tuple(f"{alias} = {name}" for name, alias in helpers.items() if alias != name)
+    return ArrayModule(_docstring(header, names), str(ARRAY_BLOCK), aliases, functions)
 
 
 def array_program_text(program: Program) -> str:
@@ -973,7 +982,7 @@ def array_program_text(program: Program) -> str:
     return (
         templates()
         .get_template("numpy_arrays.py.j2")
-        .render(docstring=module.docstring, block=module.block, functions=module.functions)
+        .render(docstring=module.docstring, block=module.block, aliases=module.aliases, functions=module.functions)
     )
 
 
@@ -1007,8 +1016,10 @@ class _ArrayFunctionPrinter:
 
     def __init__(self, tape: Tape, printer: Printer):
         self.tape, self.printer, self.names = tape, printer, printer.names
-        taken = set(self.names.params.values()) | set(self.names.values)
+        taken = set(self.names.params.values()) | set(self.names.values) | {loop.index for loop in tape.loops}
+        self.taken = taken
         self.lo, self.hi = _free("lo", taken), _free("hi", taken)
+        self.helpers = array_helpers(taken)
         self.arrays = tuple(self.names.params[array] for array, _ in tape.arrays)
         self.lines: list[ArrayLine | None] = []
         self.level = _Level(0)
@@ -1061,7 +1072,7 @@ class _ArrayFunctionPrinter:
         outer = self.level
         if outer.depth == 0:
             count = self.affine(combine(node.stop, node.start, -1))
-            self.emit(f"for {self.lo}, {self.hi} in _blocks({', '.join([count, *self.arrays])}):")
+            self.emit(f"for {self.lo}, {self.hi} in {self.call('_blocks', count, *self.arrays)}:")
             header = len(self.lines)
             self.level = _Level(1, node.index.name, f"{self.hi} - {self.lo}", outer, {}, node.start)
             self.nodes(node.body)
@@ -1082,11 +1093,11 @@ class _ArrayFunctionPrinter:
         if level is not None:
             return level
         start, stop = (self.affine(bound) for bound in (node.start, node.stop))
-        owner = f"{index}_of_{outer.index}"
-        self.emit(f"{owner}, {index} = _nest({start}, {stop}, {outer.count})")
+        owner = _free(f"{index}_of_{outer.index}", self.taken)
+        self.emit(f"{owner}, {index} = {self.call('_nest', start, stop, outer.count)}")
         owners = {outer.depth: owner}
         for depth, map_text in outer.owners.items():
-            name = f"{index}_of_{_level_at(outer, depth).index}"
+            name = _free(f"{index}_of_{_level_at(outer, depth).index}", self.taken)
             self.emit(f"{name} = {map_text}[{owner}]")
             owners[depth] = name
         for other in [other for other in outer.nests if other[0] == index]:
@@ -1150,10 +1161,10 @@ class _ArrayFunctionPrinter:
         if mode == "*=":
             if home.depth:
                 raise NotImplementedError("the NumPy backend multiplies a product's factors only outside loops")
-            return f"_product({values}, {self.level.count})"
+            return self.call("_product", values, self.level.count)
         if home.depth == 0:
-            return f"_total({values}, {self.level.count})"
-        return f"_segment_total({values}, {self.level.owners[home.depth]}, {home.count})"
+            return self.call("_total", values, self.level.count)
+        return self.call("_segment_total", values, self.level.owners[home.depth], home.count)
 
     def scatter(self, read: int, mode: str, values: str, note: str) -> None:
         """x_bar[...] += values: into the elements the READ entry `read` reads at the current level."""
@@ -1161,7 +1172,7 @@ class _ArrayFunctionPrinter:
         bar = self.names.array_adjoint(instr.name)
         indices, _ = instr.detail
         if self.level.depth == 0 or not any(affine.indices for affine in indices):
-            values = values if self.level.depth == 0 else f"_total({values}, {self.level.count})"
+            values = values if self.level.depth == 0 else self.call("_total", values, self.level.count)
             self.emit(f"{bar}[{self.element(indices)}] {mode} {values}", note)
             return
         sliced = self.sliced(indices)
@@ -1171,7 +1182,11 @@ class _ArrayFunctionPrinter:
         if mode == "-=":
             values = f"-{values}" if values.isidentifier() else f"-({values})"
         positions = _tuple([self.affine(affine) for affine in indices])
-        self.emit(f"_scatter({bar}, {positions}, {values})", note)
+        self.emit(self.call("_scatter", bar, positions, values), note)
+
+    def call(self, helper: str, *args: str) -> str:
+        """A call of a function of the module's runtime (renamed where an input takes its name)."""
+        return f"{self.helpers[helper]}({', '.join(args)})"
 
     # --- terms
 
@@ -1267,6 +1282,16 @@ class _ArrayFunctionPrinter:
         if symbol == self.lo or symbol == self.hi:
             return symbol
         return self.index(symbol)
+
+
+# The runtime's functions that array programs call (templates/numpy_arrays.py.j2).
+ARRAY_HELPERS = ("_blocks", "_total", "_product", "_segment_total", "_nest", "_scatter")
+
+
+def array_helpers(taken: set[str]) -> dict[str, str]:
+    """Each runtime function's name in the functions' bodies: its own, or an alias where an input
+    or a definition takes it (an input is a local of the function and would hide it)."""
+    return {name: _free(name, taken) for name in ARRAY_HELPERS}
 
 
 def _level_at(level: _Level, depth: int) -> _Level:
