@@ -269,9 +269,7 @@ def test_a_loop_recomputed_over_the_same_pairs_computes_its_body_once():
 
 
 def test_names_of_the_runtime_and_of_blocks_taken_by_inputs_are_renamed():
-    source = (
-        "_total*sum(x[i]*lo*hi for i in range(len(x))) + sum(x[i]*x[j_of_i] for i in range(len(x)) for j_of_i in range(i))"
-    )
+    source = "_total*sum(x[i]*lo*hi for i in range(len(x))) + sum(x[i]*x[j_of_i] for i in range(len(x)) for j_of_i in range(i))"
     g = symdiff.compile_grad(source, backend="numpy")
     assert "\n_total_ = _total\n" in g.source
     assert "for lo_, hi_ in _blocks(len(x), x):" in g.source
