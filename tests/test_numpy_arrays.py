@@ -275,3 +275,12 @@ def test_names_of_the_runtime_and_of_blocks_taken_by_inputs_are_renamed():
     assert "for lo_, hi_ in _blocks(len(x), x):" in g.source
     x = numpy.array([0.5, -1.0, 2.0, 3.0])
     assert_same(g(2.0, 3.0, 4.0, x), tuple(numpy.asarray(p) for p in symdiff.compile_grad(source)(2.0, 3.0, 4.0, x)))
+
+
+def test_a_loop_that_only_checked_a_domain_prints_no_empty_block():
+    g = symdiff.compile_grad(
+        "sum(log(x[i]) for i in range(len(x)))*0 + sum(x[i] for i in range(len(x)))", backend="numpy"
+    )
+    grad = g.source.split("def grad(x):\n")[1].split("\n\n\n")[0]
+    assert grad.count("for lo, hi in _blocks(len(x), x):") == 1
+    assert g(numpy.array([1.0, 2.0]))[0].tolist() == [1.0, 1.0]

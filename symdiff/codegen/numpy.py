@@ -974,7 +974,8 @@ def array_module(program: Program) -> ArrayModule:
     functions = tuple(one.function(entry) for one, entry in zip(printers, program.entries))
     helpers = printers[0].helpers if printers else {}
     aliases = tuple(f"{alias} = {name}" for name, alias in helpers.items() if alias != name)
-    return ArrayModule(_docstring(header, names), str(ARRAY_BLOCK), aliases, functions)
+    docstring = _docstring(header, names) + "Arrays: NumPy arrays, or Dask arrays for data (not in wrt), run lazily.\n"
+    return ArrayModule(docstring, str(ARRAY_BLOCK), aliases, functions)
 
 
 def array_program_text(program: Program) -> str:
@@ -1076,7 +1077,9 @@ class _ArrayFunctionPrinter:
             header = len(self.lines)
             self.level = _Level(1, node.index.name, f"{self.hi} - {self.lo}", outer, {}, node.start)
             self.nodes(node.body)
-            if self.level.index_read:
+            if len(self.lines) == header:  # nothing to compute (its lines only checked a domain)
+                self.lines.pop()
+            elif self.level.index_read:
                 first, last = (self.affine(combine(node.start, _symbol(name))) for name in (self.lo, self.hi))
                 self.lines.insert(header, ArrayLine("    ", f"{node.index.name} = numpy.arange({first}, {last})", ""))
                 self.zeroed = {name: line + (line >= header) for name, line in self.zeroed.items()}
