@@ -15,7 +15,7 @@ from support import needs_compiler
 import symdiff
 from symdiff.api import build
 from symdiff.codegen.c import array_module, find_compiler, render_c
-from symdiff.errors import ArgumentError
+from symdiff.errors import ArgumentError, SymdiffError
 
 pytestmark = [needs_compiler, pytest.mark.usefixtures("private_c_cache")]
 
@@ -37,6 +37,9 @@ PROGRAMS = [
     ("sum(x[i]*x[len(x) - 1 - i] for i in range(len(x))) + len(x)*a", None, {"a": 0.3, "x": (5,)}),
     ("sum(sin(x[2*i + 1])*cos(x[2*i]) for i in range(len(x) - 1 - len(x) + 3))", None, {"x": (6,)}),
     ("sum(a*i for i in range(5))", None, {"a": 2.5}),
+    ("prod(x[i] for i in range(len(x)))", None, {"x": (6,)}),
+    ("sum(prod(W[j, k] + x[k] for k in range(j, len(x))) for j in range(len(W)))", None, {"W": (3, 4), "x": (4,)}),
+    ("log(prod(exp(x[i]) + a for i in range(1, len(x))))*a", None, {"a": 0.7, "x": (5,)}),
 ]
 
 
@@ -84,6 +87,17 @@ def test_c_gives_the_python_backends_bits(text, wrt, inputs):
         assert _same_bits(c.value(**arguments), python.value(**lists))
         assert _same_bits(c.value_and_grad(*arguments.values()), python.value_and_grad(*lists.values()))
         assert _same_bits(c(*lists.values()), python(*lists.values()))  # lists convert as arrays do
+
+
+def test_a_products_gradient_is_exact_at_zero_factors():
+    g = symdiff.compile_grad("prod(x[i] for i in range(len(x)))", backend="c")
+    value, (gradient,) = g.value_and_grad([2.0, 0.0, 3.0, 5.0])
+    assert value == 0.0 and gradient.tolist() == [0.0, 30.0, 0.0, 0.0]
+    assert g([0.0, 4.0, 0.0])[0].tolist() == [0.0, 0.0, 0.0] and g([7.0])[0].tolist() == [1.0]
+    value, (gradient,) = g.value_and_grad([])
+    assert value == 1.0 and gradient.shape == (0,)
+    assert "static int symdiff_ones(double **buffer, long size)" in g.source and "#include <stdlib.h>" in g.source
+    assert "    for (long i = x_len - 1; i >= 0; --i) {\n        w2_after[i] = w2_after[i + 1] * x[i];\n" in g.source
 
 
 def test_exponential_fit_gradient_wrt_the_parameters():
@@ -163,6 +177,13 @@ def test_batch_and_point_arrays_are_refused_for_array_programs():
         g.grad_array(numpy.ones(3))
     with pytest.raises(ArgumentError, match="value_array is " + refusal):
         g.value_array(numpy.ones(3))
+
+
+def test_a_jacobian_of_an_array_program_is_refused_clearly():
+    with pytest.raises(
+        SymdiffError, match="the C backend prints no Jacobian of an array program yet; use backend='python'"
+    ):
+        symdiff.compile_jacobian("[x[i]^2 for i in range(len(x))]", backend="c")
 
 
 def test_the_abi_takes_each_array_with_its_lengths_and_writes_the_gradient_into_the_callers_arrays():

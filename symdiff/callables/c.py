@@ -21,7 +21,7 @@ from ..codegen.c import (
 )
 from ..core.adjoint import Adjoint
 from ..core.program import Matrix, Program, Scalar, Vector
-from ..errors import ArgumentError
+from ..errors import ArgumentError, SymdiffError
 from .base import ArrayArguments, CompiledGradient, batch_outputs
 
 
@@ -284,6 +284,8 @@ class CEntries:
     module's function returns (floats, tuples of floats, tuples of rows)."""
 
     def __init__(self, program: Program):
+        if program.tape.arrays or program.tape.loops:
+            raise SymdiffError("the C backend prints no Jacobian of an array program yet; use backend='python'")
         self._module = program_module(program)
         self.source, self.header = render_module(self._module)
         find_compiler()  # no compiler: a clear error now, not at the first call

@@ -30,13 +30,27 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..core.adjoint import Adjoint, ArrayBar, Bar, Op
-from ..core.bounds import bounds
-from ..core.expr import Length
+from ..core.adjoint import Adjoint, ArrayBar, Bar, Op, Prefix, Suffix
+from ..core.bounds import add, bounds, combine
+from ..core.expr import Affine, Length
 from ..core.forward import Dot
 from ..core.primitives import TABLE
 from ..core.printing import affine_text
-from ..core.program import Assign, Check, Entry, Header, If, Matrix, Program, Scalar, Section, Vector, build_program
+from ..core.program import (
+    Assign,
+    Check,
+    Entry,
+    Header,
+    If,
+    Index,
+    Matrix,
+    Program,
+    Scalar,
+    Section,
+    Suffixes,
+    Vector,
+    build_program,
+)
 from ..core.program import Loop as ProgramLoop
 from ..core.tape import COUNTER, INPUT, LENGTH, READ, REDUCTIONS, Ref, Tape
 from ..errors import CompilerError
@@ -239,6 +253,7 @@ class Module:
     wrappers: tuple[Wrapper, ...]  # single points, and batches of long programs (a loop of points)
     depth: int = 0  # how deep its deepest branch is nested (where() in where() ...)
     arrays: bool = False  # an array program's functions (array_module): loops, no batch
+    helpers: tuple[str, ...] = ()  # static functions the others call, line by line (array_module)
 
 
 # value_and_grad shares one sweep up to this many lines; beyond, it runs f then grad: the compiler's
@@ -493,6 +508,7 @@ def render_module(module: Module) -> tuple[str, str]:
         "restrict": module.restrict,
         "simd": module.simd,
         "includes": module.includes,
+        "helpers": module.helpers,
         "points": module.points,
         "loops": module.loops,
         "wrappers": module.wrappers,
@@ -515,21 +531,17 @@ def library_module(module: Module, entry: str) -> Module:
     for wrapper in module.wrappers:  # in order: a wrapper comes after the wrappers it calls
         if set(wrapper.needs) <= wanted:
             wanted.add(wrapper.name)
-    return Module(
-        module.comment,
-        module.guard,
-        module.restrict,
-        module.simd,
-        module.includes,
-        tuple(point for point in module.points if point.name in wanted),
-        tuple(loop for loop in module.loops if loop.name in wanted),
-        tuple(wrapper for wrapper in module.wrappers if wrapper.name in wanted),
-        module.depth,
+    return replace(
+        module,
+        points=tuple(point for point in module.points if point.name in wanted),
+        loops=tuple(loop for loop in module.loops if loop.name in wanted),
+        wrappers=tuple(wrapper for wrapper in module.wrappers if wrapper.name in wanted),
     )
 
 
 # Every entry point a C module may define (gradient modules and derivative Programs).
 ENTRIES = ("f", "grad", "value_and_grad", "jvp", "jacobian", "value_and_jacobian", "hessian", "hvp")
+ONES = "ones"  # prefix_ones: the static function that makes a product's buffer of suffixes (array_module)
 
 
 def c_names(tape: Tape, wrt: tuple[str, ...], prefix: str = "symdiff") -> Names:
@@ -537,7 +549,7 @@ def c_names(tape: Tape, wrt: tuple[str, ...], prefix: str = "symdiff") -> Names:
     is double_, `_Bool` is v_Bool, and a definition named `int` labels its value w3 (as a definition
     named `lambda` does in Python). The functions and the include guard of a module with this
     `prefix` are reserved too (a local `symdiff_grad_at` would hide the function)."""
-    functions = re.compile(rf"{re.escape(prefix)}_({'|'.join(ENTRIES)})(_at(_part\d+)?|_batch)?")
+    functions = re.compile(rf"{re.escape(prefix)}_(({'|'.join(ENTRIES)})(_at(_part\d+)?|_batch)?|{ONES})")
 
     def usable_in_c(name: str) -> bool:
         return (
@@ -1134,12 +1146,40 @@ def _user_symbol(name) -> str:
 INDENT = "    "
 
 
+class _CodePrinter(Printer):
+    """The Python printer's terms with C's spellings of a product's running prefix (w2_before) and of
+    its buffer of suffixes (w2_after[i - start + 1]), and of a loop index as a number ((double)i)."""
+
+    def __init__(self, tape: Tape, names: Names, layout: ArrayLayout):
+        super().__init__(tape, names, "c")
+        self.layout = layout
+
+    def _leaf(self, node) -> str:
+        kind = type(node)
+        if kind is Prefix:
+            return f"{self.names.values[node.reduction]}_before"
+        if kind is Suffixes:
+            return f"{self.names.values[node.reduction]}_after"
+        if kind is Suffix:  # element i - start + shift of the product's buffer
+            loop = self.tape.loop_of(node.reduction)
+            offset = combine(Affine(node.shift, ((loop.index, 1),)), loop.start, -1)
+            return f"{self.names.values[node.reduction]}_after[{affine_text(offset, _c_symbol(self.layout))}]"
+        if kind is Index:
+            return f"(double){self.layout.indices[node.name]}"
+        return super()._leaf(node)
+
+
+# Where an array program's function goes when a product's buffer cannot be allocated: it frees its
+# buffers and makes every result nan (a label: C keeps labels apart from variables).
+OUT_OF_MEMORY = "out_of_memory"
+
+
 class _ArrayPrinter:
     """Prints the nodes of an array program's entries as C lines, one level of indent per loop."""
 
-    def __init__(self, tape: Tape, names: Names, notes: Names, layout: ArrayLayout):
-        self.tape, self.names, self.layout = tape, names, layout
-        self.code = Printer(tape, names, "c")
+    def __init__(self, tape: Tape, names: Names, notes: Names, layout: ArrayLayout, prefix: str):
+        self.tape, self.names, self.layout, self.prefix = tape, names, layout, prefix
+        self.code = _CodePrinter(tape, names, layout)
         self.notes = Printer(tape, notes, "c")
 
     def lines(self, nodes, depth: int, declared: dict[str, int], out: list[Line]) -> None:
@@ -1159,7 +1199,11 @@ class _ArrayPrinter:
             elif kind is ProgramLoop:
                 index, symbol = self.layout.indices[node.index.name], _c_symbol(self.layout)
                 start, stop = affine_text(node.start, symbol), affine_text(node.stop, symbol)
-                out.append(Line(f"for (long {index} = {start}; {index} < {stop}; ++{index}) {{", "", "", "", indent))
+                if node.descending:
+                    header = f"for (long {index} = {affine_text(add(node.stop, -1), symbol)}; {index} >= {start}; --{index}) {{"
+                else:
+                    header = f"for (long {index} = {start}; {index} < {stop}; ++{index}) {{"
+                out.append(Line(header, "", "", "", indent))
                 self.lines(node.body, depth + 1, dict(declared), out)
                 out.append(Line("}", "", "", "", indent))
             elif kind is not Check:  # a domain check: C does not raise
@@ -1168,20 +1212,27 @@ class _ArrayPrinter:
     def assign(self, node: Assign, indent: str, declared: dict[str, int], out: list[Line]) -> None:
         target, term = node.target, node.term
         note = "  // " + "; ".join(map(self.notes.source_definition, node.origins)) if node.origins else ""
-        if type(target) is ArrayBar:  # the caller's output, zeroed: its elements' adjoints are added into it
+        kind = type(target)
+        if kind is ArrayBar:  # the caller's output, zeroed: its elements' adjoints are added into it
             output, counter = self.layout.adjoints[target.array], self.layout.counter
             size = " * ".join(length for (array, _), length in self.layout.lengths.items() if array == target.array)
             zeroing = f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output}[{counter}]"
             out.append(Line(zeroing, "=", self.code.atom(term), note, indent))
             return
-        if type(target) is Ref:
+        if kind is Suffixes:  # one more element than the product's range, each 1.0
+            loop = self.tape.loop_of(target.reduction)
+            size = affine_text(combine(add(loop.stop, 1), loop.start, -1), _c_symbol(self.layout))
+            call = f"{self.prefix}_{ONES}(&{self.code.leaf(target)}, {size})"
+            out.append(Line(f"if (!{call}) goto {OUT_OF_MEMORY};", "", "", note, indent))
+            return
+        if kind is Ref:
             instrs = self.tape.instrs
             name = self.names.values[target.index]
             same = type(term) is Op and term.args is instrs[target.index].args
             rhs = self.code.definition(target.index) if same else self.code.atom(term)
             constant = instrs[target.index].op not in REDUCTIONS  # a reduction is updated after its start
-        elif type(target) is Bar and target.index in self.names.elements:
-            out.append(Line(self.code.leaf(target), node.mode, self.code.atom(term), note, indent))  # x_bar[i + 1]
+        elif kind is Suffix or (kind is Bar and target.index in self.names.elements):
+            out.append(Line(self.code.leaf(target), node.mode, self.code.atom(term), note, indent))  # an element
             return
         else:
             name, rhs, constant = self.code.leaf(target), self.code.atom(term), False
@@ -1195,6 +1246,17 @@ class _ArrayPrinter:
             out[declaration] = replace(out[declaration], target=out[declaration].target.removeprefix("const "))
         out.append(Line(name, node.mode, rhs, note, indent))
 
+    def buffers(self, nodes) -> list[str]:
+        """The buffers of the products' suffixes that `nodes` fill, in order."""
+        found, stack = [], list(reversed(nodes))
+        while stack:
+            node = stack.pop()
+            if type(node) is Assign and type(node.target) is Suffixes:
+                found.append(self.code.leaf(node.target))
+            elif type(node) is Section or type(node) is ProgramLoop:
+                stack.extend(reversed(node.body))
+        return list(dict.fromkeys(found))
+
 
 def array_module(adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None) -> Module:
     """An array program's f, grad and value_and_grad as C functions (see ArrayLayout for the ABI), from
@@ -1203,40 +1265,70 @@ def array_module(adjoint: Adjoint, prefix: str = "symdiff", header: str | None =
     base = c_names(tape, adjoint.wrt, prefix)
     layout = array_layout(tape, base, adjoint.wrt)
     names, notes = array_names(tape, base, layout)
-    printer = _ArrayPrinter(tape, names, notes, layout)
+    printer = _ArrayPrinter(tape, names, notes, layout, prefix)
     dims = dict(tape.arrays)
     outputs = (f"double *restrict {layout.grad}",) if layout.grad else ()
     outputs += tuple(f"double *restrict {output}" for output in layout.adjoints.values())
     scalars = [name for name in adjoint.wrt if name not in dims]
     into = [f"{layout.grad}[0..{len(scalars) - 1}] ({', '.join(f'd/d{name}' for name in scalars)})"] if scalars else []
     into += [f"{output} (d/d{name})" for name, output in layout.adjoints.items()]
-    points = []
+    points, allocates = [], False
     for entry in build_program(adjoint).entries:
-        lines: list[Line] = []
+        buffers = printer.buffers(entry.body)
+        allocates = allocates or bool(buffers)
+        lines = [Line(f"double *{buffer}", "=", "NULL", "") for buffer in buffers]
         printer.lines(entry.body, 0, {}, lines)
-        gradient = False
-        for result in entry.results:
-            if isinstance(result, Vector):
-                gradient = True
-                scalar_terms = [term for term in result.terms if type(term) is not ArrayBar]
-                lines += [Line(f"{layout.grad}[{j}]", "=", printer.code.atom(term), "") for j, term in enumerate(scalar_terms)]
+        lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
         value = next((result.term for result in entry.results if isinstance(result, Scalar)), None)
-        if value is not None:
-            lines.append(Line(f"return {printer.code.atom(value)};", "", "", ""))
-        params = layout.inputs + (outputs if gradient else ())
+        gradient = next((result.terms for result in entry.results if isinstance(result, Vector)), None)
+        scalar_terms = [term for term in gradient or () if type(term) is not ArrayBar]
+        lines += [Line(f"{layout.grad}[{j}]", "=", printer.code.atom(term), "") for j, term in enumerate(scalar_terms)]
+        if value is not None or buffers:
+            lines.append(Line(f"return{' ' + printer.code.atom(value) if value is not None else ''};", "", "", ""))
+        if buffers:  # every result nan, as f gives outside its domain
+            lines.append(Line(f"{OUT_OF_MEMORY}:", "", "", "  // a buffer could not be allocated"))
+            lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
+            for array, output in layout.adjoints.items():
+                size = " * ".join(length for (name, _), length in layout.lengths.items() if name == array)
+                counter = layout.counter
+                lines.append(Line(f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output}[{counter}]", "=", "NAN", ""))
+            lines += [Line(f"{layout.grad}[{j}]", "=", "NAN", "") for j in range(len(scalar_terms))]
+            lines.append(Line("return NAN;" if value is not None else "return;", "", "", ""))
+        params = layout.inputs + (outputs if gradient is not None else ())
         name = f"{prefix}_{entry.name}"
         signature, declaration = _signature("double" if value is not None else "void", name, params or ("void",))
-        doc = entry.doc + (f" The gradient into {', '.join(into) or 'nothing'}." if gradient else "")
+        doc = entry.doc + (f" The gradient into {', '.join(into) or 'nothing'}." if gradient is not None else "")
         code_lines = tuple(line for line in lines if not line.target.startswith("//"))
         unused = _unused(params, code_lines)
         points.append(Point(name, signature, declaration, doc, unused, (), tuple(lines), (), ()))
     comment = (*_gradient_comment(Header("gradient", tape.source, tape.inputs, adjoint.wrt), base), "",
-               *_array_abi(tape, layout))
-    includes = ("<math.h>",) + ((f'"{header}"',) if header else ())
-    return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), (), (), 0, True)
+               *_array_abi(tape, layout, allocates))
+    includes = ("<math.h>",) + (("<stdlib.h>",) if allocates else ()) + ((f'"{header}"',) if header else ())
+    helpers = _ones(prefix) if allocates else ()
+    return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), (), (), 0, True, helpers)
 
 
-def _array_abi(tape: Tape, layout: ArrayLayout) -> tuple[str, ...]:
+def _ones(prefix: str) -> tuple[str, ...]:
+    """The static function making a product's buffer: `*buffer` resized (one buffer, reused by every
+    iteration of the loops around it) and filled with 1.0; 0 when memory ran out."""
+    return (
+        "/* *buffer resized to size doubles (at least one), each 1.0: a product's suffixes; 0 if memory ran out. */",
+        f"static int {prefix}_{ONES}(double **buffer, long size)",
+        "{",
+        "    if (size < 1)",
+        "        size = 1;",
+        "    double *grown = realloc(*buffer, (size_t)size * sizeof(double));",
+        "    if (grown == NULL)",
+        "        return 0;",
+        "    for (long e = 0; e < size; ++e)",
+        "        grown[e] = 1.0;",
+        "    *buffer = grown;",
+        "    return 1;",
+        "}",
+    )
+
+
+def _array_abi(tape: Tape, layout: ArrayLayout, allocates: bool) -> tuple[str, ...]:
     """The comment's account of the parameters, and of the lengths that keep every read in bounds."""
     outputs = [f"{layout.grad}[j] for the j-th scalar of wrt"] if layout.grad else []
     outputs += [f"{output} shaped as {array}" for array, output in layout.adjoints.items()]
@@ -1244,6 +1336,13 @@ def _array_abi(tape: Tape, layout: ArrayLayout) -> tuple[str, ...]:
         "Each scalar input is a double, each array a pointer to its elements (row-major) followed by its",
         "lengths. The gradient goes into the caller's arrays, every element written:",
         f"{'; '.join(outputs) or 'nothing'}.",
+    ]
+    if allocates:
+        text += [
+            "The adjoint of a product keeps the products of its last factors in a buffer from malloc",
+            "(stdlib.h), freed before the function returns; should memory run out, every result is nan.",
+        ]
+    text += [
         "The functions do not check bounds: the caller makes sure that every read stays inside its array",
         "(symdiff's loader checks these before each call):",
     ]
