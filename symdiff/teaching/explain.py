@@ -39,11 +39,32 @@ they parse back; entries are named w1, w2, ... in tape order, or v1, v2, ... if 
                   the steps that ran (none of a branch not taken)
     gradient    [{wrt, entry (null if the input does not occur), formula (over the inputs, or null
                   when too long to show; in the branches taken), value}], one per differentiated input
+
+Array programs (x[i], sum(... for i in range(...))) give schema "symdiff.explain/3": the loops run at
+the point, and every iteration is listed (at most MAX_ITERATIONS in all, every run of a nested loop
+counted; more is an ArgumentError saying how many). The reverse sweep runs each loop again, index by
+index as the generated code does: a body's adjoints start at 0 in each iteration, and a read (w1 = x[i])
+adds its share straight into the array's adjoint at the index read. /3 has /2's keys, and:
+    point       an array's value is a list (a list of rows for W[j, k])
+    loops       [{entry (the reduction), function ("sum" or "prod"), index ("i"), range (range()'s
+                  arguments as written: "len(x) - 1"), source, runs [{outer {index: value} (the
+                  enclosing loops' indices), values [the index's values]}], iterations}], in tape
+                  order; placed after output
+    forward     each record also has iteration {index: value} ({} outside loops); a read's definition
+                  is "x[i + 1]", an index's "i", a length's "len(x)", a reduction's
+                  "sum(w9 for i in range(len(x) - 1))"; lengths and indices have adjoint null
+    branches    always [] (array programs have no where())
+    reverse     each record also has iteration, and read: for a step into an array element (target
+                  "x[2]"), the entry that read it ("w1"), else null. A product's partial reads
+                  w5_before and w5_after: the products of its factors before and after the index
+    gradient    one record per scalar input and per element of an array (row by row; wrt and entry
+                  "x[2]"), each also with array (null for a scalar) and index ([] for a scalar)
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
@@ -57,18 +78,28 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from ..core import primitives
-from ..core.adjoint import Adjoint, Bar, Op, Step, Term
-from ..core.expr import Apply, Num, Var, postorder
+from ..core.adjoint import Adjoint, Bar, Op, Prefix, Step, Suffix, Term
+from ..core.bounds import bounds, evaluate, range_text, violation
+from ..core.expr import Apply, Item, Length, Num, Var, postorder
 from ..core.parse import parse
 from ..core.pipeline import Programs, build
 from ..core.primitives import ATOM
-from ..core.printing import expression_text, format_tree, number_text
-from ..core.tape import INPUT, Const, Instr, Ref, Tape
+from ..core.printing import affine_text, expression_text, format_tree, number_text
+from ..core.reverse import local_partials
+from ..core.tape import COUNTER, INPUT, LEAVES, LENGTH, READ, REDUCTIONS, Const, Instr, Ref, Tape
 from ..errors import ArgumentError, DomainError, SymdiffError
 from ..resources import templates
 from ..version import __version__
 
+Label = tuple[tuple[str, int], ...]  # loop index values, outermost first: (("i", 0), ("j", 2))
+
 SCHEMA = "symdiff.explain/2"
+SCHEMA_ARRAYS = "symdiff.explain/3"  # array programs: /2 plus loops and iterations
+# An array program's trace lists every iteration of every loop; past these it would be a wall of rows.
+MAX_ITERATIONS = 50
+MAX_ELEMENTS = 100  # numbers in the point's arrays (the gradient lists one row per element)
+# Loops counted before "at least": the count of a point far too large stops here.
+_COUNTED = 100_000
 FORMATS = ("text", "markdown", "latex", "json", "html")
 
 # Formulas are shown only while they stay small. Each limit bounds the work of one SymPy operation as
@@ -102,6 +133,7 @@ class Entry:
     span: tuple[int, int]
     computed: bool = True  # False: the entry lies in a branch not taken at this point
     branch: tuple[tuple[str, bool], ...] = ()  # computed only where these conditions have these values
+    iteration: Label = ()  # inside loops: the index values this row was computed at, outermost first
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,22 +167,44 @@ class Accumulation:
     contribution: float
     total: float  # target's adjoint after this step
     total_formula: str | None  # that total over entries ("w2 + cos(w1)"); None when too long
+    iteration: Label = ()  # inside loops: the index values the step ran at, outermost first
+    read: str | None = None  # target is an array element (x[2]): the entry reading it (w1 = x[i]), whose
+    # contribution the step adds straight into the element's adjoint, as the generated code does
 
 
 @dataclass(frozen=True, slots=True)
 class Partial:
     """One component of the gradient."""
 
-    wrt: str
-    entry: str | None  # the input's entry; None when the input does not occur
+    wrt: str  # a scalar input, or an element of an array input: "x[2]", "W[1, 0]"
+    entry: str | None  # the input's entry (an element's own name); None when the input does not occur
     formula: str | None  # over the inputs ("x2 + cos(x1)"); None when too long to show
     value: float
+    array: str | None = None  # for an element: its array
+    index: tuple[int, ...] = ()  # for an element: its indices
+
+
+@dataclass(frozen=True, slots=True)
+class LoopRun:
+    """A reduction's loop as it ran at the point: the index values of each run (a loop nested in
+    another runs once per outer iteration)."""
+
+    entry: str  # the reduction's entry: "w3"
+    function: str  # "sum" or "prod"
+    index: str  # "i"
+    range: str  # range()'s arguments as written: "len(x) - 1", "i + 1, len(x)"
+    source: str  # the reduction as written
+    runs: tuple[tuple[Label, tuple[int, ...]], ...]  # (the outer loops' index values, this index's values)
+
+    @property
+    def iterations(self) -> int:
+        return sum(len(values) for _, values in self.runs)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Trace:
     expression: str
-    point: tuple[tuple[str, float], ...]
+    point: tuple[tuple[str, float | tuple], ...]  # an array's value is a tuple (of tuples for 2-D)
     output: str  # what the walk-through calls the expression's value: "z"
     output_entry: str | None  # the entry holding it; None when the expression is a constant
     output_definition: str
@@ -159,12 +213,14 @@ class Trace:
     branches: tuple[Branch, ...]  # the where() entries that ran, in tape order
     steps: tuple[Accumulation, ...]  # the steps that ran
     partials: tuple[Partial, ...]
+    loops: tuple[LoopRun, ...] = ()  # array programs: every reduction's loop, in tape order
+    schema: str = SCHEMA  # SCHEMA_ARRAYS for a program with arrays
 
     def __str__(self) -> str:
         return self.text()
 
     def __repr__(self) -> str:
-        point = ", ".join(f"{name}={number_text(value, True)}" for name, value in self.point)
+        point = ", ".join(f"{name}={point_text(value)}" for name, value in self.point)
         return f"<symdiff trace of {self.expression!r} at {point or 'no inputs'}: {len(self.steps)} steps>"
 
     def text(self, ascii: bool = False, digits: int = 3, width: int = 100) -> str:
@@ -216,12 +272,15 @@ class Trace:
 
 
 def explain(expr, at: Mapping[str, float], wrt=None) -> Trace:
-    """The reverse-mode walk-through of `expr` at the point `at` ({"x1": 2, "x2": 3})."""
+    """The reverse-mode walk-through of `expr` at the point `at` ({"x1": 2, "x2": 3}; an array input
+    takes a list: {"x": [1.0, 2.0, 3.0]}, a list of rows for W[j, k])."""
     return trace(build(expr, wrt), at)
 
 
 def trace(programs: Programs, at: Mapping[str, float]) -> Trace:
     """The walk-through of programs that core.pipeline.build made (graph.py shares them with its picture)."""
+    if has_arrays(programs.tape):
+        return _array_trace(programs, at)
     tape, raw = programs.tape, programs.raw
     point = check_point(tape, at)
     names = entry_names(tape)
@@ -278,9 +337,22 @@ def _longer_than(names, letter: str) -> str:
     return letter + "_" * max(map(len, names), default=0)
 
 
-def definition_text(instr: Instr, names: tuple[str, ...]) -> str:
-    if instr.op == INPUT:
-        return instr.name
+def definition_text(instr: Instr, names: tuple[str, ...], tape: Tape | None = None) -> str:
+    """An entry as symdiff syntax over earlier entries; a reduction's range needs its `tape`."""
+    match instr.op:
+        case "input":
+            return instr.name
+        case "read":
+            indices, _ = instr.detail
+            return f"{instr.name}[{', '.join(affine_text(index, symbol_text) for index in indices)}]"
+        case "counter":
+            return instr.name
+        case "length":
+            return symbol_text(Length(instr.name, instr.detail))
+        case "sum" | "prod":
+            loop = tape.loops[instr.detail]
+            body = atom_text(instr.args[0], names)
+            return f"{instr.op}({body} for {loop.index} in range({range_text(loop.start, loop.stop)}))"
     return term_text(Op(instr.op, instr.args), names)
 
 
@@ -306,8 +378,43 @@ def accumulations(tape: Tape, raw: Adjoint):
                 raise AssertionError(f"unexpected raw step {step!r}")
 
 
+def has_arrays(tape: Tape) -> bool:
+    """Whether the program reads arrays (and so may loop): its trace is labelled by iteration."""
+    return bool(tape.arrays or tape.loops)
+
+
+def symbol_text(symbol) -> str:
+    """A symbol of an index or a bound as written: a loop index, `len(x)` or `len(W, 1)`."""
+    if isinstance(symbol, Length):
+        return f"len({symbol.array})" if symbol.dim == 0 else f"len({symbol.array}, {symbol.dim})"
+    return symbol
+
+
+def element_text(array: str, index: tuple[int, ...]) -> str:
+    """`x[2]`, `W[1, 0]`."""
+    return f"{array}[{', '.join(map(str, index))}]"
+
+
+def label_text(label: Label) -> str:
+    """`i = 0, j = 2`."""
+    return ", ".join(f"{index} = {value}" for index, value in label)
+
+
+def point_text(value) -> str:
+    """A point's value as Python writes it, integers without `.0`: `2`, `[1, 2.5, 3]`, `[[1, 2], [3, 4]]`."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(point_text, value)) + "]"
+    return number_text(value, True)
+
+
 def check_point(tape: Tape, at) -> dict[str, float]:
     """The point as {input: float} in the tape's input order; a clear error for anything else."""
+    _check_names(tape, at)
+    return {name: _real(name, at[name]) for name in tape.inputs}
+
+
+def _check_names(tape: Tape, at) -> None:
+    """A mapping giving every input, and nothing else."""
     if not isinstance(at, Mapping):
         raise ArgumentError("expected the point as a mapping from input names to numbers, e.g. {'x1': 2, 'x2': 3}")
     inputs = ", ".join(tape.inputs) or "none"
@@ -317,7 +424,59 @@ def check_point(tape: Tape, at) -> dict[str, float]:
     missing = [name for name in tape.inputs if name not in at]
     if missing:
         raise ArgumentError(f"the point has no value for {', '.join(missing)} (inputs: {inputs})")
-    return {name: _real(name, at[name]) for name in tape.inputs}
+
+
+def check_array_point(tape: Tape, at) -> tuple[dict, dict[tuple[str, int], int]]:
+    """The point of an array program, {input: a float, or for an array nested tuples of floats}, and
+    the arrays' lengths ((array, dimension) -> length), every read checked against them."""
+    _check_names(tape, at)
+    shape = dict(tape.arrays)
+    lengths: dict[tuple[str, int], int] = {}
+    point = {
+        name: _array(name, at[name], shape[name], lengths) if name in shape else _real(name, at[name])
+        for name in tape.inputs
+    }
+    for name, ndim in tape.arrays:
+        for dim in range(ndim):  # an empty array has no rows to measure: its rows are empty too
+            lengths.setdefault((name, dim), 0)
+    for bound in bounds(tape):
+        message = violation(bound, lengths)
+        if message is not None:
+            raise ArgumentError(message, tape.source, tape.instrs[bound.entry].span)
+    return point, lengths
+
+
+def _check_elements(tape: Tape, lengths: Mapping[tuple[str, int], int]) -> None:
+    count = sum(math.prod(lengths[(name, dim)] for dim in range(ndim)) for name, ndim in tape.arrays)
+    if count > MAX_ELEMENTS:
+        raise ArgumentError(
+            f"the point's arrays hold {count:,} numbers; explain lists the gradient element by element and takes "
+            f"at most {MAX_ELEMENTS} (compile_grad takes arrays of any length)"
+        )
+
+
+_INDEXED = " (the expression indexes it: it is an array)"
+
+
+def _array(name: str, value, ndim: int, lengths: dict[tuple[str, int], int]) -> tuple:
+    """An array's value as nested tuples of floats, `ndim` levels deep and rectangular; records its lengths."""
+
+    def level(value, dim: int, where: str) -> tuple:
+        if hasattr(value, "tolist") and not isinstance(value, str | bytes):  # a NumPy array
+            value = value.tolist()
+        if not isinstance(value, list | tuple):
+            rows = f" ({name} has {ndim} dimensions: give a list of lists)" if ndim > 1 else ""
+            raise ArgumentError(f"the point's {name}{where} = {value!r} is not a list of numbers{rows or _INDEXED}")
+        length = lengths.setdefault((name, dim), len(value))
+        if len(value) != length:
+            raise ArgumentError(
+                f"the point's {name} is not rectangular: {name}{where} has {len(value)} elements, {name}[0] has {length}"
+            )
+        if dim + 1 == ndim:
+            return tuple(_real(f"{name}{where}[{k}]", item) for k, item in enumerate(value))
+        return tuple(level(item, dim + 1, f"{where}[{k}]") for k, item in enumerate(value))
+
+    return level(value, 0, "")
 
 
 def _real(name: str, value) -> float:
@@ -521,6 +680,415 @@ def _term(term: Term, forward, adjoints, algebra):
         case Op(op=op, args=args):
             return algebra.apply(op, tuple(_term(arg, forward, adjoints, algebra) for arg in args))
     raise AssertionError(f"unexpected term {term!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Array programs: the loops run at the point, iteration by iteration, in the generated code's order
+#
+# Values and adjoints are kept per (entry, label), the label being the index values of the loops the
+# entry lies in: a loop body's entries have one value per iteration, and their adjoints start at 0 in
+# each. A read wk = x[i] passes what it receives straight into x's adjoint at that index (x_bar[i] +=
+# ...), as the generated code does; adjoints of entries outside the loop gather every iteration's share.
+
+
+@dataclass(frozen=True, slots=True)
+class _LoopStep:
+    origin: int
+    operand: int
+    target: int
+    element: tuple[str, tuple[int, ...]] | None  # target is a read: the element it read
+    label: Label
+    partial_term: Term
+    partial: object
+    origin_adjoint: object
+    contribution: object
+    total: object  # the target's adjoint after the step (the element's, for a read)
+
+
+def _array_trace(programs: Programs, at) -> Trace:
+    tape = programs.tape
+    if tape.rows is not None:
+        raise SymdiffError(
+            "explain walks through one output, and [... for i in range(...)] has one per index; explain one "
+            "of them (the body with i written as a number)",
+            tape.source,
+            tape.rows.start.span,
+        )
+    point, lengths = check_array_point(tape, at)
+    levels = _levels(tape)
+    _check_iterations(tape, levels, lengths)
+    _check_elements(tape, lengths)
+    names = entry_names(tape)
+    # Indices and lengths are integers: nothing flows back into them (the generated code has no such lines).
+    partials = {
+        p: [part for part in parts if tape.instrs[part[0]].op not in _INTEGERS] for p, parts in local_partials(tape)
+    }
+    run = _Loops(tape, levels, partials, _Numbers(), point, lengths).run()
+    # Running totals over entries: each entry's value in each iteration is a symbol of its own, so a
+    # total is shown only when every symbol in it is visible from the step's iteration (see _visible_text).
+    symbols: dict[sympy.Symbol, tuple[str, Label]] = {}
+
+    def symbol(index: int, label: Label) -> sympy.Symbol:
+        made = sympy.Symbol(f"{names[index]}_{len(symbols)}", real=True)
+        symbols[made] = (names[index], label)
+        return made
+
+    totals = _Loops(tape, levels, partials, _Formulas(_TOTAL_NODES), point, lengths, symbol).run()
+    # Gradient formulas over the inputs: an element is a symbol with a name no input has (x[2] is not a name).
+    stand_in = _longer_than(tape.inputs, "e") + "_"
+    elements: dict[str, str] = {}
+
+    def element_symbol(name: str, index: tuple[int, ...]) -> sympy.Symbol:
+        elements[f"{stand_in}{len(elements)}"] = element_text(name, index)
+        return sympy.Symbol(f"{stand_in}{len(elements) - 1}", real=True)
+
+    over_inputs = {
+        name: _map_array(value, lambda index, name=name: element_symbol(name, index))
+        if tape.is_array(name)
+        else sympy.Symbol(name, real=True)
+        for name, value in point.items()
+    }
+    results = _Loops(tape, levels, partials, _Formulas(_RESULT_NODES), over_inputs, lengths).run()
+
+    def result_text(formula) -> str | None:
+        text = formula_text(formula, _RESULT_CHARS)
+        if text is None:
+            return None
+        return re.sub(rf"\b{re.escape(stand_in)}\d+\b", lambda found: elements[found[0]], text)
+
+    output = tape.output
+    return Trace(
+        expression=tape.source,
+        point=tuple(point.items()),
+        output=output_name(tape),
+        output_entry=names[output.index] if isinstance(output, Ref) else None,
+        output_definition=atom_text(output, names),
+        value=run.value(output, ()),
+        entries=tuple(_loop_entry(tape, names, run, index, label) for index, label in run.order),
+        branches=(),
+        steps=tuple(_loop_step(names, k, step, totals.steps[k], symbols) for k, step in enumerate(run.steps)),
+        partials=_loop_partials(programs, names, run, results, lengths, result_text),
+        loops=tuple(_loop_run(tape, names, run, index) for index, loop in _reductions(tape)),
+        schema=SCHEMA_ARRAYS,
+    )
+
+
+_INTEGERS = (COUNTER, LENGTH)
+
+
+def _levels(tape: Tape) -> dict[tuple, list[int]]:
+    """The entries of each loop nest (by path: () outside every loop), in tape order."""
+    levels: dict[tuple, list[int]] = defaultdict(list)
+    for index in range(len(tape.instrs)):
+        levels[tape.path(index)].append(index)
+    return levels
+
+
+def _reductions(tape: Tape):
+    return ((index, instr) for index, instr in enumerate(tape.instrs) if instr.op in REDUCTIONS)
+
+
+def _range(loop, lengths, env: Mapping[str, int]) -> range:
+    return range(evaluate(loop.start, lengths, env), evaluate(loop.stop, lengths, env))
+
+
+def _check_iterations(tape: Tape, levels, lengths) -> None:
+    """A clear error when the loops run more than MAX_ITERATIONS iterations in all at these lengths
+    (every run of a nested loop counted); the caret points at the reduction that runs the most."""
+
+    def reductions(path: tuple) -> list[int]:
+        return [index for index in levels.get(path, ()) if tape.instrs[index].op in REDUCTIONS]
+
+    def iterations(index: int, path: tuple, env: dict) -> int:
+        """The iterations of reduction `index` and of the loops inside it, stopping past _COUNTED."""
+        loop, inner, total = tape.loops[tape.instrs[index].detail], (*path, (index, None)), 0
+        for k in _range(loop, lengths, env):
+            total += 1 + sum(iterations(nested, inner, {**env, loop.index: k}) for nested in reductions(inner))
+            if total > _COUNTED:
+                break
+        return total
+
+    counts = {index: iterations(index, (), {}) for index in reductions(())}
+    total = sum(counts.values())
+    if total <= MAX_ITERATIONS:
+        return
+    heaviest = max(counts, key=counts.get)
+    many = f"more than {_COUNTED:,}" if counts[heaviest] > _COUNTED else f"{total:,}"
+    raise ArgumentError(
+        f"at this point the loops run {many} iterations (each run of a nested loop counted); explain lists "
+        f"every iteration and takes at most {MAX_ITERATIONS}: explain shorter arrays, or read the loops in the "
+        "generated code (symdiff grad)",
+        tape.source,
+        tape.instrs[heaviest].span,
+    )
+
+
+def _map_array(value, make, index: tuple[int, ...] = ()):
+    """Nested tuples shaped like `value`, element at `index` replaced by make(index)."""
+    if isinstance(value, tuple):
+        return tuple(_map_array(item, make, (*index, k)) for k, item in enumerate(value))
+    return make(index)
+
+
+class _Loops:
+    """One run of an array program at a point over `algebra` (numbers, or SymPy): the forward sweep
+    loop by loop, then the reverse sweep, each loop run again with its steps, as the generated code
+    runs them. With `symbols`, every entry's value is symbols(entry, label) instead of being computed."""
+
+    def __init__(self, tape: Tape, levels, partials, algebra, point, lengths, symbols=None):
+        self.tape, self.levels, self.partials, self.algebra = tape, levels, partials, algebra
+        self.point, self.lengths, self.symbols = point, lengths, symbols
+        self.depths = [len(tape.path(index)) for index in range(len(tape.instrs))]
+        self.zero = algebra.number(0.0)
+        self.values: dict[tuple[int, Label], object] = {}
+        self.order: list[tuple[int, Label]] = []  # forward values in the order computed
+        self.factors: dict[tuple[int, Label], list] = {}  # a reduction's body value per iteration
+        self.runs: dict[int, list[tuple[Label, tuple[int, ...]]]] = defaultdict(list)
+        self.adjoints: dict[tuple[int, Label], object] = {}
+        self.elements: dict[tuple[str, tuple[int, ...]], object] = {}  # an array element's adjoint
+        self.products: dict[int, tuple] = {}  # a product's (prefix, suffixes, position) in its reverse loop
+        self.steps: list[_LoopStep] = []
+
+    def run(self) -> _Loops:
+        self._forward((), {}, ())
+        output = self.tape.output
+        if isinstance(output, Ref):
+            seed = self.algebra.number(1.0)
+            self.adjoints[(output.index, ())] = seed
+            if self.tape.instrs[output.index].op == READ:  # the expression is one element: x[0]
+                self.elements[self._element(output.index, {})] = seed
+        self._reverse((), {}, ())
+        return self
+
+    def value(self, atom, label: Label):
+        if type(atom) is Const:
+            return self.algebra.number(atom.value)
+        return self.values[(atom.index, label[: self.depths[atom.index]])]
+
+    def adjoint(self, index: int, label: Label):
+        return self.adjoints.get((index, label[: self.depths[index]]), self.zero)
+
+    # The forward sweep
+
+    def _forward(self, path: tuple, env: dict, label: Label) -> None:
+        for index in self.levels.get(path, ()):
+            instr = self.tape.instrs[index]
+            if instr.op in REDUCTIONS:
+                value = self._loop(index, path, env, label)
+            elif self.symbols is None:
+                value = self._compute(index, env, label)
+            if self.symbols is not None:
+                value = self.symbols(index, label)
+            self.values[(index, label)] = value
+            self.order.append((index, label))
+
+    def _loop(self, index: int, path: tuple, env: dict, label: Label):
+        instr = self.tape.instrs[index]
+        loop = self.tape.loops[instr.detail]
+        operation = "add" if instr.op == "sum" else "mul"
+        total = self.algebra.number(0.0 if instr.op == "sum" else 1.0)
+        factors = []
+        for k in _range(loop, self.lengths, env):
+            inner = (*label, (loop.index, k))
+            self._forward((*path, (index, None)), {**env, loop.index: k}, inner)
+            factors.append(self.value(instr.args[0], inner))
+            total = self._apply(instr, operation, (total, factors[-1]))
+        self.factors[(index, label)] = factors
+        self.runs[index].append((label, tuple(_range(loop, self.lengths, env))))
+        return total
+
+    def _compute(self, index: int, env: dict, label: Label):
+        instr = self.tape.instrs[index]
+        match instr.op:
+            case "input":
+                return self.point[instr.name]
+            case "read":
+                value = self.point[instr.name]
+                for position in self._element(index, env)[1]:
+                    value = value[position]
+                return value
+            case "counter":
+                return self.algebra.number(float(env[instr.name]))
+            case "length":
+                return self.algebra.number(float(self.lengths[(instr.name, instr.detail)]))
+        return self._apply(instr, instr.op, tuple(self.value(arg, label) for arg in instr.args))
+
+    def _apply(self, instr: Instr, op: str, args: tuple):
+        try:
+            return self.algebra.apply(op, args)
+        except _UNDEFINED as error:
+            message = f"{_applied(Instr(op, ()), args)} has no real value at this point ({error})"
+            raise DomainError(message, self.tape.source, instr.span) from None
+
+    def _element(self, index: int, env: Mapping[str, int]) -> tuple[str, tuple[int, ...]]:
+        instr = self.tape.instrs[index]
+        indices, _ = instr.detail
+        return instr.name, tuple(evaluate(affine, self.lengths, env) for affine in indices)
+
+    # The reverse sweep
+
+    def _reverse(self, path: tuple, env: dict, label: Label) -> None:
+        for index in reversed(self.levels.get(path, ())):
+            instr = self.tape.instrs[index]
+            if instr.op in LEAVES:
+                continue
+            if instr.op not in REDUCTIONS:
+                for part in self.partials[index]:
+                    self._step(index, part, env, label)
+                continue
+            # A sum's terms are independent: its adjoint loop runs forwards, as the generated code's does.
+            loop = self.tape.loops[instr.detail]
+            factors = self.factors[(index, label)]
+            prefixes, suffixes = self._products(factors) if instr.op == "prod" else ((), ())
+            for position, k in enumerate(_range(loop, self.lengths, env)):
+                inner, inner_env = (*label, (loop.index, k)), {**env, loop.index: k}
+                if instr.op == "prod":
+                    self.products[index] = (prefixes[position], suffixes, position)
+                for part in self.partials[index]:
+                    self._step(index, part, inner_env, inner)
+                self._reverse((*path, (index, None)), inner_env, inner)
+
+    def _products(self, factors: list) -> tuple[list, list]:
+        """The products of the factors before each position (a running product, as the reverse loop
+        keeps it) and from each position to the end (filled backwards, as the buffer is)."""
+        one = self.algebra.number(1.0)
+        prefixes, suffixes = [one], [one]
+        for factor in factors[:-1]:
+            prefixes.append(self.algebra.apply("mul", (prefixes[-1], factor)))
+        for factor in reversed(factors):
+            suffixes.append(self.algebra.apply("mul", (suffixes[-1], factor)))
+        return prefixes, suffixes[::-1]
+
+    def _step(self, origin: int, part: tuple, env: dict, label: Label) -> None:
+        target, partial_term, _, position = part
+        algebra, own = self.algebra, (target, label[: self.depths[target]])
+        element = self._element(target, env) if self.tape.instrs[target].op == READ else None
+        origin_adjoint = self.adjoint(origin, label)
+        try:
+            partial = self._term(partial_term, label)
+            contribution = algebra.apply("mul", (origin_adjoint, partial))
+            self.adjoints[own] = algebra.apply("add", (self.adjoints.get(own, self.zero), contribution))
+            if element is not None:
+                self.elements[element] = algebra.apply("add", (self.elements.get(element, self.zero), contribution))
+        except _UNDEFINED as error:
+            instr = self.tape.instrs[origin]
+            operands = [self.value(arg, label) for arg in instr.args]
+            message = f"{_applied(instr, operands)} has no derivative at this point ({error})"
+            raise DomainError(message, self.tape.source, instr.span) from None
+        total = self.adjoints[own] if element is None else self.elements[element]
+        self.steps.append(
+            _LoopStep(
+                origin, position, target, element, label, partial_term, partial, origin_adjoint, contribution, total
+            )
+        )
+
+    def _term(self, term: Term, label: Label):
+        match term:
+            case Const() | Ref():
+                return self.value(term, label)
+            case Op(op=op, args=args):
+                return self.algebra.apply(op, tuple(self._term(arg, label) for arg in args))
+            case Prefix(reduction=reduction):
+                return self.products[reduction][0]
+            case Suffix(reduction=reduction, shift=shift):
+                _, suffixes, position = self.products[reduction]
+                return suffixes[position + shift]
+        raise AssertionError(f"unexpected term {term!r}")
+
+
+def _loop_entry(tape: Tape, names: tuple[str, ...], run: _Loops, index: int, label: Label) -> Entry:
+    instr = tape.instrs[index]
+    return Entry(
+        name=names[index],
+        op=instr.op,
+        definition=definition_text(instr, names, tape),
+        operands=tuple(names[arg.index] for arg in instr.args if isinstance(arg, Ref)),
+        value=run.values[(index, label)],
+        adjoint=None if instr.op in _INTEGERS else run.adjoint(index, label),
+        span=tuple(instr.span),
+        iteration=label,
+    )
+
+
+def _loop_step(names: tuple[str, ...], k: int, step: _LoopStep, symbolic: _LoopStep, symbols) -> Accumulation:
+    target = names[step.target] if step.element is None else element_text(*step.element)
+    return Accumulation(
+        step=k + 1,
+        target=target,
+        origin=names[step.origin],
+        operand=step.operand,
+        partial=loop_term_text(step.partial_term, names),
+        partial_value=step.partial,
+        origin_adjoint=step.origin_adjoint,
+        contribution=step.contribution,
+        total=step.total,
+        total_formula=_visible_text(symbolic.total, step.label, symbols),
+        iteration=step.label,
+        read=None if step.element is None else names[step.target],
+    )
+
+
+def _visible_text(formula, label: Label, symbols: Mapping) -> str | None:
+    """A running total over entries, when every entry in it is one of the step's own iteration (or
+    of an enclosing one, or outside the loops): only then does `w2` name one value."""
+    if formula is None:
+        return None
+    free = formula.free_symbols
+    if any(symbols[symbol][1] != label[: len(symbols[symbol][1])] for symbol in free):
+        return None
+    return formula_text(
+        formula.xreplace({symbol: sympy.Symbol(symbols[symbol][0], real=True) for symbol in free}), _TOTAL_CHARS
+    )
+
+
+def loop_term_text(term: Term, names: tuple[str, ...]) -> str:
+    """term_text where a product's partial reads the product of the factors before i (`w5_before`)
+    and after it (`w5_after`)."""
+
+    def leaf(node) -> str:
+        match node:
+            case Prefix(reduction=reduction):
+                return f"{names[reduction]}_before"
+            case Suffix(reduction=reduction):
+                return f"{names[reduction]}_after"
+        return names[node.index]
+
+    return format_tree(term, leaf, "symdiff")
+
+
+def _loop_partials(
+    programs: Programs, names, run: _Loops, results: _Loops, lengths, result_text
+) -> tuple[Partial, ...]:
+    """One row per scalar in wrt, one per element of an array in wrt (row by row)."""
+    tape, rows = programs.tape, []
+    for name in programs.adjoint.wrt:
+        if tape.is_array(name):
+            ndim = dict(tape.arrays)[name]
+            for index in itertools.product(*(range(lengths[(name, dim)]) for dim in range(ndim))):
+                key, text = (name, index), element_text(name, index)
+                formula = result_text(results.elements.get(key, results.zero))
+                rows.append(Partial(text, text, formula, run.elements.get(key, 0.0), name, index))
+            continue
+        index = tape.input_index(name)
+        if index is None:
+            rows.append(Partial(name, None, "0", 0.0))
+            continue
+        formula = result_text(results.adjoint(index, ()))
+        rows.append(Partial(name, names[index], formula, run.adjoint(index, ())))
+    return tuple(rows)
+
+
+def _loop_run(tape: Tape, names: tuple[str, ...], run: _Loops, index: int) -> LoopRun:
+    instr = tape.instrs[index]
+    loop = tape.loops[instr.detail]
+    return LoopRun(
+        entry=names[index],
+        function=instr.op,
+        index=loop.index,
+        range=range_text(loop.start, loop.stop),
+        source=" ".join(tape.source[instr.span[0] : instr.span[1]].split()),
+        runs=tuple(run.runs[index]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -868,7 +1436,7 @@ def _generator() -> str:
 def _page(trace: Trace, style: Style) -> _Page:
     letter = trace.entries[0].name[0] if trace.entries else "w"
     rule, partial_header = style.sweep_rule(letter)
-    point = ", ".join(style.math(f"{style.name(name)} = {number_text(value, True)}") for name, value in trace.point)
+    point = ", ".join(style.math(f"{style.name(name)} = {point_text(value)}") for name, value in trace.point)
     output, expression = style.math(style.name(trace.output)), style.code(trace.expression)
     results = tuple(style.wrap(_result(trace, partial, style)) for partial in trace.partials)
     if trace.branches and results:
@@ -879,12 +1447,12 @@ def _page(trace: Trace, style: Style) -> _Page:
         expression=expression,
         point=point or "no inputs",
         forward=_forward_table(trace, style),
-        branches=tuple(style.wrap(line) for line in _branch_lines(trace, style)),
+        branches=tuple(style.wrap(line) for line in (_loop_lines if trace.loops else _branch_lines)(trace, style)),
         seed=style.math(_seed(trace, style)),
         why=style.math(f"{style.partial(trace.output, trace.output)} = 1"),
         rule=style.math(rule),
         reverse=_reverse_table(trace, style, partial_header),
-        notes=tuple(style.wrap(note) for note in _notes(trace, style)),
+        notes=tuple(style.wrap(note) for note in (_loop_notes if looped(trace) else _notes)(trace, style)),
         results=results or ("Nothing to differentiate: no inputs.",),
     )
 
@@ -902,7 +1470,24 @@ def _forward_table(trace: Trace, style: Style) -> _Table:
     ]
     output = (style.name(trace.output), style.formula(trace.output_definition), style.number(trace.value))
     rows.append(tuple(style.math(cell) for cell in output))
-    return _table(("entry", "definition", "value"), tuple(rows), style)
+    if not trace.loops:
+        return _table(("entry", "definition", "value"), tuple(rows), style)
+    labels = _iteration_cells([entry.iteration for entry in trace.entries] + [()], style)
+    return _table(("iteration", "entry", "definition", "value"), tuple(zip(labels, *zip(*rows))), style)
+
+
+def looped(trace: Trace) -> bool:
+    """Whether the trace is of an array program (its rows carry iterations)."""
+    return trace.schema == SCHEMA_ARRAYS
+
+
+def _iteration_cells(labels: list[Label], style: Style) -> list[str]:
+    """`i = 0` where an iteration starts, blank on the rows that follow in the same one."""
+    cells, previous = [], ()
+    for label in labels:
+        cells.append(style.math(label_text(label)) if label and label != previous else "")
+        previous = label
+    return cells
 
 
 def _value_cell(entry: Entry, style: Style) -> str:
@@ -957,6 +1542,10 @@ def _reverse_table(trace: Trace, style: Style, partial_header: str) -> _Table:
             )
         )
         short.append(style.math(total + style.number(step.total)))
+    if trace.loops:
+        headers = (headers[0], "iteration", *headers[1:])
+        labels = _iteration_cells([step.iteration for step in trace.steps], style)
+        full = [(row[0], label, *row[1:]) for row, label in zip(full, labels, strict=True)]
     if style.kind in ("text", "ascii"):
         full = _fit_last_column(headers, full, short, style.width - 3)
     return _table(headers, tuple(full), style)
@@ -965,9 +1554,17 @@ def _reverse_table(trace: Trace, style: Style, partial_header: str) -> _Table:
 def with_value(formula: str | None, value: float, style: Style) -> str:
     """`cos(w1) = -0.416`, or just the number when the formula is missing or is itself a number."""
     number = style.number(value)
-    if formula is None or not any(isinstance(node, Var) for node in postorder(parse(formula))):
+    if formula is None or not _mentions_names(formula):
         return number
     return f"{style.formula(formula)} = {number}"
+
+
+def _mentions_names(formula: str) -> bool:
+    """Whether a formula reads any name or element (`2 * x[0]`), rather than being a number."""
+    try:
+        return any(isinstance(node, Var | Item) for node in postorder(parse(formula)))
+    except SymdiffError:  # x[i] outside its loop: a name all the same
+        return True
 
 
 def _fit_last_column(headers, rows: list, short: list, width: int) -> list:
@@ -1007,6 +1604,88 @@ def _notes(trace: Trace, style: Style) -> tuple[str, ...]:
                 f"one for each use of {style.math(style.name(target))} (by {users})."
             )
     return tuple(notes)
+
+
+def _loop_lines(trace: Trace, style: Style) -> tuple[str, ...]:
+    """One sentence per loop: which index values it ran at this point."""
+    definitions = {entry.name: entry.definition for entry in trace.entries}
+    lines = []
+    for loop in trace.loops:
+        # The definition, not the source: nested for clauses share one text, sum(... for i ... for j ...).
+        head = f"{style.math(style.name(loop.entry) + ' = ' + style.formula(definitions[loop.entry]))}:"
+        index = style.math(loop.index)
+        if len(loop.runs) == 1:
+            ((_, values),) = loop.runs
+            lines.append(f"{head} {index} runs over {_values(values, style)}.")
+            continue
+        runs = "; ".join(f"{_values(values, style)} at {style.math(label_text(label))}" for label, values in loop.runs)
+        lines.append(
+            f"{head} once per outer iteration, {index} runs over {runs} ({loop.iterations} iterations in all)."
+        )
+    return tuple(lines)
+
+
+def _values(values: tuple[int, ...], style: Style) -> str:
+    if not values:
+        return "nothing (an empty range)"
+    return (
+        style.math(", ".join(map(str, values)))
+        if len(values) <= _LISTED
+        else style.math(f"{values[0]}, {values[1]}, ..., {values[-1]}")
+    )
+
+
+def _loop_notes(trace: Trace, style: Style) -> tuple[str, ...]:
+    """How the loops' adjoints work, and where an adjoint receives several contributions."""
+    if not trace.steps:
+        return (f"No steps: nothing in {style.math(style.name(trace.output))} depends on the inputs here.",)
+    notes = []
+    if trace.loops:
+        notes.append(
+            "The reverse sweep runs each loop again, index by index as the generated code does (a sum's terms are "
+            "independent, so their order does not matter); the generated code recomputes a body's values there "
+            "instead of storing them. In each iteration the body's adjoints start at 0."
+        )
+    reads = [step for step in trace.steps if step.read is not None]
+    if reads:
+        example = reads[0]
+        at = f"at {style.math(label_text(example.iteration))}, " if example.iteration else ""
+        notes.append(
+            f"A read passes what it receives straight into the array's adjoint at the index it read: {at}"
+            f"{style.math(style.name(example.read))} read {style.math(style.name(example.target))}, so step "
+            f"{example.step} adds into {style.math(style.bar(example.target))}."
+        )
+    if any(partial.startswith(f"{step.origin}_before") for step in trace.steps for partial in [step.partial]):
+        notes.append(
+            "In a product's reverse loop, wk_before is the product of its factors before the index and "
+            "wk_after that of the factors after it: the product of every other factor, without dividing by one "
+            "(exact when a factor is 0)."
+        )
+    depth = {entry.name: len(entry.iteration) for entry in trace.entries}
+    by_target: dict[tuple, list[Accumulation]] = defaultdict(list)
+    for step in trace.steps:
+        own = () if step.read is not None else step.iteration[: depth.get(step.target, 0)]
+        by_target[(step.target, own)].append(step)
+    for (target, own), steps in by_target.items():
+        if len(steps) < 2:
+            continue
+        numbers = _listed([str(step.step) for step in steps])
+        users = _listed([_use(step, style) for step in steps])
+        where = f" at {style.math(label_text(own))}" if own else ""
+        notes.append(
+            f"{style.math(style.bar(target))}{where} adds up {len(steps)} contributions (steps {numbers}): {users}."
+        )
+    return tuple(notes)
+
+
+def _use(step: Accumulation, style: Style) -> str:
+    """`w2 at i = 0` (through the read w1, when the target is an element)."""
+    text = style.math(style.name(step.origin))
+    if step.iteration:
+        text += f" at {style.math(label_text(step.iteration))}"
+    if step.read is not None:
+        text += f" via {style.math(style.name(step.read))}"
+    return text
 
 
 def _listed(items: list[str]) -> str:
@@ -1061,6 +1740,8 @@ def _width(text: str) -> int:
 def _latex_name(name: str) -> str:
     if match := _SUBSCRIPTED.fullmatch(name):
         return f"{match[1]}_{{{match[2]}}}"
+    if match := _ELEMENT.fullmatch(name):  # an array element: x[2] is x_{2}
+        return f"{_latex_name(match[1])}_{{{_latex_condition(match[2])}}}"
     if len(name) == 1:
         return name
     if name in _GREEK:
@@ -1071,6 +1752,8 @@ def _latex_name(name: str) -> str:
 def _latex_bar(name: str) -> str:
     if match := _SUBSCRIPTED.fullmatch(name):
         return rf"\bar{{{match[1]}}}_{{{match[2]}}}"
+    if match := _ELEMENT.fullmatch(name):
+        return f"{_latex_bar(match[1])}_{{{_latex_condition(match[2])}}}"
     if len(name) == 1:
         return rf"\bar{{{name}}}"
     return rf"\overline{{{_latex_name(name)}}}"
@@ -1083,17 +1766,29 @@ def _latex_number(text: str) -> str:
 
 def _latex_formula(text: str) -> str:
     """symdiff syntax -> LaTeX: the table's notation decides operators and parentheses."""
+    if match := _REDUCTION.fullmatch(text):  # an array program's sum(w2 for i in range(len(x)))
+        function, body, index, bounds = match.groups()
+        over = rf"{index} \in \operatorname{{range}}({_latex_condition(bounds)})"
+        return rf"\{function}_{{{over}}} {_latex_formula(body)}"
     out: list[tuple[str, int]] = []
+    # Elements (x[i + 1]) stand in as names while the rest is parsed: x[i] alone is no expression.
+    elements: dict[str, str] = {}
+
+    def stand_in(found: re.Match) -> str:
+        elements[f"_element{len(elements)}"] = _latex_name(found[0])
+        return f"_element{len(elements) - 1}"
+
+    text = _ELEMENT.sub(stand_in, text)
     try:
         tree = parse(text)
     except SymdiffError:  # a condition ("w1 > 0", "w3 and w5") is not an expression
-        return _latex_condition(text)
+        return _latex_condition(text, elements)
     for node in postorder(tree):
         match node:
             case Num(value=value):
                 out.append((_latex_number(number_text(value, True)), ATOM))
             case Var(name=name):
-                out.append((_latex_name(name), ATOM))
+                out.append((elements.get(name) or _latex_name(name), ATOM))
             case Apply(op=op, args=args):
                 operands = out[len(out) - len(args) :]
                 del out[len(out) - len(args) :]
@@ -1122,9 +1817,15 @@ def _latex_apply(row: primitives.Primitive, operands: list[tuple[str, int]]) -> 
     return f"{texts[0]} {_LATEX_LOGIC.get(notation.symbol, notation.symbol)} {texts[1]}", notation.precedence
 
 
-def _latex_condition(text: str) -> str:
-    """A condition over entries and numbers, word by word: names as names, and/or/not as logic."""
-    return _CONDITION_WORD.sub(lambda word: _LATEX_LOGIC.get(word[0]) or _latex_name(word[0]), text)
+def _latex_condition(text: str, elements: Mapping[str, str] | None = None) -> str:
+    """A condition over entries and numbers, word by word: names as names, and/or/not as logic (and
+    `elements` standing in for array elements)."""
+    known = {**_LATEX_LOGIC, **(elements or {})}
+    return _CONDITION_WORD.sub(lambda word: known.get(word[0]) or _latex_name(word[0]), text)
+
+
+_ELEMENT = re.compile(r"([A-Za-z_]\w*)\[([^\[\]]*)\]")
+_REDUCTION = re.compile(r"(sum|prod)\((\S+) for (\w+) in range\((.*)\)\)")
 
 
 _CONDITION_WORD = re.compile(r"[A-Za-z_]\w*|>=|<=|!=|==")
@@ -1139,6 +1840,7 @@ _LATEX_LOGIC = {
     "not": r"\lnot",
     "not ": r"\lnot ",
     "where": r"\operatorname{where}",
+    "len": r"\operatorname{len}",
 }
 
 
@@ -1147,6 +1849,8 @@ _LATEX_LOGIC = {
 
 def _document(trace: Trace) -> dict:
     seed = None if trace.output_entry is None else {"adjoint": trace.output_entry, "value": 1.0}
+    if looped(trace):
+        return _array_document(trace, seed)
     return {
         "schema": SCHEMA,
         "expression": trace.expression,
@@ -1158,6 +1862,52 @@ def _document(trace: Trace) -> dict:
         "seed": seed,
         "reverse": [_step_record(step) for step in trace.steps],
         "gradient": [{"wrt": p.wrt, "entry": p.entry, "formula": p.formula, "value": p.value} for p in trace.partials],
+    }
+
+
+def _array_document(trace: Trace, seed: dict | None) -> dict:
+    """Schema /3: /2's keys (branches always []), arrays as lists in the point, the loops, an iteration
+    on every forward and reverse record, the read behind an element's step, one gradient row per element."""
+    return {
+        "schema": SCHEMA_ARRAYS,
+        "expression": trace.expression,
+        "point": {name: _listed_value(value) for name, value in trace.point},
+        "value": trace.value,
+        "output": {"name": trace.output, "entry": trace.output_entry, "definition": trace.output_definition},
+        "loops": [_loop_record(loop) for loop in trace.loops],
+        "forward": [{**_entry_record(entry), "iteration": dict(entry.iteration)} for entry in trace.entries],
+        "branches": [],
+        "seed": seed,
+        "reverse": [
+            {**_step_record(step), "iteration": dict(step.iteration), "read": step.read} for step in trace.steps
+        ],
+        "gradient": [
+            {
+                "wrt": p.wrt,
+                "entry": p.entry,
+                "formula": p.formula,
+                "value": p.value,
+                "array": p.array,
+                "index": list(p.index),
+            }
+            for p in trace.partials
+        ],
+    }
+
+
+def _listed_value(value):
+    return [_listed_value(item) for item in value] if isinstance(value, tuple) else value
+
+
+def _loop_record(loop: LoopRun) -> dict:
+    return {
+        "entry": loop.entry,
+        "function": loop.function,
+        "index": loop.index,
+        "range": loop.range,
+        "source": loop.source,
+        "runs": [{"outer": dict(label), "values": list(values)} for label, values in loop.runs],
+        "iterations": loop.iterations,
     }
 
 
@@ -1206,4 +1956,17 @@ def _step_record(step: Accumulation) -> dict:
     }
 
 
-__all__ = ["Accumulation", "Branch", "Entry", "FORMATS", "Partial", "SCHEMA", "Trace", "explain", "format_number"]
+__all__ = [
+    "Accumulation",
+    "Branch",
+    "Entry",
+    "FORMATS",
+    "LoopRun",
+    "MAX_ITERATIONS",
+    "Partial",
+    "SCHEMA",
+    "SCHEMA_ARRAYS",
+    "Trace",
+    "explain",
+    "format_number",
+]
