@@ -12,6 +12,7 @@ import ast
 import functools
 import math
 import os
+import random
 import re
 from dataclasses import dataclass
 
@@ -582,7 +583,7 @@ def _row_partials(op: str):
 
 
 # ---------------------------------------------------------------- array programs (issue 21)
-# Random sums over shifted indices, pairs i < j, strides and a 2-D array, with scalar parameters
+# Random sums (and products) over shifted indices, pairs i < j, strides and a 2-D array, with scalar parameters
 # (a, b), a data array (y), sums inside bodies and in a definition. Every function used is smooth
 # and defined on all reals, and the value of a body stays moderate for inputs in [-2, 2], so each
 # program has a gradient at every point drawn; bounds hold whenever every array has one length n.
@@ -591,7 +592,8 @@ ARRAY_UNARY = ("sin({})", "cos({})", "tanh({})", "atan({})", "exp({}/4)", "({})^
 ARRAY_BINARY = ("({} + {})", "({} - {})", "({} * {})", "({} / (1 + ({})^2))")
 # Loop kinds: their for clauses, and the leaves a body may read (scalars and definitions are added).
 ARRAY_LOOPS = {
-    "shifted": ("for i in range(len(x) - 2)", ("x[i]", "x[i + 1]", "x[i + 2]", "x[len(x) - 1 - i]", "y[i]", "i")),
+    "shifted": ("for i in range(len(x) - 2)", ("x[i]", "x[i + 1]", "x[i + 2]", "y[i]", "i")),
+    "reversed": ("for i in range(len(x))", ("x[i]", "x[len(x) - 1 - i]", "y[len(x) - 1 - i]")),
     "from one": ("for i in range(1, len(x))", ("x[i]", "x[i - 1]", "y[i]", "len(x)")),
     "pairs": ("for i in range(len(x)) for j in range(i + 1, len(x))", ("x[i]", "x[j]", "y[j]", "(j - i)")),
     "strided": ("for i in range(len(x) - 3)", ("x[2*i]", "x[2*i + 1]", "x[i]")),  # in bounds up to len 6
@@ -606,35 +608,40 @@ class ArrayProgram:
     data: bool  # y is data (not in wrt); else the gradient is by every input
 
 
-@st.composite
-def array_programs(draw, max_depth: int = 3) -> ArrayProgram:
+def array_program(rng: random.Random, max_depth: int = 3) -> ArrayProgram:
+    """One random array program. A plain seeded generator: Hypothesis's draws favour the first of
+    each choice, so some loop kinds and reads would hardly ever be met."""
     scalars = ["a", "b"]
     lines = []
-    if draw(st.booleans()):
-        mean = draw(st.sampled_from(("sum(x[l]^2 for l in range(len(x)))/len(x)", "sum(sin(x[l]) for l in range(len(x)))")))
+    if rng.random() < 0.5:
+        mean = rng.choice(("sum(x[l]^2 for l in range(len(x)))/len(x)", "sum(sin(x[l]) for l in range(len(x)))"))
         lines.append(f"m = {mean}")
         scalars.append("m")
 
     def body(leaves: tuple[str, ...], depth: int, inner: bool) -> str:
-        if depth == 0 or draw(st.integers(0, 3)) == 0:
-            kind = draw(st.integers(0, 5))
+        if depth == 0 or rng.randint(0, 3) == 0:
+            kind = rng.randint(0, 7)  # an element, an index or a length 5 times in 8
             if kind == 0:
-                return draw(st.sampled_from(ARRAY_CONSTANTS))
+                return rng.choice(ARRAY_CONSTANTS)
             if kind == 1:
-                return draw(st.sampled_from(scalars))
+                return rng.choice(scalars)
             if kind == 2 and inner:  # a sum inside the body, reading the loop's own leaves too
                 term = body(("x[l]", *leaves), 1, False)
                 return f"sum({term} for l in range(len(x)))"
-            return draw(st.sampled_from(leaves))
-        if draw(st.booleans()):
-            return draw(st.sampled_from(ARRAY_UNARY)).format(body(leaves, depth - 1, inner))
-        return draw(st.sampled_from(ARRAY_BINARY)).format(body(leaves, depth - 1, inner), body(leaves, depth - 1, inner))
+            return rng.choice(leaves)
+        if rng.random() < 0.5:
+            return rng.choice(ARRAY_UNARY).format(body(leaves, depth - 1, inner))
+        return rng.choice(ARRAY_BINARY).format(body(leaves, depth - 1, inner), body(leaves, depth - 1, inner))
 
     sums = []
-    for _ in range(draw(st.integers(1, 2))):
-        clauses, leaves = ARRAY_LOOPS[draw(st.sampled_from(sorted(ARRAY_LOOPS)))]
-        sums.append(f"sum({body(leaves, draw(st.integers(1, max_depth)), True)} {clauses})")
-    output = sums[0] if len(sums) == 1 else draw(st.sampled_from(("{} + a*{}", "{} - {}", "{}*(1 + b^2) + {}")))
+    for _ in range(rng.randint(1, 2)):
+        clauses, leaves = ARRAY_LOOPS[rng.choice(sorted(ARRAY_LOOPS))]
+        term = body(leaves, rng.randint(1, max_depth), True)
+        if rng.randint(0, 4) == 0:  # a product, of factors near 1 so that it stays moderate
+            sums.append(f"prod(1 + {term}/4 {clauses})")
+        else:
+            sums.append(f"sum({term} {clauses})")
+    output = sums[0] if len(sums) == 1 else rng.choice(("{} + a*{}", "{} - {}", "{}*(1 + b^2) + {}"))
     if len(sums) == 2:
         output = output.format(*sums)
     # An array is a name indexed somewhere: one read only in a range's len() gets a term reading it.
@@ -642,4 +649,4 @@ def array_programs(draw, max_depth: int = 3) -> ArrayProgram:
     for array, term in (("x", "sum(sin(x[i]) for i in range(len(x)))"), ("y", "sum(x[i]*y[i] for i in range(len(y)))")):
         if f"len({array})" in text and f"{array}[" not in text:
             text += f" + {term}"
-    return ArrayProgram(text, draw(st.booleans()))
+    return ArrayProgram(text, rng.random() < 0.5)

@@ -1,6 +1,6 @@
 """The differential fuzzer for array programs (issue 21): random sums over shifted indices, pairs
 i < j, strides and a 2-D array, with scalar parameters, data, sums inside bodies and definitions
-(fuzzing.array_programs), compiled by every backend that takes arrays and compared with SymPy's
+(fuzzing.array_program), compiled by every backend that takes arrays and compared with SymPy's
 gradient of the program unrolled term by term (core.unroll, then sympy.diff) at every length
 2..5 where the bounds hold, at a seeded point of each length.
 
@@ -17,8 +17,7 @@ import random
 
 import pytest
 import sympy
-from fuzzing import array_programs, examples
-from hypothesis import Phase, given, settings
+from fuzzing import ArrayProgram, array_program, examples
 
 import symdiff
 from symdiff.core.bounds import bounds, violation
@@ -33,17 +32,13 @@ ROSENBROCK = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x)
 
 @pytest.fixture(scope="module")
 def programs() -> list:
-    """PROGRAMS distinct programs, drawn as Hypothesis draws (derandomised in CI)."""
+    """PROGRAMS distinct programs, each from its own seed."""
     drawn: dict[str, object] = {}
-
-    @settings(max_examples=10 * PROGRAMS, database=None, phases=[Phase.generate], derandomize=True)
-    @given(array_programs())
-    def draw(program):
-        if len(drawn) < PROGRAMS:
-            drawn.setdefault(program.text, program)
-
-    draw()
-    assert len(drawn) == PROGRAMS, f"drew only {len(drawn)} distinct programs"
+    seed = 0
+    while len(drawn) < PROGRAMS:
+        program = array_program(random.Random(seed))
+        drawn.setdefault(program.text, program)
+        seed += 1
     return list(drawn.values())
 
 
@@ -100,6 +95,29 @@ def cases(program, seed: int) -> list[Case]:
 
 
 def test_the_python_backend_agrees_with_sympy_on_random_array_programs(checked):
+    mismatches, compared = python_mismatches(checked)
+    print(f"\n{len(checked)} programs, {compared} lengths compared, {len(mismatches)} mismatches")
+    assert compared >= 3 * len(checked)
+    assert not mismatches, f"{len(mismatches)} mismatches, the first ones:\n" + "\n".join(mismatches[:10])
+
+
+# The fuzzer's first find (with an earlier seed): the sum over l inside cos() is read by grad()
+# before its loop has finished. Kept until the core is fixed (/work/notes/requests-verify.md 1).
+FOUND = (
+    "m = sum(sin(x[l]) for l in range(len(x))); sum((((x[i] + x[i - 1]))^2 * y[i]) for i in range(1, len(x)))"
+    "*(1 + b^2) + sum(cos(sum(x[i] for l in range(len(x)))) for i in range(len(x)) for j in range(i + 1, len(x)))"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 1")
+def test_the_fuzzers_find_a_sum_nested_in_a_nonlinear_body_agrees_with_sympy():
+    program = ArrayProgram(FOUND, data=True)
+    mismatches, compared = python_mismatches([(program, cases(program, 0))])
+    assert compared == len(LENGTHS)
+    assert not mismatches, "\n".join(mismatches)
+
+
+def python_mismatches(checked) -> tuple[list[str], int]:
     mismatches, compared = [], 0
     for program, found in checked:
         g = symdiff.compile_grad(program.text, wrt=found[0].wrt) if found else None
@@ -108,9 +126,7 @@ def test_the_python_backend_agrees_with_sympy_on_random_array_programs(checked):
             compared += 1
             if not _close(got, case.expected):
                 mismatches.append(f"{case.where()}: python {got} != sympy {case.expected}")
-    print(f"\n{len(checked)} programs, {compared} lengths compared, {len(mismatches)} mismatches")
-    assert compared >= 3 * len(checked)
-    assert not mismatches, f"{len(mismatches)} mismatches, the first ones:\n" + "\n".join(mismatches[:10])
+    return mismatches, compared
 
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
@@ -119,17 +135,19 @@ def test_numpy_and_c_agree_with_python_and_sympy_on_random_array_programs(checke
         symdiff.compile_grad(ROSENBROCK, backend=backend)([1.0, 2.0, 3.0])
     except Exception as error:  # the backend does not take arrays yet (helpers are adding them)
         pytest.skip(f"the {backend} backend does not take array programs yet: {type(error).__name__}: {error}")
-    mismatches = []
+    mismatches, compared = [], 0
     for program, found in checked:
-        if not found:
+        if not found or (backend == "numpy" and "prod(" in program.text):  # NumPy prints no prod() yet
             continue
         python = symdiff.compile_grad(program.text, wrt=found[0].wrt)
         other = symdiff.compile_grad(program.text, wrt=found[0].wrt, backend=backend)
+        compared += 1
         for case in found:
             want, got = case.results(python), case.results(other)
             same = _bits(got) == _bits(want) if backend == "c" else _close(got, want, 1e-12)
             if not same or not _close(got, case.expected):
                 mismatches.append(f"{case.where()}: {backend} {got} != python {want} (sympy {case.expected})")
+    assert compared >= len(checked) // 4
     assert not mismatches, f"{len(mismatches)} mismatches, the first ones:\n" + "\n".join(mismatches[:10])
 
 
@@ -139,6 +157,7 @@ def test_the_fuzzer_draws_every_kind_of_loop(programs):
         assert form in texts, form
     assert any(program.text.startswith("m = ") for program in programs)  # a sum in a definition
     assert any(" for l in range(len(x))" in program.text.split("; ")[-1] for program in programs)  # in a body
+    assert any("prod(" in program.text for program in programs)
 
 
 def _close(got: list[float], want: list[float], tolerance: float = TOLERANCE) -> bool:

@@ -4,6 +4,7 @@ sympy.diff of that at every length from the least the bounds allow up to 5, runn
 The expected unrolled expressions are written here by hand with SymPy, independently of symdiff."""
 
 import dataclasses
+import math
 
 import pytest
 import sympy
@@ -232,3 +233,25 @@ def python_module_source(programs) -> str:
     from symdiff.api import gradient_source
 
     return gradient_source(programs.tape.source)
+
+
+NESTED_IN_A_NONLINEAR_BODY = "sum(cos(sum(x[l] for l in range(len(x)))) for i in range(len(x)))"
+
+
+def test_verify_reports_the_core_bug_of_a_sum_nested_in_a_nonlinear_body():
+    # grad() reads the inner sum before its loop has finished (/work/notes/requests-verify.md 1):
+    # d/dx[0] at len(x) = 2 is -2*sin(x[0] + x[1]); the program computes -2*sin(x[0]).
+    report = symdiff.verify(NESTED_IN_A_NONLINEAR_BODY)
+    (gradient,) = report.gradient
+    if gradient.equal:
+        pytest.skip("fixed in the core: the xfail below now passes")
+    assert gradient.method.endswith("at x[0], len(x) = 2")
+    assert (gradient.expected, gradient.actual) == ("-2*sin(x[0] + x[1])", "-2*sin(x[0])")
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 1")
+def test_core_bug_a_sum_nested_in_a_nonlinear_body():
+    report = symdiff.verify(NESTED_IN_A_NONLINEAR_BODY)
+    assert report.ok, str(report)
+    (gradient,) = symdiff.compile_grad(NESTED_IN_A_NONLINEAR_BODY)([0.3, -0.5, 0.7])
+    assert gradient == pytest.approx([-3 * math.sin(0.5)] * 3, rel=1e-12)
