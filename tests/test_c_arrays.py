@@ -37,6 +37,11 @@ PROGRAMS = [
     ("sum(x[i]*x[len(x) - 1 - i] for i in range(len(x))) + len(x)*a", None, {"a": 0.3, "x": (5,)}),
     ("sum(sin(x[2*i + 1])*cos(x[2*i]) for i in range(len(x) - 1 - len(x) + 3))", None, {"x": (6,)}),
     ("sum(a*i for i in range(5))", None, {"a": 2.5}),
+    (
+        "sum(sum(sum(T[i, j, k]*x[k] for k in range(len(T, 2))) for j in range(len(T, 1))) for i in range(len(T)))",
+        None,
+        {"T": (2, 3, 4), "x": (4,)},
+    ),
     ("prod(x[i] for i in range(len(x)))", None, {"x": (6,)}),
     ("sum(prod(W[j, k] + x[k] for k in range(j, len(x))) for j in range(len(W)))", None, {"W": (3, 4), "x": (4,)}),
     ("log(prod(exp(x[i]) + a for i in range(1, len(x))))*a", None, {"a": 0.7, "x": (5,)}),
@@ -157,6 +162,17 @@ def test_wrong_arguments_are_argument_errors():
         g(t, 1.0, 1.0, t, t)
     with pytest.raises(ArgumentError, match="expected 5 values"):
         g(1.0, t, t)
+
+
+def test_save_writes_the_c_source_and_the_header_declares_the_abi(tmp_path):
+    g = symdiff.compile_grad(ROSENBROCK, backend="c")
+    g.save(tmp_path / "rosenbrock.c")
+    assert (tmp_path / "rosenbrock.c").read_text() == g.source
+    assert (
+        "double symdiff_value_and_grad(const double *SYMDIFF_RESTRICT x, long x_len, double *SYMDIFF_RESTRICT x_bar);"
+        in g.header
+    )
+    assert "    x[i + 1] for i in range(len(x) - 1) reads x from 1 to len(x) - 1\n" in g.source
 
 
 def test_empty_and_read_only_arrays():
