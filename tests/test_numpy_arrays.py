@@ -151,6 +151,7 @@ PROGRAMS = [
 def test_agrees_with_the_python_backend(program, block, monkeypatch):
     if block is not None:  # loops longer than a block: reductions and scatters cross block boundaries
         monkeypatch.setattr(numpy_printer, "ARRAY_BLOCK", block)
+        monkeypatch.setattr(numpy_printer, "NEST_BLOCK", 2 * block + 1)  # blocks of 1 to 7 outer iterations
     _, source, wrt, arguments = program
     args = arguments(numpy.random.default_rng(3))
     fast = symdiff.compile_grad(source, wrt, backend="numpy")
@@ -161,7 +162,7 @@ def test_agrees_with_the_python_backend(program, block, monkeypatch):
     assert_same(fast.value_and_grad(*args), (numpy.float64(expected_value), expected_gradient))
     assert_same(fast.value(*args), numpy.float64(expected_value))
     if block is not None:
-        assert f"BLOCK = {block}\n" in fast.source
+        assert f"\nBLOCK = {block}\n" in fast.source and f"\nNEST_BLOCK = {2 * block + 1}\n" in fast.source
 
 
 def test_pairs_add_every_term_of_a_repeated_index():
@@ -266,6 +267,7 @@ def test_a_loop_recomputed_over_the_same_pairs_computes_its_body_once():
     assert both.count("_nest(") == 1
     assert both.count("w3 = x[i[j_of_i]] - x[j]") == 1
     assert "w6 = _segment_total(w5, j_of_i, hi - lo)" in both
+    assert "for lo, hi in _blocks(len(x), x, width=max(len(x) - 1, 0)):" in both
 
 
 def test_names_of_the_runtime_and_of_blocks_taken_by_inputs_are_renamed():
@@ -284,3 +286,20 @@ def test_a_loop_that_only_checked_a_domain_prints_no_empty_block():
     grad = g.source.split("def grad(x):\n")[1].split("\n\n\n")[0]
     assert grad.count("for lo, hi in _blocks(len(x), x):") == 1
     assert g(numpy.array([1.0, 2.0]))[0].tolist() == [1.0, 1.0]
+
+
+def test_a_loop_running_loops_goes_in_blocks_of_at_most_nest_block_inner_iterations(monkeypatch):
+    blocks = []
+    namespace = load(symdiff.compile_grad(MATRIX, backend="numpy").source, "numpy")
+    original = namespace["_blocks"]
+    monkeypatch.setitem(
+        namespace, "_blocks", lambda *args, **kwargs: blocks.append(kwargs) or original(*args, **kwargs)
+    )
+    monkeypatch.setitem(namespace, "NEST_BLOCK", 9)
+    rng = numpy.random.default_rng(4)
+    W, x, y = rng.normal(size=(7, 4)), rng.normal(size=4), rng.normal(size=7)
+    W_bar, x_bar, y_bar = namespace["grad"](W, x, y)
+    assert blocks == [{"width": 4}]
+    assert original(7, W, x, y, width=4) == [(0, 2), (2, 4), (4, 6), (6, 7)]
+    residual = W @ x - y
+    assert relative_error(x_bar, 2.0 * W.T @ residual) < 1e-14

@@ -932,6 +932,9 @@ def _free_names(program: _Program, order: list[int], last_use: dict[int, int]) -
 # Iterations per block over NumPy arrays: a block's temporaries (256 KiB each) stay in the L2 cache,
 # and a block is long enough that a NumPy call's fixed cost is small beside its work.
 ARRAY_BLOCK = 1 << 15
+# Inner iterations per block of a loop whose body runs loops (pairs i < j, W[j, k] x[k]): the
+# index arrays of a nest hold that many elements, so that memory does not grow with len(x)^2.
+NEST_BLOCK = 1 << 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -954,6 +957,7 @@ class ArrayFunction:
 class ArrayModule:
     docstring: str
     block: str
+    nest_block: str
     aliases: tuple[str, ...]  # "_total_ = _total": a runtime function whose name an input takes
     functions: tuple[ArrayFunction, ...]
 
@@ -975,7 +979,7 @@ def array_module(program: Program) -> ArrayModule:
     helpers = printers[0].helpers if printers else {}
     aliases = tuple(f"{alias} = {name}" for name, alias in helpers.items() if alias != name)
     docstring = _docstring(header, names) + "Arrays: NumPy arrays, or Dask arrays for data (not in wrt), run lazily.\n"
-    return ArrayModule(docstring, str(ARRAY_BLOCK), aliases, functions)
+    return ArrayModule(docstring, str(ARRAY_BLOCK), str(NEST_BLOCK), aliases, functions)
 
 
 def array_program_text(program: Program) -> str:
@@ -983,7 +987,13 @@ def array_program_text(program: Program) -> str:
     return (
         templates()
         .get_template("numpy_arrays.py.j2")
-        .render(docstring=module.docstring, block=module.block, aliases=module.aliases, functions=module.functions)
+        .render(
+            docstring=module.docstring,
+            block=module.block,
+            nest_block=module.nest_block,
+            aliases=module.aliases,
+            functions=module.functions,
+        )
     )
 
 
@@ -1073,7 +1083,9 @@ class _ArrayFunctionPrinter:
         outer = self.level
         if outer.depth == 0:
             count = self.affine(combine(node.stop, node.start, -1))
-            self.emit(f"for {self.lo}, {self.hi} in {self.call('_blocks', count, *self.arrays)}:")
+            width = self.width(node.body, [node])
+            arguments = [count, *self.arrays] + ([] if width is None else [f"width={width}"])
+            self.emit(f"for {self.lo}, {self.hi} in {self.call('_blocks', *arguments)}:")
             header = len(self.lines)
             self.level = _Level(1, node.index.name, f"{self.hi} - {self.lo}", outer, {}, node.start)
             self.nodes(node.body)
@@ -1087,6 +1099,25 @@ class _ArrayFunctionPrinter:
             self.level = self.nest(node, outer)
             self.nodes(node.body)
         self.level = outer
+
+    def width(self, nodes, enclosing: list[Loop]) -> str | None:
+        """The most iterations that loops in `nodes` run per iteration of `enclosing[-1]` (a bound
+        over lengths, exact for one loop in another, safe deeper): a block of the top loop is made
+        short enough that its nests' index arrays stay small. None when `nodes` hold no loop."""
+        widths = []
+        for node in nodes:
+            if type(node) is not Loop:
+                continue
+            widest = _widest(combine(node.stop, node.start, -1), enclosing)
+            count = self.affine(widest)
+            if widest.constant < 0 or any(coefficient < 0 for _, coefficient in widest.terms):
+                count = f"max({count}, 0)"  # a range that may be empty
+            inner = self.width(node.body, [*enclosing, node])
+            widths.append(count if inner is None else f"{count} * {inner}")
+        widths = list(dict.fromkeys(widths))
+        if not widths:
+            return None
+        return widths[0] if len(widths) == 1 else f"max({', '.join(widths)})"
 
     def nest(self, node: Loop, outer: _Level) -> _Level:
         """The level of a loop inside loop `outer`: the one a loop over the same range there made
@@ -1295,6 +1326,19 @@ def array_helpers(taken: set[str]) -> dict[str, str]:
     """Each runtime function's name in the functions' bodies: its own, or an alias where an input
     or a definition takes it (an input is a local of the function and would hide it)."""
     return {name: _free(name, taken) for name in ARRAY_HELPERS}
+
+
+def _widest(affine: Affine, loops: list[Loop]) -> Affine:
+    """The greatest value of `affine` as the indices of `loops` (outermost first) run over their
+    ranges, innermost first: a bound over lengths alone."""
+    for loop in reversed(loops):
+        coefficient = dict(affine.terms).get(loop.index.name)
+        if coefficient is None:
+            continue
+        rest = Affine(affine.constant, tuple((s, c) for s, c in affine.terms if s != loop.index.name))
+        end = loop.start if coefficient < 0 else Affine(loop.stop.constant - 1, loop.stop.terms)
+        affine = combine(rest, end, coefficient)
+    return affine
 
 
 def _level_at(level: _Level, depth: int) -> _Level:
