@@ -357,8 +357,18 @@ def definition_text(instr: Instr, names: tuple[str, ...], tape: Tape | None = No
 
 
 def term_text(term: Term, names: tuple[str, ...]) -> str:
-    """A term over forward values in symdiff syntax, entries by name: `cos(w1)`."""
-    return format_tree(term, lambda ref: names[ref.index], "symdiff")
+    """A term over forward values in symdiff syntax, entries by name: `cos(w1)`. A product's partial
+    reads the product of its factors before the index (`w5_before`) and after it (`w5_after`)."""
+
+    def leaf(node) -> str:
+        match node:
+            case Prefix(reduction=reduction):
+                return f"{names[reduction]}_before"
+            case Suffix(reduction=reduction):
+                return f"{names[reduction]}_after"
+        return names[node.index]
+
+    return format_tree(term, leaf, "symdiff")
 
 
 def atom_text(atom, names: tuple[str, ...]) -> str:
@@ -1017,7 +1027,7 @@ def _loop_step(names: tuple[str, ...], k: int, step: _LoopStep, symbolic: _LoopS
         target=target,
         origin=names[step.origin],
         operand=step.operand,
-        partial=loop_term_text(step.partial_term, names),
+        partial=term_text(step.partial_term, names),
         partial_value=step.partial,
         origin_adjoint=step.origin_adjoint,
         contribution=step.contribution,
@@ -1039,21 +1049,6 @@ def _visible_text(formula, label: Label, symbols: Mapping) -> str | None:
     return formula_text(
         formula.xreplace({symbol: sympy.Symbol(symbols[symbol][0], real=True) for symbol in free}), _TOTAL_CHARS
     )
-
-
-def loop_term_text(term: Term, names: tuple[str, ...]) -> str:
-    """term_text where a product's partial reads the product of the factors before i (`w5_before`)
-    and after it (`w5_after`)."""
-
-    def leaf(node) -> str:
-        match node:
-            case Prefix(reduction=reduction):
-                return f"{names[reduction]}_before"
-            case Suffix(reduction=reduction):
-                return f"{names[reduction]}_after"
-        return names[node.index]
-
-    return format_tree(term, leaf, "symdiff")
 
 
 def _loop_partials(

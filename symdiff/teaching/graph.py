@@ -21,8 +21,7 @@ from pathlib import Path
 
 from ..core import primitives
 from ..core.pipeline import Programs, build
-from ..core.printing import number_text
-from ..core.tape import INPUT, Ref, Tape
+from ..core.tape import COUNTER, INPUT, LENGTH, READ, Ref, Tape, is_primitive
 from ..errors import SymdiffError
 from ..files import MARKER, write_atomic
 from ..resources import templates
@@ -35,6 +34,7 @@ from .explain import (
     definition_text,
     entry_names,
     output_name,
+    point_text,
     term_text,
     trace,
     with_value,
@@ -55,6 +55,7 @@ _NOT_TAKEN = 'color="grey", fontcolor="grey"'
 _NOT_TAKEN_NODE = f'style="rounded,dashed", {_NOT_TAKEN}'
 _NOT_TAKEN_EDGE = f"style=dashed, {_NOT_TAKEN}"
 _CONDITION_EDGE = "style=dotted"
+_INTEGERS = (COUNTER, LENGTH)
 _DOT_TIMEOUT = 120  # seconds; dot lays out thousands of nodes in far less
 
 
@@ -112,8 +113,19 @@ class Graph:
 
 
 def graph(expr, at: Mapping[str, float] | None = None, wrt=None) -> Graph:
-    """The computational graph of `expr`; with a point `at`, every node and edge also shows numbers."""
+    """The computational graph of `expr`; with a point `at`, every node and edge also shows numbers.
+    An array program's loop body is drawn once, its nodes marked with their loop's index ("for each
+    i"); with a point it would need one set of numbers per iteration, which explain lists instead."""
     programs = build(expr, wrt)
+    tape = programs.tape
+    if at is not None and tape.loops:
+        reduction = tape.instrs[tape.loops[0].entry]
+        raise SymdiffError(
+            "graph draws a loop body once, so it cannot show numbers at a point (they change with the index): "
+            "draw it without a point, and see every iteration's numbers with explain",
+            tape.source,
+            reduction.span,
+        )
     walk = None if at is None else trace(programs, at)
     return Graph(programs.tape.source, dot_text(programs, walk))
 
@@ -140,9 +152,12 @@ def dot_text(programs: Programs, walk: Trace | None) -> str:
 
 def _node(tape: Tape, index: int, names: tuple[str, ...], walk: Trace | None, style: Style) -> Node:
     instr = tape.instrs[index]
-    line = f"{names[index]} = {style.formula(definition_text(instr, names))}"
+    line = f"{names[index]} = {style.formula(definition_text(instr, names, tape))}"
+    loops = [tape.loop_of(step).index for step, value in tape.path(index) if value is None]
+    if loops:  # computed once per index of its loops
+        line += f"  (for each {', '.join(loops)})"
     attributes = []
-    if instr.op == INPUT:
+    if instr.op in (INPUT, READ):  # what the function is given: an input, an element of an array input
         attributes.append(f'shape=ellipse, style=filled, fillcolor="{_INPUT_FILL}"')
     if getattr(tape.output, "index", None) == index:
         attributes.append("peripheries=2")
@@ -169,7 +184,9 @@ def _edges(programs: Programs, names: tuple[str, ...], walk: Trace | None, style
     edges = [
         (step.origin, position, _partial_edge(tape, names, step.origin, position, partial, walk, ran, style))
         for step, position, partial in accumulations(tape, programs.raw)
+        if tape.instrs[step.target].op not in _INTEGERS
     ]
+    edges.extend(_integer_edges(tape, names))
     edges.extend(_condition_edges(tape, names, walk))
     # The sweep visits entries from the last to the first; the picture lists them in tape order.
     yield from (edge for _, _, edge in sorted(edges, key=lambda item: item[:2]))
@@ -194,16 +211,24 @@ def _partial_edge(
 def _when(tape: Tape, names, origin: int, position: int) -> str:
     """For an operand of a where(), the condition under which it is used: ` if w2`, ` if not w2`."""
     instr = tape.instrs[origin]
-    branches = primitives.lookup(instr.op).branches
+    branches = primitives.lookup(instr.op).branches if is_primitive(instr.op) else None
     if not branches or branches[position] is None:
         return ""
     return f" if {'' if branches[position] else 'not '}{names[instr.args[0].index]}"
 
 
+def _integer_edges(tape: Tape, names):
+    """Dotted edges from a loop index or a length used as a number: integers, they get no adjoint."""
+    for origin, instr in enumerate(tape.instrs):
+        for position, arg in enumerate(instr.args):
+            if type(arg) is Ref and tape.instrs[arg.index].op in _INTEGERS:
+                yield origin, position, Edge(names[arg.index], names[origin], "", f", {_CONDITION_EDGE}")
+
+
 def _condition_edges(tape: Tape, names, walk: Trace | None):
     """Dotted edges for the operands that have no partial: a where()'s condition, a comparison's operands."""
     for origin, instr in enumerate(tape.instrs):
-        if instr.op == INPUT:
+        if not is_primitive(instr.op):
             continue
         row = primitives.lookup(instr.op)
         for position, arg in enumerate(instr.args):
@@ -223,18 +248,26 @@ def _title(tape: Tape, names: tuple[str, ...], walk: Trace | None) -> str:
     output = output_name(tape)
     text = f"{output} = {source}"
     if walk is not None:
-        point = ", ".join(f"{name} = {number_text(value, True)}" for name, value in walk.point)
+        point = ", ".join(f"{name} = {point_text(value)}" for name, value in walk.point)
         text += f" at {point or 'no inputs'}"
     index = getattr(tape.output, "index", None)
     held = "" if index is None else f"{output} is {names[index]} (double border); "
     legend = "each edge carries the local partial ∂result/∂operand"
     if walk is not None:
         legend = "values in black; in red, the reverse sweep: each adjoint, and on each edge the local partial"
-    if tape.paths:  # the tape has a where()
+    if any(is_primitive(instr.op) and primitives.lookup(instr.op).branches for instr in tape.instrs):  # a where()
         taken = (
             "dashed grey: the branch not taken" if walk is not None else "each edge into a where() says when it is used"
         )
         legend += f"; dotted: conditions; {taken}"
+    if tape.loops:
+        legend += (
+            "; (for each i): computed for every index of its loop, the values added up by sum() or multiplied by prod()"
+        )
+    if any(instr.op == "prod" for instr in tape.instrs):
+        legend += "; wk_before, wk_after: the product of wk's factors before the index and after it"
+    if any(instr.op in _INTEGERS for instr in tape.instrs):
+        legend += "; dotted: an index or a length, a whole number with no adjoint"
     return f"{html.escape(text)}<br/>{html.escape(held + legend)}"
 
 
