@@ -36,6 +36,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # symdiff from this checkout, as benchmarks/run.py measures it
+# One BLAS thread: after each call OpenBLAS's idle threads spin for a while, and on two shared cores
+# they took the core from the work that followed (the exponential fit by hand, dot products between
+# exps: 29.6 ms with two threads, 7.1 ms with one; JAX, timed next, 18.0 against 12.5 ms). A dot
+# product of 10^6 takes 0.1 ms on one thread. Set before NumPy loads; the fresh processes inherit it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy  # noqa: E402
 from tools import fresh_c_cache  # noqa: E402
@@ -591,29 +596,49 @@ def build_tables(table: dict) -> list[str]:
 
 def memory_table(table: dict) -> list[str]:
     sizes = sorted({n for per_size in table.values() for n in per_size})
-    header = " | ".join(f"n = {size_name(n)}: result, RSS peak, traced peak" for n in sizes)
+    header = " | ".join(f"n = {size_name(n)}: result | beyond it: RSS, traced" for n in sizes)
     lines = [
-        "### Memory of one Rosenbrock gradient call (MB): its result, and the peak beyond what was held before",
+        "### Memory of one Rosenbrock gradient call (MB): its result, and the peak beyond it",
         "",
-        "Each tool and n in a fresh process. RSS peak: the resident set's high-water mark (VmHWM), reset "
-        "just before the call; traced peak: tracemalloc's, on a second call (Python's and NumPy's "
-        "allocations, not C's malloc). O(1) beyond the result: the peaks less the result stay put as n grows.",
+        "Each tool and n in a fresh process. RSS: the resident set's high-water mark (VmHWM), reset just "
+        "before the call; traced: tracemalloc's peak on a second call (Python's and NumPy's allocations, "
+        "not C's malloc). Beyond the result: the peak less the result's own size (for lists, the list and "
+        "its floats; CPython's allocator keeps some 8 bytes more per float resident, which RSS shows).",
         "",
         f"| tool | {header} |",
-        "|---|" + "---|" * len(sizes),
+        "|---|" + "---|---|" * len(sizes),
     ]
     for tool, per_size in table.items():
         cells = []
         for n in sizes:
             result = per_size.get(n, {})
             if "result_bytes" in result:
-                cells.append(
-                    " / ".join(megabytes(result[k]) for k in ("result_bytes", "rss_peak_bytes", "traced_peak_bytes"))
+                beyond = (
+                    megabytes(result[key] - result["result_bytes"]) for key in ("rss_peak_bytes", "traced_peak_bytes")
                 )
+                cells += [megabytes(result["result_bytes"]), ", ".join(beyond)]
             else:
-                cells.append(result.get("status", "—"))
+                cells += [result.get("status", "—"), "—"]
         lines.append(f"| {tool} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def beyond_growth(per_size: dict, key: str) -> float | None:
+    """Bytes per element by which the peak beyond the result grows from the smaller n to the larger:
+    about 0 for O(1) memory, at least 8 for one more array of doubles."""
+    (small, low), (large, high) = sorted(per_size.items())[0], sorted(per_size.items())[-1]
+    if large == small or "result_bytes" not in low or "result_bytes" not in high:
+        return None
+    grown = (high[key] - high["result_bytes"]) - (low[key] - low["result_bytes"])
+    return grown / (large - small)
+
+
+def memory_verdict(table: dict, tool: str, key: str) -> str:
+    growth = beyond_growth(table.get(tool, {}), key)
+    if growth is None:
+        return "not measured (see the tables)"
+    what = "RSS" if key == "rss_peak_bytes" else "traced"
+    return f"{tool} ({what}): grows {growth:.2f} bytes per element — {'met' if growth < 1 else 'not met'}"
 
 
 def _seconds(run: dict | None, tool: str) -> float | None:
@@ -697,6 +722,18 @@ def targets(document: dict) -> list[str]:
             _verdict(_seconds(pairs, "symdiff-c"), _seconds(pairs, "jax jit(grad)"), 1.0, "JAX's time"),
         ),
     ]
+    memory = document["memory"]
+    rows += [
+        (
+            "Memory O(1) beyond the result, Python (the peak beyond it grows < 1 byte per element, 10^5 → 10^6)",
+            memory_verdict(memory, "symdiff-python grad_function", "traced_peak_bytes"),
+        ),
+        (
+            "(the same, the public g(x) with a list: its arguments are copied)",
+            memory_verdict(memory, "symdiff-python g(x)", "traced_peak_bytes"),
+        ),
+        ("Memory O(1) beyond the result, C", memory_verdict(memory, "symdiff-c", "rss_peak_bytes")),
+    ]
     lines = ["### Targets (issue 21)", "", "| target | measured |", "|---|---|"]
     lines += [f"| {target} | {measured} |" for target, measured in rows]
     return lines + [""]
@@ -715,7 +752,8 @@ def markdown(document: dict) -> str:
         f"{end[0]:.2f}, {end[1]:.2f}, {end[2]:.2f}: the machine is shared). Calls: the tools taking turns in one "
         f"process, best of {document['rounds']} rounds; builds: median of {document['build_repeats']} fresh "
         "processes each. Every result below was checked against rosen_der or NumPy by hand (1e-9 relative) "
-        "before it was timed. Python tools take lists, the others NumPy arrays (JAX's already on its device).",
+        "before it was timed. Python tools take lists, the others NumPy arrays (JAX's already on its device). "
+        f"OPENBLAS_NUM_THREADS={document.get('openblas_threads', '?')} (see the script: idle BLAS threads spin).",
         "",
     ]
     lines += build_tables(document["builds"])
@@ -727,12 +765,21 @@ def markdown(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def loaded(path: Path) -> dict:
+    """A run's JSON document, with the sizes JSON turned into strings made numbers again."""
+    document = json.loads(path.read_text())
+    for section in ("builds", "memory"):
+        document[section] = {tool: {int(n): v for n, v in sizes.items()} for tool, sizes in document[section].items()}
+    return document
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one build each, three rounds, 10^5 for 10^6")
     parser.add_argument("--builds", type=int, default=None, help="fresh-process builds per tool and size (3; 1 quick)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per timing (7; 3 quick)")
     parser.add_argument("--append", action="store_true", help="append the Markdown to benchmarks/RESULTS.md")
+    parser.add_argument("--report", metavar="JSON", help="print the Markdown of a run's JSON again, measuring nothing")
     parser.add_argument("--build", nargs=2, metavar=("TOOL", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--memory", nargs=2, metavar=("TOOL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -740,11 +787,15 @@ def main() -> int:
         return build_worker(args.build[0], int(args.build[1]))
     if args.memory:
         return memory_worker(args.memory[0], int(args.memory[1]))
+    if args.report:
+        print(markdown(loaded(Path(args.report))))
+        return 0
     started = time.perf_counter()
     large = 10**5 if args.quick else 10**6
     rounds = args.rounds or (3 if args.quick else 7)
     repeats = args.builds or (1 if args.quick else 3)
     document: dict = {"quick": args.quick, "rounds": rounds, "build_repeats": repeats, "load_start": os.getloadavg()}
+    document["openblas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS")
     document["builds"] = builds((10, 1000, large), repeats)
     document["rosenbrock"] = []
     for n in (1000, large):
