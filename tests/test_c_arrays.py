@@ -233,6 +233,20 @@ def test_names_the_user_took_are_not_reused():
     assert _same_bits(c.value_and_grad(1.25, 3.0, v, 1.5), python.value_and_grad(1.25, 3.0, v, 1.5))
 
 
+@pytest.mark.parametrize(
+    "text, arguments, gradient, index",
+    [
+        ("sum(a*a_bar for a_bar in range(3))", (2.0,), (3.0,), "a_bar_"),
+        ("sum(x[x_bar]*a for x_bar in range(len(x)))", (2.0, [1.0, 2.0]), (3.0, [2.0, 2.0]), "x_bar_"),
+        ("prod(x[w2_after] for w2_after in range(len(x)))", ([3.0, 2.0],), ([2.0, 3.0],), "w2_after_"),
+    ],
+)
+def test_an_index_named_as_an_adjoint_or_a_buffer_would_be_is_renamed(text, arguments, gradient, index):
+    g = symdiff.compile_grad(text, backend="c")
+    assert [item.tolist() if isinstance(item, numpy.ndarray) else item for item in g(*arguments)] == list(gradient)
+    assert f"for (long {index} = 0; {index} < " in g.source
+
+
 @pytest.mark.parametrize("text, wrt, inputs", PROGRAMS, ids=[f"{number}" for number in range(len(PROGRAMS))])
 def test_generated_c_compiles_under_strict_flags(text, wrt, inputs, tmp_path):
     source, header = render_c(build(text, wrt=wrt).adjoint, "arrays", "arrays.h")

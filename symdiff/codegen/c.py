@@ -1072,6 +1072,10 @@ def array_layout(tape: Tape, names: Names, wrt: tuple[str, ...]) -> ArrayLayout:
     generated = {READ, COUNTER, LENGTH}
     taken = set(names.params.values())
     taken |= {name for instr, name in zip(tape.instrs, names.values) if instr.op not in generated}
+    # and the names the code gives adjoints and a product's prefix and suffixes (an index a_bar would hide one)
+    taken |= {names.adjoint(index) for index, instr in enumerate(tape.instrs) if instr.op not in generated}
+    taken |= {names.array_adjoint(array) for array in dims}
+    taken |= {f"{names.values[loop.entry]}_{part}" for loop in tape.loops for part in ("before", "after")}
 
     def free(base: str) -> str:
         name = base if not _IMPLEMENTATION.match(base) else "v" + base
@@ -1094,7 +1098,7 @@ def array_layout(tape: Tape, names: Names, wrt: tuple[str, ...]) -> ArrayLayout:
         for dim in range(dims[name]):
             lengths[(name, dim)] = free(f"{param}_len" if dims[name] == 1 else f"{param}_len{dim}")
             inputs.append(f"long {lengths[(name, dim)]}")
-    adjoints = {name: free(names.array_adjoint(name)) for name in wrt if name in dims}
+    adjoints = {name: names.array_adjoint(name) for name in wrt if name in dims}  # taken above: no index has it
     grad = free("grad") if any(name not in dims for name in wrt) else ""
     return ArrayLayout(tuple(inputs), lengths, indices, grad, adjoints, free("e"))
 
