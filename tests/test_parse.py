@@ -87,7 +87,7 @@ BAD = [
     ("x $ y", SymdiffSyntaxError, 1, 3, "unexpected character '$'"),
     ("x − y", SymdiffSyntaxError, 1, 3, "did you mean '-'"),
     ("x × y", SymdiffSyntaxError, 1, 3, "did you mean '*'"),
-    ("a[1]", SymdiffSyntaxError, 1, 2, "only parentheses group expressions (brackets list outputs"),
+    ("2[0]", SymdiffSyntaxError, 1, 2, "only parentheses group expressions (brackets index an array input"),
     ("a{1}", SymdiffSyntaxError, 1, 2, "only parentheses"),
     ("1e400", SymdiffSyntaxError, 1, 1, "too large"),
     ("x = 1", SymdiffSyntaxError, 1, 6, "after the definitions, the last statement must be the output"),
