@@ -6,7 +6,14 @@ from __future__ import annotations
 from .callables import derivatives, gradient
 from .callables.base import Hessian, Jacobian, Jvp
 from .callables.python import Gradient, render_module
-from .core.derivatives import hessian_program, jacobian_program, jvp_program, rows_jacobian_program
+from .core.derivatives import (
+    array_hvp_program,
+    array_jvp_program,
+    hessian_program,
+    jacobian_program,
+    jvp_program,
+    rows_jacobian_program,
+)
 from .core.pipeline import build, build_tape
 from .core.reverse import check_wrt
 from .errors import SymdiffError
@@ -41,7 +48,8 @@ def compile_grad(
 def compile_jvp(expr, *, backend: str = "python", limits: Limits = DEFAULT_LIMITS) -> Jvp:
     """j(point, direction) -> (value, directional derivative), both sequences in `j.inputs` order."""
     tape = build_tape(expr, limits, several_outputs=False)
-    _scalar_only(tape, "compile_jvp")
+    if _has_arrays(tape):
+        return Jvp(derivatives(array_jvp_program(tape), backend), tape.source, tape.inputs, backend, tape)
     return Jvp(derivatives(jvp_program(tape), backend), tape.source, tape.inputs, backend)
 
 
@@ -71,14 +79,16 @@ def compile_jacobian(
 def compile_hessian(expr, wrt=None, *, backend: str = "python", limits: Limits = DEFAULT_LIMITS) -> Hessian:
     """H(*point) -> (value, gradient, Hessian rows), and H.hvp(point, direction), forward over reverse."""
     programs = build(expr, wrt, limits)
-    _scalar_only(programs.tape, "compile_hessian")
-    entries = derivatives(hessian_program(programs.tape, programs.adjoint), backend)
-    return Hessian(entries, programs.tape.source, programs.tape.inputs, backend, programs.adjoint.wrt, programs)
+    tape = programs.tape
+    if _has_arrays(tape):
+        entries = derivatives(array_hvp_program(tape, programs.adjoint), backend)
+        return Hessian(entries, tape.source, tape.inputs, backend, programs.adjoint.wrt, programs, tape)
+    entries = derivatives(hessian_program(tape, programs.adjoint), backend)
+    return Hessian(entries, tape.source, tape.inputs, backend, programs.adjoint.wrt, programs)
 
 
-def _scalar_only(tape, what: str) -> None:
-    if tape.arrays or tape.loops or tape.rows is not None:
-        raise SymdiffError(f"{what} does not take array programs (x[i], sum(...)) yet; compile_grad does")
+def _has_arrays(tape) -> bool:
+    return bool(tape.arrays or tape.loops)
 
 
 __all__ = [

@@ -88,7 +88,24 @@ class Derivatives:
 class Jvp(Derivatives):
     def __call__(self, point, direction) -> tuple:
         """(value, directional derivative) at `point` along `direction`, both in `inputs` order."""
-        return self._function("jvp")(*self._values(tuple(point), {}), *self._values(tuple(direction), {}))
+        return self._function("jvp")(*self._point_and_direction(point, direction))
+
+    def _point_and_direction(self, point, direction) -> tuple:
+        values, along = self._values(tuple(point), {}), self._values(tuple(direction), {})
+        if self._arrays is not None:
+            for name, value, tangent in zip(self.inputs, values, along):
+                if _shape(value) != _shape(tangent):
+                    raise ArgumentError(f"the direction's {name} has shape {_shape(tangent)}, the point's {_shape(value)}")
+        return (*values, *along)
+
+
+def _shape(value) -> tuple:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    if isinstance(value, list):
+        return (len(value), *(_shape(value[0]) if value and isinstance(value[0], list) else ()))
+    return ()
 
 
 class Jacobian(Derivatives):
@@ -106,16 +123,75 @@ class Jacobian(Derivatives):
         return self._function("value_and_jacobian")(*self._values(args, kwargs))
 
 
-class Hessian(Derivatives):
-    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str, wrt, programs):
-        super().__init__(entries, expression, inputs, backend)
+class Hessian(Jvp):
+    def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str, wrt, programs, tape=None):
+        super().__init__(entries, expression, inputs, backend, tape)
         self.wrt, self.programs = wrt, programs
 
     def __call__(self, *args, **kwargs):
+        if self._arrays is not None:
+            return self._columns(self._values(args, kwargs))
         return self._function("hessian")(*self._values(args, kwargs))
 
     def hvp(self, point, direction):
-        return self._function("hvp")(*self._values(tuple(point), {}), *self._values(tuple(direction), {}))
+        return self._function("hvp")(*self._point_and_direction(point, direction))
+
+    def _columns(self, point: tuple) -> tuple:
+        """(value, gradient, rows) of an array program: one Hessian-vector product per unit direction
+        along the scalars of wrt (an array's elements in order), the generated hvp's tangent sweep."""
+        hvp = self._function("hvp")
+        zero = tuple(_zeros_like(value) for value in point)
+        value, gradient, _ = hvp(*point, *zero)
+        rows = []
+        for name in self.wrt:
+            position = self.inputs.index(name)
+            for element in range(_size(point[position])):
+                direction = list(zero)
+                direction[position] = _unit_like(point[position], element)
+                _, _, product = hvp(*point, *direction)
+                rows.append(tuple(item for part in product for item in _flat(part)))
+        return value, gradient, tuple(rows)
+
+
+def _size(value) -> int:
+    size = 1
+    for length in _shape(value):
+        size *= length
+    return size
+
+
+def _zeros_like(value):
+    if hasattr(value, "shape"):
+        import numpy  # the value is a NumPy array
+
+        return numpy.zeros(value.shape)
+    if isinstance(value, list):
+        return [_zeros_like(item) for item in value]
+    return 0.0
+
+
+def _unit_like(value, element: int):
+    """Zeros shaped as `value` with a 1 at flat position `element` (row-major)."""
+    unit = _zeros_like(value)
+    if unit == 0.0 and not hasattr(unit, "shape") and not isinstance(unit, list):
+        return 1.0  # a scalar input
+    if hasattr(unit, "shape"):
+        unit.flat[element] = 1.0
+        return unit
+    if unit and isinstance(unit[0], list):
+        width = len(unit[0])
+        unit[element // width][element % width] = 1.0
+    else:
+        unit[element] = 1.0
+    return unit
+
+
+def _flat(part) -> list:
+    if hasattr(part, "ravel"):
+        return part.ravel().tolist()
+    if isinstance(part, list):
+        return [item for row in part for item in (row if isinstance(row, list) else [row])]
+    return [part]
 
 
 class LazyFunctions(dict):

@@ -167,7 +167,13 @@ class Printer:
             return f"{self.names.values[node.reduction]}_after"
         of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
         if of is not None:
-            return f"{self._leaf(of)}_dot" + (str(node.seed + 1) if self.numbered_seeds else "")
+            number = str(node.seed + 1) if self.numbered_seeds else ""
+            if type(of) is Suffix or type(of) is Bar or type(of) is Ref:
+                text = self._leaf(of)
+                if "[" in text:  # an element (x[i], x_bar[i], w4_after[i + 1]): the tangent array's
+                    name, _, index = text.partition("[")
+                    return f"{name}_dot{number}[{index}"
+            return f"{self._leaf(of)}_dot{number}"
         raise AssertionError(f"unexpected leaf {node!r}")
 
     def leaf(self, node) -> str:
@@ -249,14 +255,14 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
                     rhs = definition(target.index)  # its tape entry: printed once per module
                 else:
                     rhs = _rhs(term, printer)
-            elif type(target) is ArrayBar:
-                name, rhs = leaf(target), _zeros(target.array, printer)
+            elif type(target) is ArrayBar or type(getattr(target, "of", None)) is ArrayBar:
+                name, rhs = leaf(target), _zeros(getattr(target, "of", target).array, printer)
             elif type(target) is Rows:
                 name, rhs = target.role, "[]"
-            elif type(target) is Suffixes:
-                loop = printer.tape.loop_of(target.reduction)
+            elif type(target) is Suffixes or type(getattr(target, "of", None)) is Suffixes:
+                loop = printer.tape.loop_of(getattr(target, "of", target).reduction)
                 size = affine_text(combine(loop.stop, loop.start, -1), python_symbol(printer.names.params))
-                name, rhs = leaf(target), f"[1.0] * ({size} + 1)"
+                name, rhs = leaf(target), f"[{printer.atom(term)}] * ({size} + 1)"
             else:
                 name, rhs = leaf(target), _rhs(term, printer)
             if not node.read:

@@ -30,6 +30,7 @@ from .program import (
     Assign as ProgramAssign,
 )
 from .simplify import simplify_sweep
+from .tangents import tangent_entry
 from .tape import Const, Ref, Tape
 
 
@@ -103,6 +104,30 @@ def rows_jacobian_program(tape: Tape, wrt: tuple[str, ...]) -> Program:
     return Program(Header("jacobian", tape.source, tape.inputs, wrt, "reverse"), tape, entries)
 
 
+def array_jvp_program(tape: Tape) -> Program:
+    """jvp of an array program: the value's program (loops and all) with its tangents beside it."""
+    (value,) = build_program(simplify_sweep(tape, ()), ("f",)).entries
+    params = tuple(Param(name) for name in tape.inputs) + tuple(Param(name, tangent=True) for name in tape.inputs)
+    entry = tangent_entry(
+        tape, value, "jvp", params, "Value and directional derivative along (x_dot, ...), from one forward sweep.",
+        lambda tangents: (Scalar("value", tape.output), Scalar("derivative", tangents.of(tape.output))),
+    )
+    return Program(Header("jvp", tape.source, tape.inputs, ()), tape, (entry,))
+
+
+def array_hvp_program(tape: Tape, adjoint: Adjoint) -> Program:
+    """hvp of an array program: forward over reverse through the value-and-gradient program's loops."""
+    (both,) = build_program(adjoint, ("value_and_grad",)).entries
+    value, gradient = both.results
+    params = tuple(Param(name) for name in tape.inputs) + tuple(Param(name, tangent=True) for name in tape.inputs)
+    entry = tangent_entry(
+        tape, both, "hvp", params,
+        "Value, gradient and the Hessian-vector product H (x_dot, ...), from one tangent sweep.",
+        lambda tangents: (value, gradient, Vector("hvp", tuple(tangents.of(term) for term in gradient.terms))),
+    )
+    return Program(Header("hessian", tape.source, tape.inputs, adjoint.wrt), tape, (entry,))
+
+
 def hessian_program(tape: Tape, adjoint: Adjoint) -> Program:
     """`hessian(*point) -> (value, gradient, rows)` by forward over reverse: one tangent sweep per input
     through the forward and reverse sweeps; and `hvp(*point, *direction) -> (value, gradient, H v)`,
@@ -141,4 +166,4 @@ def _interleave(program: list[Assign], sweeps: list[TangentSweep]) -> list[Assig
     return lines
 
 
-__all__ = ["hessian_program", "jacobian_program", "jvp_program", "rows_jacobian_program"]
+__all__ = ["array_hvp_program", "array_jvp_program", "hessian_program", "jacobian_program", "jvp_program", "rows_jacobian_program"]

@@ -76,6 +76,8 @@ class TangentSweep:
         self.tape = _Computed(tape, self.computed)
         self.current: dict[Ref | Bar, Term] = {Ref(index): term for index, term in seeds.items()}
         self.home: dict[Ref | Bar, tuple] = {}  # the branch where each value was first assigned
+        # Values a loop adds into: their tangents are variables from the first assignment on.
+        self.explicit: set = set()
 
     def of(self, term: Term) -> Term:
         """The tangent of a term, folded; needs the tangents of the values it reads."""
@@ -86,6 +88,10 @@ class TangentSweep:
                 return self.current.get(term, ZERO)
             case Dot():
                 raise AssertionError("tangents of tangents are not needed")
+            case Op():
+                pass
+            case _:  # a loop's running product or its buffer (adjoint.Prefix, Suffix): a variable of its own
+                return Dot(term)
         row = primitives.lookup(term.op)
         if row.branches:  # where(c, a, b)' = where(c, a', b'): the tangent takes the same branch
             return fold(term.op, tuple(arg if b is None else self.of(arg) for arg, b in zip(term.args, row.branches)),
@@ -110,7 +116,7 @@ class TangentSweep:
         change = self.of(assign.term)
         if assign.mode == "=":
             self.home[target] = assign.path
-            return self._set(target, dot, change, assign.origin, assign.path)
+            return self._set(target, dot, change, assign.origin, assign.path, target in self.explicit)
         if is_zero(change):
             return []
         lines = []
@@ -124,8 +130,8 @@ class TangentSweep:
         combined = fold("add" if assign.mode == "+=" else "sub", (self.current.get(target, ZERO), change), self.tape)
         return self._set(target, dot, combined, assign.origin, assign.path)
 
-    def _set(self, target, dot: Dot, value: Term, origin, path: tuple) -> list[Assign]:
-        if is_atom(value):
+    def _set(self, target, dot: Dot, value: Term, origin, path: tuple, explicit: bool = False) -> list[Assign]:
+        if is_atom(value) and not explicit:
             self.current[target] = value
             return []
         self.current[target] = dot
