@@ -24,12 +24,14 @@ from .verify import DEFAULT_TIMEOUT, verify_programs
 from .version import __version__
 
 EXPR_HELP = "the expression, e.g. 'x1*x2 + sin(x1)'; '-' reads it from standard input"
+AT_HELP = "the point, e.g. x1=2,x2=3; an array input in brackets: x=[1,2,3] (a 2-D one as rows: W=[[1,2],[3,4]])"
 
 # The name of a C file symdiff writes goes into `#include "NAME.h"`: only characters that need no
 # escaping there and are portable in file names, and no leading '-' or '.'.
 C_FILE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 # Numbers in messages longer than this are shortened (a 300-digit value helps nobody).
 SHOWN_NUMBER = 20
+_DEEPEST = 8  # nesting of --at lists: an array has a few dimensions, not hundreds
 
 
 class _OutputError(SymdiffError):
@@ -79,18 +81,20 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="print the value and gradient at a point")
     evaluate.add_argument("expr", help=EXPR_HELP)
-    evaluate.add_argument("--at", default="", help="the point, e.g. x1=2,x2=3")
+    evaluate.add_argument("--at", default="", help=AT_HELP)
     evaluate.add_argument("--wrt", help="comma-separated inputs to differentiate (default: all)")
 
     explain = commands.add_parser("explain", help="walk through reverse mode at a point, step by step")
     explain.add_argument("expr", help=EXPR_HELP)
-    explain.add_argument("--at", required=True, help="the point, e.g. x1=2,x2=3")
+    explain.add_argument("--at", required=True, help=AT_HELP + " (explain lists every iteration: 50 at most)")
     explain.add_argument("--wrt", help="comma-separated inputs to differentiate (default: all)")
     explain.add_argument(
         "--format", default="text", choices=("text", "markdown", "latex", "json", "html"), help="default: text"
     )
     explain.add_argument(
-        "--ascii", action="store_true", help="text without Unicode (w3_bar, dw3/dw1); automatic if the terminal needs it"
+        "--ascii",
+        action="store_true",
+        help="text without Unicode (w3_bar, dw3/dw1); automatic if the terminal needs it",
     )
     explain.add_argument("--digits", type=int, default=3, help="decimals shown (default 3; JSON keeps every digit)")
 
@@ -100,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Exit status 1 when a picture was asked for but Graphviz is missing (the .dot is written instead).",
     )
     drawing.add_argument("expr", help=EXPR_HELP)
-    drawing.add_argument("--at", help="a point, e.g. x1=2,x2=3: show values, adjoints and partials there")
+    drawing.add_argument(
+        "--at", help="a point, e.g. x1=2,x2=3: show values, adjoints and partials there (not for loops)"
+    )
     drawing.add_argument("--wrt", help="comma-separated inputs to differentiate (default: all)")
     drawing.add_argument("-o", "--output", help="FILE.dot, FILE.svg or FILE.png (default: DOT on standard output)")
     drawing.add_argument("--force", action="store_true", help="replace an existing file symdiff did not write")
@@ -297,28 +303,104 @@ def _eval(args, expr: str) -> int:
         value, partials = gradient.value_and_grad(**point)
     except (ValueError, ZeroDivisionError, OverflowError) as error:
         raise SymdiffError(f"cannot evaluate at this point: {error}") from None
-    lines = [f"value = {value!r}", *(f"d/d{name} = {partial!r}" for name, partial in zip(gradient.wrt, partials))]
+    lines = [
+        f"value = {value!r}",
+        *(f"d/d{name} = {_listed(partial)!r}" for name, partial in zip(gradient.wrt, partials)),
+    ]
     _write("".join(f"{line}\n" for line in lines))
     return 0
 
 
-def _parse_point(text: str) -> dict[str, float]:
-    """`--at` for every command that takes a point: each name once, each value a finite number."""
-    point: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
+def _listed(partial):
+    """An array's gradient as a list of floats (of lists, for 2-D), whichever backend made it."""
+    if hasattr(partial, "tolist"):
+        partial = partial.tolist()
+    return [_listed(item) for item in partial] if isinstance(partial, list | tuple) else partial
+
+
+def _parse_point(text: str) -> dict[str, float | list]:
+    """`--at` for every command that takes a point: each name once, each value a finite number or,
+    for an array, numbers in brackets (nested for 2-D): x=[1,2,3], W=[[1,2],[3,4]]."""
+    point: dict[str, float | list] = {}
+    for item in filter(None, (part.strip() for part in _items(text))):
         name, equals, number = (part.strip() for part in item.partition("="))
         if not equals or not name:
             raise SymdiffError(f"--at: expected name=value, got {item!r}")
         if name in point:
             raise SymdiffError(f"--at: {name} given twice")
-        try:
-            value = float(number)
-        except ValueError:
-            raise SymdiffError(f"--at: {number!r} is not a number (in {item!r})") from None
-        if not math.isfinite(value):
-            raise SymdiffError(f"--at: {name}={number} is not a finite number")
-        point[name] = value
+        point[name] = _array(name, number, item) if number.startswith("[") else _number(name, number, item)
     return point
+
+
+def _items(text: str) -> list[str]:
+    """`--at` split at the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for position, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                raise SymdiffError(f"--at: a ] closes no [ in {text!r}")
+        elif char == "," and depth == 0:
+            items.append(text[start:position])
+            start = position + 1
+    if depth:
+        raise SymdiffError(f"--at: a [ is never closed in {text!r}")
+    return [*items, text[start:]]
+
+
+def _number(name: str, number: str, item: str) -> float:
+    try:
+        value = float(number)
+    except ValueError:
+        raise SymdiffError(f"--at: {number!r} is not a number (in {item!r})") from None
+    if not math.isfinite(value):
+        raise SymdiffError(f"--at: {name}={number} is not a finite number")
+    return value
+
+
+def _array(name: str, text: str, item: str) -> list:
+    """`[1, 2.5, -3]` or `[[1, 2], [3, 4]]` as nested lists of floats (the shape is the caller's to check)."""
+    tokens = [token.strip() for token in re.findall(r"\[|\]|,|[^\[\],]+", text) if token.strip()]
+    position = 0
+
+    def fail(why: str):
+        raise SymdiffError(f"--at: {why} (in {item!r})")
+
+    def value(depth: int):
+        nonlocal position
+        token = tokens[position] if position < len(tokens) else None
+        position += 1
+        if token != "[":
+            if token in (None, "]", ","):
+                fail("a number is missing")
+            try:
+                number = float(token)
+            except ValueError:
+                fail(f"{token!r} is not a number")
+            if not math.isfinite(number):
+                fail(f"{token} is not a finite number")
+            return number
+        if depth == _DEEPEST:
+            fail(f"lists nest more than {_DEEPEST} deep")
+        items: list = []
+        if tokens[position : position + 1] == ["]"]:
+            position += 1
+            return items
+        while True:
+            items.append(value(depth + 1))
+            token = tokens[position] if position < len(tokens) else None
+            position += 1
+            if token == "]":
+                return items
+            if token != ",":
+                fail(f"expected , or ] after {tokens[position - 2]!r}")
+
+    result = value(0)
+    if position != len(tokens):
+        fail(f"unexpected {tokens[position]!r} after the list")
+    return result
 
 
 def _explain(args, expr: str) -> int:
@@ -354,7 +436,9 @@ def _graph(args, expr: str) -> int:
         fallback = drawing.save(Path(args.output).with_suffix(".dot"), args.force)
         kind = Path(args.output).suffix[1:].lower()
         print(f"error: {error.message}", file=sys.stderr)
-        print(f"wrote {fallback} instead; draw it later with: dot -T{kind} {fallback} -o {args.output}", file=sys.stderr)
+        print(
+            f"wrote {fallback} instead; draw it later with: dot -T{kind} {fallback} -o {args.output}", file=sys.stderr
+        )
         return 1
     return 0
 
