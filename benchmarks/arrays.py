@@ -253,10 +253,10 @@ def timed_once(call: Callable) -> float:
     return time.perf_counter() - start
 
 
-def fresh_process(*arguments: str, timeout: float = BUILD_TIMEOUT_S) -> dict:
+def fresh_process(*arguments: str, timeout: float = BUILD_TIMEOUT_S, env: dict | None = None) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), *arguments]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": f"timeout ({timeout:.0f} s)"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -457,6 +457,7 @@ def memory_in_this_process(tool: str, n: int) -> dict:
         else:
             call = lambda: gradient(x)  # noqa: E731
     gc.collect()
+    release_free_memory()
     with open("/proc/self/clear_refs", "w") as marks:
         marks.write("5")  # resets the high-water mark to the current resident set
     before = resident("VmHWM")
@@ -471,6 +472,18 @@ def memory_in_this_process(tool: str, n: int) -> dict:
     traced = tracemalloc.get_traced_memory()[1] - held
     tracemalloc.stop()
     return {"rss_peak_bytes": rss, "traced_peak_bytes": traced, "result_bytes": size}
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back (glibc's malloc_trim), so that a call which reuses them shows
+    in the resident set; memory_process also fixes glibc's mmap threshold, so that every large block
+    is mapped afresh and unmapped when freed, rather than kept in the heap."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the resident set may then miss a call that reuses freed pages
 
 
 def resident(field: str) -> int:
@@ -500,11 +513,17 @@ def memory_worker(tool: str, n: int) -> int:
     return 0
 
 
+def memory_process(tool: str, n: int) -> dict:
+    """memory_in_this_process in a fresh process whose glibc maps every block from 128 kB afresh (a fixed
+    threshold: by default it rises to the largest block freed, and later blocks reuse resident heap)."""
+    return fresh_process("--memory", tool, str(n), env=os.environ | {"MALLOC_MMAP_THRESHOLD_": "131072"})
+
+
 def memory(sizes: tuple[int, ...]) -> dict:
     table: dict = {}
     for tool in MEMORY_TOOLS:
         for n in sizes:
-            table.setdefault(tool, {})[n] = result = fresh_process("--memory", tool, str(n))
+            table.setdefault(tool, {})[n] = result = memory_process(tool, n)
             print(f"memory {tool:>28} n = {n:<8} {result}", file=sys.stderr, flush=True)
     return table
 
