@@ -480,7 +480,8 @@ def _array(name: str, value, ndim: int, lengths: dict[tuple[str, int], int]) -> 
         length = lengths.setdefault((name, dim), len(value))
         if len(value) != length:
             raise ArgumentError(
-                f"the point's {name} is not rectangular: {name}{where} has {len(value)} elements, {name}[0] has {length}"
+                f"the point's {name} is not rectangular: {name}{where} has {len(value)} element"
+                f"{'s' * (len(value) != 1)}, {name}{'[0]' * dim} has {length}"
             )
         if dim + 1 == ndim:
             return tuple(_real(f"{name}{where}[{k}]", item) for k, item in enumerate(value))
@@ -1337,7 +1338,8 @@ class Style:
     def bar(self, name: str) -> str:
         match self.kind:
             case "ascii":
-                return f"{name}_bar"
+                element = _ELEMENT.fullmatch(name)  # x_bar[2], as the generated code names it
+                return f"{element[1]}_bar[{element[2]}]" if element else f"{name}_bar"
             case "latex":
                 return _latex_bar(name)
         return name[0] + _MACRON + name[1:]
