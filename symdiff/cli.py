@@ -24,7 +24,10 @@ from .verify import DEFAULT_TIMEOUT, verify_programs
 from .version import __version__
 
 EXPR_HELP = "the expression, e.g. 'x1*x2 + sin(x1)'; '-' reads it from standard input"
-AT_HELP = "the point, e.g. x1=2,x2=3; an array input in brackets: x=[1,2,3] (a 2-D one as rows: W=[[1,2],[3,4]])"
+AT_HELP = (
+    "the point, e.g. x1=2,x2=3; an array input in brackets, quoted for the shell: 'x=[1,2,3]' "
+    "(a 2-D one as rows: 'W=[[1,2],[3,4]]')"
+)
 
 # The name of a C file symdiff writes goes into `#include "NAME.h"`: only characters that need no
 # escaping there and are portable in file names, and no leading '-' or '.'.
