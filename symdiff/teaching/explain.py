@@ -735,38 +735,10 @@ def _array_trace(programs: Programs, at) -> Trace:
         p: [part for part in parts if tape.instrs[part[0]].op not in _INTEGERS] for p, parts in local_partials(tape)
     }
     run = _Loops(tape, levels, partials, _Numbers(), point, lengths).run()
-    # Running totals over entries: each entry's value in each iteration is a symbol of its own, so a
-    # total is shown only when every symbol in it is visible from the step's iteration (see _visible_text).
-    symbols: dict[sympy.Symbol, tuple[str, Label]] = {}
-
-    def symbol(index: int, label: Label) -> sympy.Symbol:
-        made = sympy.Symbol(f"{names[index]}_{len(symbols)}", real=True)
-        symbols[made] = (names[index], label)
-        return made
-
-    totals = _Loops(tape, levels, partials, _Formulas(_TOTAL_NODES), point, lengths, symbol).run()
-    # Gradient formulas over the inputs: an element is a symbol with a name no input has (x[2] is not a name).
-    stand_in = _longer_than(tape.inputs, "e") + "_"
-    elements: dict[str, str] = {}
-
-    def element_symbol(name: str, index: tuple[int, ...]) -> sympy.Symbol:
-        elements[f"{stand_in}{len(elements)}"] = element_text(name, index)
-        return sympy.Symbol(f"{stand_in}{len(elements) - 1}", real=True)
-
-    over_inputs = {
-        name: _map_array(value, lambda index, name=name: element_symbol(name, index))
-        if tape.is_array(name)
-        else sympy.Symbol(name, real=True)
-        for name, value in point.items()
-    }
-    results = _Loops(tape, levels, partials, _Formulas(_RESULT_NODES), over_inputs, lengths).run()
-
-    def result_text(formula) -> str | None:
-        text = formula_text(formula, _RESULT_CHARS)
-        if text is None:
-            return None
-        return re.sub(rf"\b{re.escape(stand_in)}\d+\b", lambda found: elements[found[0]], text)
-
+    over_entries = _EntrySymbols(names)
+    totals = _Loops(tape, levels, partials, _Formulas(_TOTAL_NODES), point, lengths, over_entries).run()
+    over_inputs = _InputSymbols(tape, point)
+    results = _Loops(tape, levels, partials, _Formulas(_RESULT_NODES), over_inputs.point, lengths).run()
     output = tape.output
     return Trace(
         expression=tape.source,
@@ -777,9 +749,9 @@ def _array_trace(programs: Programs, at) -> Trace:
         value=run.value(output, ()),
         entries=tuple(_loop_entry(tape, names, run, index, label) for index, label in run.order),
         branches=(),
-        steps=tuple(_loop_step(names, k, step, totals.steps[k], symbols) for k, step in enumerate(run.steps)),
-        partials=_loop_partials(programs, names, run, results, lengths, result_text),
-        loops=tuple(_loop_run(tape, names, run, index) for index, loop in _reductions(tape)),
+        steps=tuple(_loop_step(names, k, step, totals.steps[k], over_entries) for k, step in enumerate(run.steps)),
+        partials=_loop_partials(programs, names, run, results, lengths, over_inputs.text),
+        loops=tuple(_loop_run(tape, names, run, index) for index in _reductions(tape)),
         schema=SCHEMA_ARRAYS,
     )
 
@@ -795,8 +767,49 @@ def _levels(tape: Tape) -> dict[tuple, list[int]]:
     return levels
 
 
-def _reductions(tape: Tape):
-    return ((index, instr) for index, instr in enumerate(tape.instrs) if instr.op in REDUCTIONS)
+def _reductions(tape: Tape) -> list[int]:
+    return [index for index, instr in enumerate(tape.instrs) if instr.op in REDUCTIONS]
+
+
+class _EntrySymbols:
+    """For running totals over entries: each entry's value in each iteration is a symbol of its own (w2 of
+    i = 0 is not w2 of i = 1); `origins` says whose, so that a total can be shown over entry names when
+    every symbol in it is visible from the step's iteration (_visible_text)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.origins: dict[sympy.Symbol, tuple[str, Label]] = {}
+
+    def __call__(self, index: int, label: Label) -> sympy.Symbol:
+        made = sympy.Symbol(f"{self.names[index]}_{len(self.origins)}", real=True)
+        self.origins[made] = (self.names[index], label)
+        return made
+
+
+class _InputSymbols:
+    """The point over SymPy symbols, for the gradient's formulas. x[2] is no name symdiff parses back,
+    so an element stands in as a name no input has, and `text` writes it back as x[2]."""
+
+    def __init__(self, tape: Tape, point: Mapping):
+        self.prefix = _longer_than(tape.inputs, "e") + "_"
+        self.elements: dict[str, str] = {}
+        self.point = {
+            name: _map_array(value, lambda index, name=name: self._element(name, index))
+            if tape.is_array(name)
+            else sympy.Symbol(name, real=True)
+            for name, value in point.items()
+        }
+
+    def _element(self, array: str, index: tuple[int, ...]) -> sympy.Symbol:
+        stand_in = f"{self.prefix}{len(self.elements)}"
+        self.elements[stand_in] = element_text(array, index)
+        return sympy.Symbol(stand_in, real=True)
+
+    def text(self, formula) -> str | None:
+        text = formula_text(formula, _RESULT_CHARS)
+        if text is None:
+            return None
+        return re.sub(rf"\b{re.escape(self.prefix)}\d+\b", lambda found: self.elements[found[0]], text)
 
 
 def _range(loop, lengths, env: Mapping[str, int]) -> range:
@@ -1021,7 +1034,9 @@ def _loop_entry(tape: Tape, names: tuple[str, ...], run: _Loops, index: int, lab
     )
 
 
-def _loop_step(names: tuple[str, ...], k: int, step: _LoopStep, symbolic: _LoopStep, symbols) -> Accumulation:
+def _loop_step(
+    names: tuple[str, ...], k: int, step: _LoopStep, symbolic: _LoopStep, symbols: _EntrySymbols
+) -> Accumulation:
     target = names[step.target] if step.element is None else element_text(*step.element)
     return Accumulation(
         step=k + 1,
@@ -1033,7 +1048,7 @@ def _loop_step(names: tuple[str, ...], k: int, step: _LoopStep, symbolic: _LoopS
         origin_adjoint=step.origin_adjoint,
         contribution=step.contribution,
         total=step.total,
-        total_formula=_visible_text(symbolic.total, step.label, symbols),
+        total_formula=_visible_text(symbolic.total, step.label, symbols.origins),
         iteration=step.label,
         read=None if step.element is None else names[step.target],
     )
