@@ -24,20 +24,23 @@ def number_text(value: float, integral: bool = False) -> str:
 
 
 def affine_text(affine, symbol: Leaf) -> str:
-    """An index or bound (expr.Affine) as `2*i + 1`, `len(x) - 1 - i` (the same in Python and C);
+    """An index or bound (expr.Affine) as people write it: the added symbols, then the constant, then
+    the subtracted ones (`i + 1`, `2*i + 1`, `len(x) - 1 - i`, `j - i`; the same in Python and C);
     `symbol(index name or Length)` spells each symbol."""
-    text = ""
-    for name, coefficient in affine.terms:
-        magnitude = abs(coefficient)
-        term = symbol(name) if magnitude == 1 else f"{magnitude}*{symbol(name)}"
-        if not text:
-            text = term if coefficient > 0 else f"-{term}"
-        else:
-            text += f" + {term}" if coefficient > 0 else f" - {term}"
+    added = [(name, c) for name, c in affine.terms if c > 0]
+    subtracted = [(name, -c) for name, c in affine.terms if c < 0]
+
+    def term(name, magnitude: int) -> str:
+        return symbol(name) if magnitude == 1 else f"{magnitude}*{symbol(name)}"
+
+    text = " + ".join(term(name, c) for name, c in added)
+    constant = affine.constant
     if not text:
-        return str(affine.constant)
-    if affine.constant:
-        text += f" + {affine.constant}" if affine.constant > 0 else f" - {-affine.constant}"
+        text = str(constant) if constant or not subtracted else ""
+    elif constant:
+        text += f" + {constant}" if constant > 0 else f" - {-constant}"
+    for name, magnitude in subtracted:
+        text = f"{text} - {term(name, magnitude)}" if text else f"-{term(name, magnitude)}"
     return text
 
 
