@@ -22,7 +22,7 @@ import threading
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import sympy
 
@@ -935,7 +935,7 @@ def array_sizes(tape: Tape, largest: int = _LARGEST) -> list[dict[tuple[str, int
     return sizes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Size:
     """One size an array program is checked at, with its unrolled value and exact gradient."""
 
@@ -944,6 +944,12 @@ class _Size:
     function: sympy.Expr
     expected: tuple[tuple[sympy.Expr, ...], ...]  # per wrt name: each element's partial, row-major
     symbols: tuple[sympy.Symbol, ...]  # every scalar and element, for sample points
+    seed: int  # of the size's points
+
+    @cached_property
+    def points(self) -> list[tuple[dict[sympy.Symbol, float], list[float]]]:
+        """Seeded points, each with the value and partials there (computed once, for every module)."""
+        return _array_points(self, self.seed)
 
     @property
     def text(self) -> str:
@@ -962,7 +968,8 @@ def _sizes(adjoint: Adjoint) -> list[_Size]:
         partials = iter(gradient_of(function, [s for name in adjoint.wrt for s in flat[name]]))
         expected = tuple(tuple(next(partials) for _ in flat[name]) for name in adjoint.wrt)
         arguments = tuple(_nested(flat[name], shapes[name]) if name in shapes else flat[name][0] for name in tape.inputs)
-        sizes.append(_Size(shapes, arguments, function, expected, tuple(s for name in names for s in flat[name])))
+        every = tuple(s for name in names for s in flat[name])
+        sizes.append(_Size(shapes, arguments, function, expected, every, seed=len(sizes)))
     return sizes
 
 
@@ -1160,8 +1167,8 @@ def _in_floats(load_entry, entry: str, wrt, sizes: list[_Size]) -> tuple[int, tu
     except Exception as error:  # the code under test may fail in any way
         return 0, ("could not be loaded", "an entry point", _describe(error))
     count = 0
-    for index, size in enumerate(sizes):
-        for point in _array_points(size, seed=index):
+    for size in sizes:
+        for point in size.points:
             failed = _run_at(function, entry, wrt, size, point)
             if failed is not None:
                 return count, (f"{failed[0]} ({size.text})", failed[1], failed[2])
@@ -1169,20 +1176,29 @@ def _in_floats(load_entry, entry: str, wrt, sizes: list[_Size]) -> tuple[int, tu
     return count, None
 
 
-def _array_points(size: _Size, seed: int) -> list[dict[sympy.Symbol, float]]:
-    """Up to _ARRAY_POINTS seeded points where the value and gradient are finite reals."""
+def _array_points(size: _Size, seed: int) -> list[tuple[dict[sympy.Symbol, float], list[float]]]:
+    """Up to _ARRAY_POINTS seeded points where the value and gradient are finite reals, with them."""
     rng = random.Random(20261206 + seed)
     boxes = [(0.1, 0.9), (1.0, 3.0), (-0.9, -0.1), (-3.0, -1.0)]
     points = []
     for attempt in range(_POINTS):
         point = {s: rng.uniform(*rng.choice(boxes[: 1 + attempt % 4])) for s in size.symbols}
         exact = {s: float_exactly(v) for s, v in point.items()}
-        values = [_real(expr, exact) for part in _wanted("value_and_grad", size) for expr in part]
+        values = [_real_at(expr, exact) for part in _wanted("value_and_grad", size) for expr in part]
         if all(value is not None for value in values):
             points.append((point, values))
             if len(points) == _ARRAY_POINTS:
                 break
     return points
+
+
+def _real_at(expr: sympy.Expr, exact: dict) -> float | None:
+    """_real, with the point put in by xreplace: evalf's subs= is far slower on expressions over
+    the hundred symbols of an unrolled program (minutes for a 5x5 network)."""
+    try:
+        return _real(expr.xreplace(exact), {})
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
 
 
 def _run_at(function, entry, wrt, size: _Size, point) -> tuple[str, str, str] | None:

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import sympy
+from support import needs_compiler
 
 import symdiff
 from symdiff.core.adjoint import Op
@@ -19,6 +20,7 @@ from symdiff.errors import ArgumentError
 from symdiff.verify import array_sizes, python_module, verify_programs
 
 ROSENBROCK = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x) - 1))"
+NETWORK = "sum(tanh(sum(W[j, k]*x[k] for k in range(len(x))) + b[j])*v[j] for j in range(len(b)))"
 
 
 def symbols(array: str, n: int) -> list[sympy.Symbol]:
@@ -137,6 +139,7 @@ PROVEN = [
     "x[0]*x[1] + sum((i + 1)*x[i]^2 for i in range(len(x)))",
     "sum(x[len(x) - 1 - i]*x[i]^3 for i in range(len(x)))",
     "prod(x[i] + 1 for i in range(len(x))) + sum(sin(x[i + 2])*x[i] for i in range(len(x) - 2))",
+    NETWORK,
 ]
 
 
@@ -188,6 +191,17 @@ def test_compile_grad_verify_runs_the_python_backend_on_array_programs():
     assert [check.method for check in report.emitted] == [
         "run on symbols and in floats at 10 points; len(x) = 1, 2, 3, 4, 5"
     ] * 3
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("c", marks=needs_compiler)])
+def test_compile_grad_verify_runs_numpy_and_c_on_array_programs(backend):
+    g = symdiff.compile_grad(NETWORK, backend=backend)
+    report = g.verify()
+    assert report.ok, str(report)
+    sizes = "len(W) = 1x1, 2x2, 3x3, 4x4, 5x5; len(x) = 1, 2, 3, 4, 5; len(b) = 1, 2, 3, 4, 5; len(v) = 1, 2, 3, 4, 5"
+    assert [(check.subject, check.method) for check in report.emitted] == [
+        (f"{backend} {entry}", f"in floats at 10 points; {sizes}") for entry in ("f", "grad", "value_and_grad")
+    ]
 
 
 def test_a_wrong_partial_in_the_loop_body_is_caught_at_an_element_and_a_length():
@@ -255,3 +269,17 @@ def test_core_bug_a_sum_nested_in_a_nonlinear_body():
     assert report.ok, str(report)
     (gradient,) = symdiff.compile_grad(NESTED_IN_A_NONLINEAR_BODY)([0.3, -0.5, 0.7])
     assert gradient == pytest.approx([-3 * math.sin(0.5)] * 3, rel=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 2")
+def test_core_bug_an_adjoint_summed_by_an_inner_loop_is_zeroed_once_per_outer_index():
+    source = "sum(x[j]*a for j in range(len(x)) for k in range(len(x)))"
+    # f = len(x) * a * (x[0] + x[1]): d/da = 2 * 4, d/dx[j] = 2 * a.
+    assert symdiff.compile_grad(source)(2.0, [1.0, 3.0]) == (8.0, [4.0, 4.0])
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 3")
+def test_core_bug_a_value_outside_loops_read_by_a_recomputed_inner_sum_is_computed():
+    source = "sum(cos(sum(exp(a) for l in range(len(x))) - x[i]) for i in range(len(x)))"
+    report = symdiff.verify(source)
+    assert report.ok, str(report)
