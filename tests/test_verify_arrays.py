@@ -283,3 +283,17 @@ def test_core_bug_a_value_outside_loops_read_by_a_recomputed_inner_sum_is_comput
     source = "sum(cos(sum(exp(a) for l in range(len(x))) - x[i]) for i in range(len(x)))"
     report = symdiff.verify(source)
     assert report.ok, str(report)
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 4")
+def test_core_bug_grad_computes_a_products_factor_that_needs_no_index():
+    source = "prod(1 + a^2 for i in range(len(x))) + x[0]"
+    # f = (1 + a^2)^2 + x[0] at len(x) = 2: d/da = 2*(1 + a^2)*2*a.
+    assert symdiff.compile_grad(source)(2.0, [1.0, 3.0]) == (40.0, [1.0, 0.0])
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 5")
+def test_core_bug_an_inner_loops_term_is_not_merged_into_an_outer_loops_line():
+    source = "sum(sum(x[l]*x[i] for l in range(len(x))) - x[i] for i in range(len(x)))"
+    # f = S^2 - S, S = x[0] + x[1] + x[2] = 6: every partial is 2*S - 1.
+    assert symdiff.compile_grad(source)([1.0, 2.0, 3.0]) == ([11.0, 11.0, 11.0],)
