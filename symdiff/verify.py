@@ -7,6 +7,10 @@ simplified one the same way, and every derivative rule the tape uses is checked 
 wrong rule is reported at the place in the input that uses it. Last, the generated code itself is
 run: a Python module on SymPy symbols where it does not branch, and every module at points chosen
 so that each where() goes both ways. A module that raises or differs is a failed proof.
+
+Array programs (x[i], sums over ranges) are proven at each array length from the least the bounds
+allow up to 5, against sympy.diff of the program unrolled term by term there (core.unroll); see
+verify_arrays.
 """
 
 from __future__ import annotations
@@ -115,7 +119,8 @@ def verify_programs(
     modules: Sequence[Emitted] | None = None,
 ) -> Report:
     """Prove `simplified` (and `raw`) right, and the generated `modules` with them. By default the
-    module checked is the Python module rendered from `simplified`, as `symdiff grad` writes it."""
+    module checked is the Python module rendered from `simplified`, as `symdiff grad` writes it.
+    An array program goes to verify_arrays (`raw`, which reverse() makes without its loops, is unused)."""
     tape = raw.tape
     _check_size(tape, limits)
     if modules is None:
@@ -957,6 +962,7 @@ class _Size:
 
 
 def _sizes(adjoint: Adjoint) -> list[_Size]:
+    """Every size array_sizes gives, with the program unrolled there and its exact gradient."""
     tape = adjoint.tape
     program = parse_program(tape.source)
     sizes = []
@@ -967,7 +973,9 @@ def _sizes(adjoint: Adjoint) -> list[_Size]:
         flat = {name: elements(name, shapes[name]) if name in shapes else [scalar(name)] for name in names}
         partials = iter(gradient_of(function, [s for name in adjoint.wrt for s in flat[name]]))
         expected = tuple(tuple(next(partials) for _ in flat[name]) for name in adjoint.wrt)
-        arguments = tuple(_nested(flat[name], shapes[name]) if name in shapes else flat[name][0] for name in tape.inputs)
+        arguments = tuple(
+            _nested(flat[name], shapes[name]) if name in shapes else flat[name][0] for name in tape.inputs
+        )
         every = tuple(s for name in names for s in flat[name])
         sizes.append(_Size(shapes, arguments, function, expected, every, seed=len(sizes)))
     return sizes
@@ -1011,6 +1019,7 @@ class _ArrayRun(_SymbolicRun):
 
     def traced(self, arguments: tuple) -> tuple:
         """Arguments with every Symbol (also inside lists) a node of this run."""
+
         def trace(value):
             if isinstance(value, list):
                 return [trace(item) for item in value]  # as deep as the array's dimensions
@@ -1027,7 +1036,7 @@ class _ArrayRun(_SymbolicRun):
         raise _Branch
 
     def _entry(self, row: primitives.Primitive, args: tuple) -> None:
-        return None  # noqa: ARG002 (no node is a tape entry)
+        return None  # no node is a tape entry
 
     @staticmethod
     def _parts(node):
@@ -1045,9 +1054,9 @@ class _ArrayRun(_SymbolicRun):
         partials = len(size.expected)
         result = _results(entry, self.run(source, entry, self.traced(size.arguments)), partials)
         got = [[self.value(item) for item in _flat(part)] for part in result]
-        wanted = _wanted(entry, size)
-        if [len(part) for part in got] != [len(part) for part in wanted]:
-            raise ValueError(f"returned {[len(part) for part in got]} values per result, expected {[len(part) for part in wanted]}")
+        counts, wanted = [len(part) for part in got], [len(part) for part in _wanted(entry, size)]
+        if counts != wanted:
+            raise ValueError(f"returned {counts} values per result, expected {wanted}")
         return got
 
 
@@ -1059,8 +1068,9 @@ def _wanted(entry: str, size: _Size, program: list | None = None) -> list:
 
 
 def _labels(entry: str, wrt: tuple[str, ...]) -> list[str]:
-    value, gradient = ["value"], [f"d/d{name}" for name in wrt]
-    return {"f": value, "grad": gradient}.get(entry, value + gradient)
+    """The names of an entry point's results: "value" and/or each wrt name."""
+    value = ["value"]
+    return {"f": value, "grad": list(wrt)}.get(entry, value + list(wrt))
 
 
 def verify_arrays(adjoint: Adjoint, timeout: float, modules: tuple[Emitted, ...]) -> Report:
@@ -1075,7 +1085,9 @@ def verify_arrays(adjoint: Adjoint, timeout: float, modules: tuple[Emitted, ...]
             program.append(run.results(source, "grad", size))
         except Exception:  # it branches, or fails: its floats are compared at points instead
             program.append(None)
-    gradient = tuple(_array_gradient(adjoint, slot, sizes, program, source, timeout) for slot in range(len(adjoint.wrt)))
+    gradient = tuple(
+        _array_gradient(adjoint, slot, sizes, program, source, timeout) for slot in range(len(adjoint.wrt))
+    )
     emitted = tuple(
         _array_module(module, entry, adjoint.wrt, sizes, runs, program, timeout)
         for module in modules
@@ -1127,7 +1139,7 @@ def _array_gradient(adjoint: Adjoint, slot: int, sizes, program, source: str, ti
 
 
 def _element_text(name: str, size: _Size, k: int) -> str:
-    """What the k-th result of `name` is: x[1, 2], or the name of a scalar ("value" for the value)."""
+    """The k-th result of `name`: x[1, 2] of an array, a scalar's name ("value" for the value)."""
     return str(elements(name, size.shapes[name])[k]) if name in size.shapes else name
 
 
@@ -1150,7 +1162,7 @@ def _array_module(module: Emitted, entry: str, wrt, sizes, runs, program, timeou
                     continue
                 check = compare(subject, want, value, timeout, _Sampler(list(size.symbols)))
                 if check.equal is not True:
-                    where = f"{label} {_element_text(label[2:], size, k)}, {size.text}"
+                    where = f"{_element_text(label, size, k)}, {size.text}"
                     return Check(subject, check.equal, f"{check.method} at {where}", str(want), str(value))
     count, failed = _in_floats(lambda: module.entry(entry), entry, wrt, sizes)
     if failed is not None:
@@ -1218,16 +1230,20 @@ def _run_at(function, entry, wrt, size: _Size, point) -> tuple[str, str, str] | 
     if [len(part) for part in got] != wanted:
         return "returned results of the wrong shape", repr(wanted), repr([len(part) for part in got])
     for label, want_part, got_part in zip(_labels(entry, wrt), want_parts, got):
-        for want, have in zip(want_part, got_part):
+        for k, (want, have) in enumerate(zip(want_part, got_part)):
             if abs(want - have) > 1e-9 * (1 + abs(want) + abs(have)):
-                return f"{label} differs at {_short(shown, 120)}", repr(want_part), repr(got_part)
+                where = f"{_element_text(label, size, k)} differs at {_short(shown, 120)}"
+                return where, repr(want_part), repr(got_part)
     return None
 
 
 def _floats(argument, values: dict):
+    """A size's argument (a Symbol, or nested lists of them) with each Symbol's value at a point."""
     if isinstance(argument, list):
         return [_floats(item, values) for item in argument]  # as deep as the array's dimensions
     return values[argument]
 
 
-__all__ = ["Check", "Emitted", "Report", "array_sizes", "python_module", "verify_arrays", "verify_programs", "SymdiffError"]
+__all__ = [
+    "Check", "Emitted", "Report", "array_sizes", "python_module", "verify_arrays", "verify_programs", "SymdiffError",
+]

@@ -234,6 +234,19 @@ def test_generated_code_that_drops_a_boundary_term_is_caught():
     assert checks["python f"].equal is True
 
 
+def test_a_wrong_value_is_caught_and_named():
+    programs = build(ROSENBROCK)
+    source = python_module_source(programs)
+    f, grad = source.index("def f("), source.index("def grad(")
+    broken = source[:f] + source[f:grad].replace("100.0", "101.0") + source[grad:]
+    assert broken.count("101.0") == 1
+    report = verify_programs(programs.raw, programs.adjoint, modules=(python_module(broken),))
+    checks = {check.subject: check for check in report.emitted}
+    assert checks["python f"].equal is False
+    assert checks["python f"].method.endswith("at value, len(x) = 2")
+    assert checks["python grad"].equal is True
+
+
 def test_generated_code_that_raises_is_a_failed_proof():
     programs = build("log(sum(exp(x[i]) for i in range(len(x))))")
     source = python_module_source(programs).replace("x_bar = [0.0] * len(x)", "x_bar = [0.0] * (len(x) - 1)")

@@ -102,8 +102,9 @@ class _Unroller:
         for dim, i in enumerate(at):
             length = self.lengths[(node.array, dim)]
             if not 0 <= i < length:
+                shown = f"{node.array}[{', '.join(map(str, at))}]"
                 raise ArgumentError(
-                    f"{node.array}[{', '.join(map(str, at))}] is outside {node.array} (dimension {dim} has length {length})",
+                    f"{shown} is outside {node.array} (dimension {dim} has length {length})",
                     self.source or None,
                     node.span,
                 )
