@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from ..core import primitives
-from ..core.adjoint import Adjoint, ArrayBar, Bar, Op
+from ..core.adjoint import Adjoint, ArrayBar, Bar, Op, Prefix, Suffix
 from ..core.bounds import combine
 from ..core.expr import Affine, Length
 from ..core.forward import Dot
 from ..core.printing import affine_text, format_tree, number_text
 from ..core.program import (
     GRADIENT_ENTRIES,
+    Append,
     Assign,
     Check,
     Entry,
@@ -42,8 +43,10 @@ from ..core.program import (
     Matrix,
     Path,
     Program,
+    Rows,
     Scalar,
     Section,
+    Suffixes,
     Vector,
     build_program,
     result_terms,
@@ -970,8 +973,6 @@ def is_array_program(program: Program) -> bool:
 def array_module(program: Program) -> ArrayModule:
     """The render context of an array program's gradient module: one function per entry."""
     tape, header = program.tape, program.header
-    if header.kind != "gradient":
-        raise NotImplementedError(f"the NumPy backend prints no {header.kind} of an array program yet")
     names = assign_names(tape, header.wrt)
     printer = Printer(tape, names, "python")
     printers = [_ArrayFunctionPrinter(tape, printer) for _ in program.entries]
@@ -1010,6 +1011,8 @@ class _Level:
     start: object = None  # depth 1: the loop's start (expr.Affine); iteration lo is index start + lo
     index_read: bool = False  # depth 1: whether a statement reads the index as an array
     nests: dict = field(default_factory=dict)  # (index, start, stop) -> the level of a loop in this one
+    scans: dict = field(default_factory=dict)  # name -> _Scan: values the loop running here carries
+    positions: dict = field(default_factory=dict)  # depth d -> each iteration's position among those of its one there
 
     def chain(self) -> list[_Level]:
         levels, level = [], self
@@ -1019,7 +1022,23 @@ class _Level:
         return levels
 
 
+@dataclass(eq=False)
+class _Scan:
+    """A value that a loop carries from one iteration to the next, homed in the level around it: a
+    product (`w6 *= w5`), a product's running prefix, the buffer of its suffixes (filled by a
+    descending loop, `w6_after[i] = w6_after[i + 1] * w5`), or their tangents (`w6_dot = w6_dot * w5
+    + w6 * w5_dot`). Every update is value * factor + term, so whole-array code computes all of its
+    states at once (the runtime's _scan); the statements of the loop read the state of their iteration."""
+
+    name: str
+    node: Assign  # its update in the loop
+    descending: bool  # a buffer of suffixes: its elements are its states
+    states: str = ""  # what holds its states, once printed
+    updated: bool = False  # whether the update has been printed: reads see the state after it
+
+
 _ZERO = Const(0.0)
+_ONE = Const(1.0)
 
 
 class _ArrayFunctionPrinter:
@@ -1028,6 +1047,8 @@ class _ArrayFunctionPrinter:
     def __init__(self, tape: Tape, printer: Printer):
         self.tape, self.printer, self.names = tape, printer, printer.names
         taken = set(self.names.params.values()) | set(self.names.values) | {loop.index for loop in tape.loops}
+        if tape.rows is not None:
+            taken.add(tape.rows.index)
         self.taken = taken
         self.lo, self.hi = _free("lo", taken), _free("hi", taken)
         self.helpers = array_helpers(taken)
@@ -1038,6 +1059,8 @@ class _ArrayFunctionPrinter:
         self.zeroed: dict[str, int] = {}  # a name whose value is the 0.0 that line (position) assigned
         self.complete: set[str] = set()  # forward values computed whole at their level (self.levels)
         self.recomputed: set[str] = set()  # sums whose recomputation is being skipped
+        self.bars: dict[str, _Level] = {}  # an array's adjoint (or its tangent) -> the level it was zeroed at
+        self.roles: dict[str, tuple[str, int]] = {}  # Rows role -> (its list's name, its rows' dimensions)
 
     def function(self, entry: Entry) -> ArrayFunction:
         params = ", ".join(_param(param, self.names) for param in entry.params)
@@ -1054,8 +1077,11 @@ class _ArrayFunctionPrinter:
                     results.append(self.term(term))
                 case Vector(terms=terms):
                     results.append(_tuple([self.term(term) for term in terms]))
+                case Rows(role=role):
+                    name, ndim = self.roles[role]
+                    results.append(self.call("_rows", name, str(ndim)))
                 case _:
-                    raise NotImplementedError("an array program's gradient module returns a value and a gradient")
+                    raise NotImplementedError(f"the NumPy backend returns no {type(result).__name__} of an array program")
         lines = tuple(line for line in self.lines if line is not None)
         return ArrayFunction(entry.name, params, entry.doc, lines, ", ".join(results))
 
@@ -1074,6 +1100,11 @@ class _ArrayFunctionPrinter:
                     self.assign(node)
             elif kind is Loop:
                 self.loop(node)
+            elif kind is Section:  # a part of a row's program (a vector output's Jacobian)
+                self.emit(f"# {node.title}")
+                self.nodes(node.body)
+            elif kind is Append:
+                self.append(node)
             elif kind is Check:
                 continue
             else:
@@ -1085,9 +1116,13 @@ class _ArrayFunctionPrinter:
             count = self.affine(combine(node.stop, node.start, -1))
             width = self.width(node.body, [node])
             arguments = [count, *self.arrays] + ([] if width is None else [f"width={width}"])
-            self.emit(f"for {self.lo}, {self.hi} in {self.call('_blocks', *arguments)}:")
+            # A descending loop (a product's suffixes) takes its blocks from the last: each block
+            # starts from the state the block after it ended with.
+            order = "[::-1]" if node.descending else ""
+            self.emit(f"for {self.lo}, {self.hi} in {self.call('_blocks', *arguments)}{order}:")
             header = len(self.lines)
             self.level = _Level(1, node.index.name, f"{self.hi} - {self.lo}", outer, {}, node.start)
+            self.level.scans = self.carried(node.body)
             self.nodes(node.body)
             if len(self.lines) == header:  # nothing to compute (its lines only checked a domain)
                 self.lines.pop()
@@ -1097,27 +1132,38 @@ class _ArrayFunctionPrinter:
                 self.zeroed = {name: line + (line >= header) for name, line in self.zeroed.items()}
         else:
             self.level = self.nest(node, outer)
+            self.level.scans = self.carried(node.body)
             self.nodes(node.body)
         self.level = outer
 
     def width(self, nodes, enclosing: list[Loop]) -> str | None:
         """The most iterations that loops in `nodes` run per iteration of `enclosing[-1]` (a bound
-        over lengths, exact for one loop in another, safe deeper): a block of the top loop is made
-        short enough that its nests' index arrays stay small. None when `nodes` hold no loop."""
+        over lengths, exact for one loop in another, safe deeper), or the most elements of an
+        array's adjoint zeroed per iteration (a row of a Jacobian): a block of the top loop is made
+        short enough that its nests' index arrays and such adjoints stay small. None when `nodes`
+        hold neither."""
         widths = []
         for node in nodes:
-            if type(node) is not Loop:
-                continue
-            widest = _widest(combine(node.stop, node.start, -1), enclosing)
-            count = self.affine(widest)
-            if widest.constant < 0 or any(coefficient < 0 for _, coefficient in widest.terms):
-                count = f"max({count}, 0)"  # a range that may be empty
-            inner = self.width(node.body, [*enclosing, node])
-            widths.append(count if inner is None else f"{count} * {inner}")
+            kind = type(node)
+            if kind is Section:
+                inner = self.width(node.body, enclosing)
+                widths.extend([] if inner is None else [inner])
+            elif kind is Assign and type(node.target) is ArrayBar:
+                widths.append(f"{self.names.params[node.target.array]}.size")
+            elif kind is Loop:
+                count = self.count(_widest(combine(node.stop, node.start, -1), enclosing))
+                inner = self.width(node.body, [*enclosing, node])
+                widths.append(count if inner is None else f"{count} * {inner}")
         widths = list(dict.fromkeys(widths))
         if not widths:
             return None
         return widths[0] if len(widths) == 1 else f"max({', '.join(widths)})"
+
+    def count(self, affine: Affine) -> str:
+        """An iteration count over lengths, at least 0 (`max(len(x) - 1, 0)`: a range that may be empty)."""
+        if affine.constant < 0 or any(coefficient < 0 for _, coefficient in affine.terms):
+            return f"max({self.affine(affine)}, 0)"
+        return self.affine(affine)
 
     def nest(self, node: Loop, outer: _Level) -> _Level:
         """The level of a loop inside loop `outer`: the one a loop over the same range there made
@@ -1139,18 +1185,48 @@ class _ArrayFunctionPrinter:
         level = outer.nests[key] = _Level(outer.depth + 1, index, f"len({index})", outer, owners)
         return level
 
+    def carried(self, body) -> dict[str, _Scan]:
+        """The values the loop with this body carries across its iterations: those homed around it
+        that a line of it multiplies (`*=`) or sets from their own value (a tangent's recurrence)."""
+        scans = {}
+        for node in body:
+            if type(node) is not Assign or node.mode not in ("=", "*="):
+                continue
+            name = self.base(node.target)
+            home = self.levels.get(name)
+            if home is None or home.depth >= self.level.depth:
+                continue
+            if node.mode == "*=" or name in self.bases(node.term):
+                of = node.target.of if type(node.target) is Dot else node.target
+                scans[name] = _Scan(name, node, type(of) is Suffix)
+        return scans
+
     def assign(self, node: Assign) -> None:
         target, mode, term = node.target, node.mode, node.term
         note = _note(node.origins, self.printer) if node.origins else ""
-        if type(target) is ArrayBar:
-            name = self.names.array_adjoint(target.array)
-            self.emit(f"{name} = numpy.zeros({self.names.params[target.array]}.shape)", note)
+        kind = type(target)
+        of = target.of if kind is Dot else target
+        if type(of) is ArrayBar:  # an array's adjoint (or its tangent): zeros of its shape
+            self.zeros(self.printer.leaf(target), of.array, note)
             return
-        if type(target) is Bar and self.tape.instrs[target.index].op == READ:
-            self.scatter(target.index, mode, self.term(term), note)
+        if type(of) is Suffixes:
+            self.suffixes(target, of.reduction, term)
             return
-        name = self.printer.leaf(target)
-        if type(target) is Ref and self.computed(target.index, name, mode):
+        if kind is Rows:
+            name = _free(target.role, self.taken)
+            self.taken.add(name)
+            self.roles[target.role] = (name, 2)
+            self.emit(f"{name} = []")
+            return
+        if type(of) is Bar and self.tape.instrs[of.index].op == READ:
+            self.scatter(of.index, mode, self.term(term), note, dot=kind is Dot)
+            return
+        name = self.base(target)
+        if kind is Ref and self.computed(target.index, name, mode):
+            return
+        scan = self.level.scans.get(name)
+        if scan is not None and scan.node is node:
+            self.update(scan, note)
             return
         zero = self.zeroed.pop(name, None)  # the line that set it to 0.0, if nothing changed it since
         if mode == "=":
@@ -1164,7 +1240,7 @@ class _ArrayFunctionPrinter:
             operation = {"+=": "add", "-=": "sub", "*=": "mul"}[mode]
             self.emit(f"{name} = {self.term(Op(operation, (target, term)))}", note)
             return
-        total = self.total(self.term(term), home, mode)
+        total = self.total(self.term(term), home)
         if home.depth == 0:  # a number, added up block by block
             self.emit(f"{name} {mode} {total}", note)
         elif zero is not None:
@@ -1173,6 +1249,136 @@ class _ArrayFunctionPrinter:
         else:
             self.emit(f"{name} = {name} {mode[0]} {total}", note)
         self.levels[name] = home
+
+    def zeros(self, name: str, array: str, note: str) -> None:
+        """`x_bar = 0`: zeros shaped as the array; inside a loop (a row of a Jacobian), one such
+        array per iteration, stacked on a first axis."""
+        shape = f"{self.names.params[array]}.shape"
+        if self.level.depth:
+            shape = f"({self.level.count},) + {shape}"
+        self.emit(f"{name} = numpy.zeros({shape})", note)
+        self.bars[name] = self.level
+
+    def suffixes(self, target, reduction: int, start: Const) -> None:
+        """The buffer of a product's suffix products (or of their tangents): around a top loop, its
+        stop - start + 1 elements; around an inner loop, their start, which the loop's _segment_scan
+        makes a row of states per iteration here."""
+        name = self.base(target)
+        value = number_text(start.value)
+        if self.level.depth == 0:
+            loop = self.tape.loop_of(reduction)
+            self.emit(f"{name} = numpy.full({self.count(combine(loop.stop, loop.start, -1))} + 1, {value})")
+        else:
+            self.emit(f"{name} = {value}")
+        self.levels[name] = self.level
+
+    def update(self, scan: _Scan, note: str) -> None:
+        """A carried value's update in its loop: its states over the loop's iterations, then (a
+        running value) its state after the last iteration, in the level around the loop."""
+        states = self.states(scan)
+        scan.updated = True
+        of = scan.node.target.of if type(scan.node.target) is Dot else scan.node.target
+        if scan.descending or (type(of) is Prefix and self.level.depth > 1):
+            return  # a buffer holds every state; a prefix is read only in its loop (a top loop's, in later blocks)
+        final = f"{states}[-1]" if self.level.depth == 1 else f"{states}[:, -1]"
+        self.emit(f"{scan.name} = {final}", note)
+        self.complete.add(scan.name)
+
+    def states(self, scan: _Scan) -> str:
+        """What holds the states of a carried value, printed at the first line that needs them (the
+        factors and terms its update reads are computed by then: a loop's body computes a product's
+        factor first)."""
+        if scan.states:
+            return scan.states
+        level, name, node = self.level, scan.name, scan.node
+        home = self.levels[name]
+        if home is not level.parent:
+            raise NotImplementedError("the NumPy backend carries a value only across the loop right inside its own")
+        if node.mode == "*=":
+            factors, terms = node.term, None
+        else:
+            factors, terms = _linear(node.term, lambda leaf: self.base(leaf) == name)
+        self.zeroed.pop(name, None)  # its start is read
+        scan.states = name if scan.descending else _free(f"{name}_states", self.taken)
+        self.taken.add(scan.states)
+        arguments = ["None" if factors == _ONE else self.term(factors), "None" if terms is None else self.term(terms)]
+        descending = ["True"] if scan.descending else []
+        if level.depth == 1 and scan.descending:  # the top loop's buffer, filled block by block from its end
+            scanned = self.call("_scan", f"{name}[{self.hi}]", *arguments, level.count, *descending)
+            self.emit(f"{name}[{self.lo}:{self.hi} + 1] = {scanned}")
+        elif level.depth == 1:
+            self.emit(f"{scan.states} = {self.call('_scan', name, *arguments, level.count)}")
+        else:
+            owners = level.owners[home.depth]
+            scanned = self.call("_segment_scan", name, *arguments, owners, home.count, *descending)
+            self.emit(f"{scan.states} = {scanned}")
+        return scan.states
+
+    def scanned(self, scan: _Scan) -> str:
+        """A running value, read in its loop: its state at each iteration (after it, once updated)."""
+        states, after = self.states(scan), int(scan.updated)
+        if self.level.depth == 1:
+            return f"{states}[1:]" if after else f"{states}[:-1]"
+        home = self.levels[scan.name]
+        positions = self.positions(home)
+        return f"{states}[{self.level.owners[home.depth]}, {positions}{' + 1' if after else ''}]"
+
+    def positions(self, home: _Level) -> str:
+        """Each iteration of the current level's position among those of its iteration of `home`."""
+        level = self.level
+        name = level.positions.get(home.depth)
+        if name is None:
+            name = level.positions[home.depth] = _free(f"{level.index}_in_{home.index}", self.taken)
+            self.taken.add(name)
+            self.emit(f"{name} = {self.call('_positions', level.owners[home.depth], home.count)}")
+        return name
+
+    def suffix(self, node: Suffix, dot: Dot | None = None) -> str:
+        """Element i - start + shift of a product's suffix buffer (or of its tangent's), at the
+        current level's iterations."""
+        name = self.base(node if dot is None else dot)
+        scan = self.level.scans.get(name)
+        if scan is not None:
+            self.states(scan)  # the buffer is filled in this loop: before this read
+        home = self.levels[name]
+        shift = f" + {node.shift}" if node.shift else ""
+        if home.depth == 0:
+            return f"{name}[{self.lo}{shift}:{self.hi}{shift}]"
+        return f"{name}[{self.level.owners[home.depth]}, {self.positions(home)}{shift}]"
+
+    def base(self, node) -> str:
+        """The variable a target or leaf lives in: an element of a product's suffixes lives in its buffer."""
+        if type(node) is Suffix:
+            return self.printer.leaf(Suffixes(node.reduction))
+        if type(node) is Dot and type(node.of) is Suffix:
+            return self.printer.leaf(Dot(Suffixes(node.of.reduction), node.seed))
+        return self.printer.leaf(node)
+
+    def bases(self, term) -> set[str]:
+        found, stack = set(), [term]
+        while stack:
+            node = stack.pop()
+            if type(node) is Op:
+                stack.extend(node.args)
+            elif type(node) is not Const:
+                found.add(self.base(node))
+        return found
+
+    def append(self, node: Append) -> None:
+        """A block of rows of a vector output's Jacobian (or of its values), one per iteration."""
+        count = self.level.count
+        if node.scalar:
+            self.roles[node.role] = (self.roles[node.role][0], 1)
+            (term,) = node.terms
+            self.emit(f"{self.roles[node.role][0]}.append({self.call('_columns', count, self.term(term))}[:, 0])")
+            return
+        columns = []
+        for term in node.terms:
+            if type(term) is ArrayBar:
+                columns.append(f"{self.names.array_adjoint(term.array)}.reshape({count}, -1)")
+            else:
+                columns.append(self.term(term))
+        self.emit(f"{self.roles[node.role][0]}.append({self.call('_columns', count, *columns)})")
 
     def computed(self, entry: int, name: str, mode: str) -> bool:
         """Whether forward value `name` (tape entry `entry`) already holds its value at this level: a
@@ -1190,21 +1396,27 @@ class _ArrayFunctionPrinter:
             self.complete.add(name)
         return False
 
-    def total(self, values: str, home: _Level, mode: str) -> str:
+    def total(self, values: str, home: _Level) -> str:
         """`values` of the current level added up over the iterations of each iteration of `home`."""
-        if mode == "*=":
-            if home.depth:
-                raise NotImplementedError("the NumPy backend multiplies a product's factors only outside loops")
-            return self.call("_product", values, self.level.count)
         if home.depth == 0:
             return self.call("_total", values, self.level.count)
         return self.call("_segment_total", values, self.level.owners[home.depth], home.count)
 
-    def scatter(self, read: int, mode: str, values: str, note: str) -> None:
-        """x_bar[...] += values: into the elements the READ entry `read` reads at the current level."""
+    def scatter(self, read: int, mode: str, values: str, note: str, dot: bool = False) -> None:
+        """x_bar[...] += values: into the elements the READ entry `read` reads at the current level
+        (of x_bar_dot, with `dot`). An adjoint zeroed inside a loop has one array per iteration
+        there: each iteration adds into its own."""
         instr = self.tape.instrs[read]
-        bar = self.names.array_adjoint(instr.name)
+        bar = self.names.array_adjoint(instr.name) + ("_dot" if dot else "")
         indices, _ = instr.detail
+        home = self.bars.get(bar, self.level)
+        if home.depth:
+            rows = f"numpy.arange({home.count})" if home is self.level else self.level.owners[home.depth]
+            if mode == "-=":
+                values = f"-{values}" if values.isidentifier() else f"-({values})"
+            positions = _tuple([rows] + [self.affine(affine) for affine in indices])
+            self.emit(self.call("_scatter", bar, positions, values), note)
+            return
         if self.level.depth == 0 or not any(affine.indices for affine in indices):
             values = values if self.level.depth == 0 else self.call("_total", values, self.level.count)
             self.emit(f"{bar}[{self.element(indices)}] {mode} {values}", note)
@@ -1245,21 +1457,37 @@ class _ArrayFunctionPrinter:
             return self.index(node.name)
         elif kind is ArrayBar:
             return self.names.array_adjoint(node.array)
+        elif kind is Suffix:
+            return self.suffix(node)
+        elif kind is Dot:
+            of = node.of
+            if type(of) is Ref and self.tape.instrs[of.index].op == READ:
+                return self.read(self.tape.instrs[of.index], "_dot")  # the direction's element
+            if type(of) is Ref and self.tape.instrs[of.index].op == INPUT:
+                return self.names.params[self.tape.instrs[of.index].name] + "_dot"
+            if type(of) is Suffix:
+                return self.suffix(of, node)
         name = self.printer.leaf(node)
+        scan = self.level.scans.get(name)
+        if scan is not None and not scan.descending:
+            return self.scanned(scan)
         self.zeroed.pop(name, None)
         home = self.levels.get(name)
         if home is None or home.depth == 0 or home is self.level:
             return name
         return f"{name}[{self.level.owners[home.depth]}]"  # a value of an enclosing loop, at each iteration
 
-    def read(self, instr) -> str:
+    def read(self, instr, suffix: str = "") -> str:
+        """An element of an array input (of the direction's, x_dot, with `suffix` "_dot") at the
+        current level's iterations: a slice of a block, or a gather over index arrays."""
         indices, _ = instr.detail
+        array = self.names.params[instr.name] + suffix
         if self.level.depth == 0 or not any(affine.indices for affine in indices):
-            return f"{self.names.params[instr.name]}[{self.element(indices)}]"
+            return f"{array}[{self.element(indices)}]"
         sliced = self.sliced(indices)
         if sliced is not None:
-            return self.names.params[instr.name] + sliced
-        return f"{self.names.params[instr.name]}[{self.element(indices)}]"  # a gather over index arrays
+            return array + sliced
+        return f"{array}[{self.element(indices)}]"  # a gather over index arrays
 
     def element(self, indices) -> str:
         return ", ".join(self.affine(affine) for affine in indices)
@@ -1319,13 +1547,54 @@ class _ArrayFunctionPrinter:
 
 
 # The runtime's functions that array programs call (templates/numpy_arrays.py.j2).
-ARRAY_HELPERS = ("_blocks", "_total", "_product", "_segment_total", "_nest", "_scatter")
+ARRAY_HELPERS = (
+    "_blocks", "_total", "_segment_total", "_nest", "_scatter", "_scan", "_segment_scan", "_positions", "_rows", "_columns"
+)
 
 
 def array_helpers(taken: set[str]) -> dict[str, str]:
     """Each runtime function's name in the functions' bodies: its own, or an alias where an input
     or a definition takes it (an input is a local of the function and would hide it)."""
     return {name: _free(name, taken) for name in ARRAY_HELPERS}
+
+
+def _linear(term, is_state) -> tuple[object, object]:
+    """`term` as state * factor + rest, where the leaves `is_state` picks occur linearly: (factor,
+    rest), rest None for 0 (a tangent's recurrence through a product: w6_dot * w5 + w6 * w5_dot)."""
+    if type(term) is not Op:
+        return (_ONE, None) if type(term) is not Const and is_state(term) else (None, term)
+    parts = [_linear(arg, is_state) for arg in term.args]
+    if all(factor is None for factor, _ in parts):
+        return None, term
+    op = term.op
+    if op in ("add", "sub"):
+        (f1, r1), (f2, r2) = parts
+        return _combined(op, f1, f2), _combined(op, r1, r2)
+    if op == "neg":
+        ((factor, rest),) = parts
+        return Op("neg", (factor,)), None if rest is None else Op("neg", (rest,))
+    if op == "mul" and parts[1][0] is None:
+        (factor, rest), other = parts[0], term.args[1]
+        return _product(factor, other), None if rest is None else Op("mul", (rest, other))
+    if op == "mul" and parts[0][0] is None:
+        other, (factor, rest) = term.args[0], parts[1]
+        return _product(other, factor), None if rest is None else Op("mul", (other, rest))
+    if op == "div" and parts[1][0] is None:
+        (factor, rest), other = parts[0], term.args[1]
+        return Op("div", (factor, other)), None if rest is None else Op("div", (rest, other))
+    raise NotImplementedError(f"the NumPy backend carries no value that a loop updates through {op}")
+
+
+def _combined(op: str, left, right):
+    if right is None:
+        return left
+    if left is None:
+        return right if op == "add" else Op("neg", (right,))
+    return Op(op, (left, right))
+
+
+def _product(left, right):
+    return right if left == _ONE else left if right == _ONE else Op("mul", (left, right))
 
 
 def _widest(affine: Affine, loops: list[Loop]) -> Affine:
