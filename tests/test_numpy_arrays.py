@@ -389,3 +389,188 @@ def test_a_product_in_a_sum_prints_scans_over_the_rows_of_a_nest():
         "  # w2 = prod(W[i][j] for j in range(len(W, 1)))\n"
         "    return (W_bar,)"
     )
+
+
+def flattened(results) -> list:
+    """The arrays and numbers of nested result tuples, in order."""
+    if isinstance(results, tuple):
+        return [item for result in results for item in flattened(result)]
+    return [results]
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 1000])
+def test_jvp_and_hvp_of_rosenbrock_equal_scipy(n):
+    from scipy.optimize import rosen, rosen_der, rosen_hess_prod
+
+    rng = numpy.random.default_rng(n)
+    x, v = rng.uniform(-2, 2, n), rng.uniform(-1, 1, n)
+    value, derivative = symdiff.compile_jvp(ROSENBROCK, backend="numpy")([x], [v])
+    assert math.isclose(value, rosen(x), rel_tol=1e-12)
+    assert math.isclose(derivative, rosen_der(x) @ v, rel_tol=1e-12)
+    value, (gradient,), (product,) = symdiff.compile_hessian(ROSENBROCK, backend="numpy").hvp([x], [v])
+    assert type(product) is numpy.ndarray and product.shape == (n,)
+    assert math.isclose(value, rosen(x), rel_tol=1e-12)
+    assert relative_error(gradient, rosen_der(x)) < 1e-12
+    assert relative_error(product, rosen_hess_prod(x, v)) < 1e-12
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="callables/base.py _unit_like tests `unit == 0.0` on a NumPy array (/work/notes/requests-numpy.md, 4)",
+)
+@pytest.mark.parametrize("n", [2, 3, 10])
+def test_the_dense_hessian_of_rosenbrock_equals_scipy_rosen_hess(n):
+    from scipy.optimize import rosen_der, rosen_hess
+
+    x = numpy.random.default_rng(n).uniform(-2, 2, n)
+    _, (gradient,), rows = symdiff.compile_hessian(ROSENBROCK, backend="numpy")(x)
+    assert relative_error(gradient, rosen_der(x)) < 1e-12
+    assert relative_error(rows, rosen_hess(x)) < 1e-12
+
+
+TANGENT_PROGRAMS = [(name, source, arguments) for name, source, _, arguments in PROGRAMS] + PRODUCTS
+
+
+@pytest.mark.parametrize("block", [2, None], ids=["blocks of 2", "default blocks"])
+@pytest.mark.parametrize("program", TANGENT_PROGRAMS, ids=[program[0] for program in TANGENT_PROGRAMS])
+def test_jvp_and_hvp_agree_with_the_python_backend(program, block, monkeypatch):
+    if block is not None:  # tangents of sums and running products cross blocks
+        monkeypatch.setattr(numpy_printer, "ARRAY_BLOCK", block)
+        monkeypatch.setattr(numpy_printer, "NEST_BLOCK", 3 * block)
+    _, source, arguments = program
+    rng = numpy.random.default_rng(8)
+    point = arguments(rng)
+    direction = [rng.normal(size=numpy.shape(value)) if numpy.ndim(value) else rng.normal() for value in point]
+    for compile_ in (symdiff.compile_jvp, symdiff.compile_hessian):
+        fast, textbook = compile_(source, backend="numpy"), compile_(source)
+        call = (
+            (lambda f: f(point, direction)) if compile_ is symdiff.compile_jvp else (lambda f: f.hvp(point, direction))
+        )
+        got, expected = flattened(call(fast)), flattened(call(textbook))
+        assert len(got) == len(expected)
+        for one, other in zip(got, expected):
+            assert numpy.shape(one) == numpy.shape(other)
+            assert relative_error(one, other) <= 1e-12, (one, other)
+
+
+def test_the_hessian_of_a_product_is_exact_where_factors_are_zero():
+    """Each Hessian row as an hvp along a unit direction: the products of the other factors
+    (prefixes, suffixes and their tangents), never a division; zeros where SymPy has zeros."""
+    sympy = pytest.importorskip("sympy")
+    n = 4
+    x = sympy.symbols(f"x0:{n}")
+    a = sympy.Symbol("a")
+    product = sympy.prod([x[i] + a for i in range(n)]) * a
+    values = [0.5, -1.5, -2.0, 1.0]  # two factors x[i] + a are zero at a = 1.5
+    point = {a: 1.5, **dict(zip(x, values))}
+    hvp = symdiff.compile_hessian("a*prod(x[i] + a for i in range(len(x)))", backend="numpy").hvp
+    variables = [a, *x]
+    for row, u in enumerate(variables):
+        direction = [float(row == 0), numpy.array([float(row == k + 1) for k in range(n)])]
+        value, _, (a_hv, x_hv) = hvp([1.5, numpy.array(values)], direction)
+        expected = [float(sympy.diff(product, u, w).subs(point)) for w in variables]
+        assert value == float(product.subs(point)) == 0.0
+        assert ulps([a_hv, *x_hv], expected) <= 4
+        assert [item == 0.0 for item in [a_hv, *x_hv]] == [item == 0.0 for item in expected]
+
+
+def test_the_tangent_of_a_product_prints_as_scans():
+    source = symdiff.compile_jvp("prod(x[i]*a + i for i in range(len(x)))", backend="numpy").source
+    jvp = source.split("def jvp(a, x, a_dot, x_dot):\n")[1]
+    assert jvp == (
+        '    """Value and directional derivative along (x_dot, ...), from one forward sweep."""\n'
+        "    # forward sweep\n"
+        "    w6 = 1.0\n"
+        "    w6_dot = 0.0\n"
+        "    for lo, hi in _blocks(len(x), x):\n"
+        "        i = numpy.arange(lo, hi)\n"
+        "        w3 = x[lo:hi] * a\n"
+        "        w3_dot = a * x_dot[lo:hi] + x[lo:hi] * a_dot\n"
+        "        w5 = w3 + i\n"
+        "        w6_states = _scan(w6, w5, None, hi - lo)\n"
+        "        w6_dot_states = _scan(w6_dot, w5, w6_states[:-1] * w3_dot, hi - lo)\n"
+        "        w6_dot = w6_dot_states[-1]\n"
+        "        w6 = w6_states[-1]\n"
+        "    return w6, w6_dot\n"
+    )
+
+
+RESIDUALS = "[a*exp(-b*t[i]) + c - y[i] for i in range(len(t))]"
+
+
+@pytest.mark.parametrize("block", [2, None], ids=["blocks of 2", "default blocks"])
+def test_the_exponential_fit_residual_jacobian_agrees_with_the_python_backend(block, monkeypatch):
+    if block is not None:
+        monkeypatch.setattr(numpy_printer, "ARRAY_BLOCK", block)
+    rng = numpy.random.default_rng(12)
+    t = numpy.linspace(0.0, 3.0, 11)
+    y = 2.0 * numpy.exp(-0.7 * t) + 0.3 + rng.normal(scale=0.05, size=11)
+    fast = symdiff.compile_jacobian(RESIDUALS, wrt=["a", "b", "c"], backend="numpy")
+    textbook = symdiff.compile_jacobian(RESIDUALS, wrt=["a", "b", "c"])
+    rows = fast(1.5, 0.5, 0.1, t, y)
+    assert type(rows) is numpy.ndarray and rows.dtype == numpy.float64 and rows.shape == (11, 3)
+    assert relative_error(rows, numpy.array(textbook(1.5, 0.5, 0.1, t, y))) <= 1e-15
+    values, both = fast.value_and_jacobian(1.5, 0.5, 0.1, t, y)
+    expected_values, _ = textbook.value_and_jacobian(1.5, 0.5, 0.1, t, y)
+    assert values.shape == (11,) and relative_error(values, expected_values) <= 1e-15
+    assert numpy.array_equal(both, rows)
+    assert "jacobian.append(_columns(hi - lo, a_bar, b_bar, 1.0))" in fast.source
+
+
+def test_the_exponential_fit_jacobian_over_many_points_against_its_formula():
+    m = 100_000
+    t = numpy.linspace(0.0, 5.0, m)
+    y = numpy.cos(t)
+    rows = symdiff.compile_jacobian(RESIDUALS, wrt=["a", "b", "c"], backend="numpy")(1.5, 0.5, 0.1, t, y)
+    decay = numpy.exp(-0.5 * t)
+    assert relative_error(rows, numpy.column_stack([decay, -1.5 * t * decay, numpy.ones(m)])) < 1e-15
+
+
+@pytest.mark.parametrize("block", [1, None], ids=["blocks of 1", "default blocks"])
+def test_a_jacobian_with_arrays_in_wrt_has_one_column_per_element(block, monkeypatch):
+    if block is not None:  # each row's adjoint arrays go in blocks of rows
+        monkeypatch.setattr(numpy_printer, "ARRAY_BLOCK", block)
+        monkeypatch.setattr(numpy_printer, "NEST_BLOCK", 7)
+    x = numpy.array([0.5, -1.0, 2.0, 1.5])
+    rows = symdiff.compile_jacobian("[10*(x[i + 1] - x[i]^2) for i in range(len(x) - 1)]", backend="numpy")(x)
+    expected = numpy.zeros((3, 4))
+    for i in range(3):
+        expected[i, i], expected[i, i + 1] = -20.0 * x[i], 10.0
+    assert numpy.array_equal(rows, expected)
+    rng = numpy.random.default_rng(6)
+    W, v, y = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=4)
+    linear = "[sum(W[i, k]*x[k] for k in range(len(x))) - y[i]*x[0] for i in range(len(y))]"
+    values, rows = symdiff.compile_jacobian(linear, wrt=["W", "x"], backend="numpy").value_and_jacobian(W, v, y)
+    assert relative_error(values, W @ v - y * v[0]) < 1e-15
+    W_columns = numpy.zeros((4, 4, 3))  # d(row i)/dW[j, k] = x[k] where j == i
+    for i in range(4):
+        W_columns[i, i] = v
+    x_columns = W.copy()
+    x_columns[:, 0] -= y
+    assert numpy.array_equal(rows, numpy.hstack([W_columns.reshape(4, 12), x_columns]))
+
+
+@pytest.mark.parametrize(
+    ("source", "point"),
+    [
+        ("[prod(x[j] for j in range(i + 1)) for i in range(len(x))]", [numpy.array([1.5, 0.0, 2.0, -1.0])]),
+        ("[sum(x[j]*x[i] for j in range(i)) + a for i in range(len(x))]", [0.3, numpy.array([0.5, -1.0, 2.0, 0.25])]),
+        (RESIDUALS, [1.2, 0.4, -0.3, numpy.array([0.0, 0.5, 1.0]), numpy.array([1.0, 0.7, 0.4])]),
+    ],
+)
+def test_vector_output_jacobians_agree_with_the_python_backend(source, point):
+    fast, textbook = symdiff.compile_jacobian(source, backend="numpy"), symdiff.compile_jacobian(source)
+    values, rows = fast.value_and_jacobian(*point)
+    expected_values, expected_rows = textbook.value_and_jacobian(*point)
+    assert relative_error(values, expected_values) <= 1e-15
+    assert rows.shape == numpy.array(expected_rows).shape
+    assert relative_error(rows, numpy.array(expected_rows)) <= 1e-15
+    assert numpy.array_equal(rows == 0.0, numpy.array(expected_rows) == 0.0)
+
+
+def test_an_empty_vector_output_has_no_rows():
+    values, rows = symdiff.compile_jacobian(RESIDUALS, wrt=["a"], backend="numpy").value_and_jacobian(
+        1.0, 1.0, 1.0, numpy.zeros(0), numpy.zeros(0)
+    )
+    assert values.shape == (0,) and rows.shape == (0, 0)

@@ -980,6 +980,8 @@ def array_module(program: Program) -> ArrayModule:
     helpers = printers[0].helpers if printers else {}
     aliases = tuple(f"{alias} = {name}" for name, alias in helpers.items() if alias != name)
     docstring = _docstring(header, names) + "Arrays: NumPy arrays, or Dask arrays for data (not in wrt), run lazily.\n"
+    if tape.rows is not None:
+        docstring += "The Jacobian is a 2-D array, one row per output; the outputs a 1-D array.\n"
     return ArrayModule(docstring, str(ARRAY_BLOCK), str(NEST_BLOCK), aliases, functions)
 
 
@@ -1142,22 +1144,24 @@ class _ArrayFunctionPrinter:
         array's adjoint zeroed per iteration (a row of a Jacobian): a block of the top loop is made
         short enough that its nests' index arrays and such adjoints stay small. None when `nodes`
         hold neither."""
+        widths = list(dict.fromkeys(self.widths(nodes, enclosing)))
+        if not widths:
+            return None
+        return widths[0] if len(widths) == 1 else f"max({', '.join(widths)})"
+
+    def widths(self, nodes, enclosing: list[Loop]) -> list[str]:
         widths = []
         for node in nodes:
             kind = type(node)
             if kind is Section:
-                inner = self.width(node.body, enclosing)
-                widths.extend([] if inner is None else [inner])
+                widths.extend(self.widths(node.body, enclosing))
             elif kind is Assign and type(node.target) is ArrayBar:
                 widths.append(f"{self.names.params[node.target.array]}.size")
             elif kind is Loop:
                 count = self.count(_widest(combine(node.stop, node.start, -1), enclosing))
                 inner = self.width(node.body, [*enclosing, node])
                 widths.append(count if inner is None else f"{count} * {inner}")
-        widths = list(dict.fromkeys(widths))
-        if not widths:
-            return None
-        return widths[0] if len(widths) == 1 else f"max({', '.join(widths)})"
+        return widths
 
     def count(self, affine: Affine) -> str:
         """An iteration count over lengths, at least 0 (`max(len(x) - 1, 0)`: a range that may be empty)."""
@@ -1370,7 +1374,7 @@ class _ArrayFunctionPrinter:
         if node.scalar:
             self.roles[node.role] = (self.roles[node.role][0], 1)
             (term,) = node.terms
-            self.emit(f"{self.roles[node.role][0]}.append({self.call('_columns', count, self.term(term))}[:, 0])")
+            self.emit(f"{self.roles[node.role][0]}.append(numpy.broadcast_to({self.term(term)}, ({count},)))")
             return
         columns = []
         for term in node.terms:
