@@ -590,7 +590,7 @@ def _digits(value: float) -> str:
 
 
 def megabytes(count: float) -> str:
-    return f"{count / 2**20:.2f}"
+    return f"{count / 2**20 + 0.0:.2f}".replace("-0.00", "0.00")  # a page less than before is no memory
 
 
 def size_name(n: int) -> str:
