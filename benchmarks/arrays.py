@@ -579,6 +579,8 @@ def machine(started: float) -> dict:
 def duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "—"
+    if seconds < 0:  # a difference of two timings, within their noise
+        return "−" + duration(-seconds)
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:
             return f"{_digits(seconds / scale)} {unit}"
