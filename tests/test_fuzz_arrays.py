@@ -107,15 +107,14 @@ def test_the_python_backend_agrees_with_sympy_on_random_array_programs(checked):
     assert not mismatches, f"{len(mismatches)} mismatches, the first ones:\n" + "\n".join(mismatches[:10])
 
 
-# The fuzzer's first find (with an earlier seed): the sum over l inside cos() is read by grad()
-# before its loop has finished. Kept until the core is fixed (/work/notes/requests-verify.md 1).
+# The fuzzer's first find (with an earlier seed): the sum over l inside cos() was read by grad()
+# before its loop had finished (fixed: a loop recomputing an inner sum ends before the sweep's own).
 FOUND = (
     "m = sum(sin(x[l]) for l in range(len(x))); sum((((x[i] + x[i - 1]))^2 * y[i]) for i in range(1, len(x)))"
     "*(1 + b^2) + sum(cos(sum(x[i] for l in range(len(x)))) for i in range(len(x)) for j in range(i + 1, len(x)))"
 )
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 1")
 def test_the_fuzzers_find_a_sum_nested_in_a_nonlinear_body_agrees_with_sympy():
     program = ArrayProgram(FOUND, data=True)
     mismatches, compared = python_mismatches([(program, cases(program, 0))])

@@ -414,11 +414,6 @@ def test_jvp_and_hvp_of_rosenbrock_equal_scipy(n):
     assert relative_error(product, rosen_hess_prod(x, v)) < 1e-12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="callables/base.py _unit_like tests `unit == 0.0` on a NumPy array (/work/notes/requests-numpy.md, 4)",
-)
 @pytest.mark.parametrize("n", [2, 3, 10])
 def test_the_dense_hessian_of_rosenbrock_equals_scipy_rosen_hess(n):
     from scipy.optimize import rosen_der, rosen_hess

@@ -265,48 +265,32 @@ def python_module_source(programs) -> str:
 NESTED_IN_A_NONLINEAR_BODY = "sum(cos(sum(x[l] for l in range(len(x)))) for i in range(len(x)))"
 
 
-def test_verify_reports_the_core_bug_of_a_sum_nested_in_a_nonlinear_body():
-    # grad() reads the inner sum before its loop has finished (/work/notes/requests-verify.md 1):
-    # d/dx[0] at len(x) = 2 is -2*sin(x[0] + x[1]); the program computes -2*sin(x[0]).
-    report = symdiff.verify(NESTED_IN_A_NONLINEAR_BODY)
-    (gradient,) = report.gradient
-    if gradient.equal:
-        pytest.skip("fixed in the core: the xfail below now passes")
-    assert gradient.method.endswith("at x[0], len(x) = 2")
-    assert (gradient.expected, gradient.actual) == ("-2*sin(x[0] + x[1])", "-2*sin(x[0])")
-
-
-@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 1")
-def test_core_bug_a_sum_nested_in_a_nonlinear_body():
+def test_regression_a_sum_nested_in_a_nonlinear_body():
     report = symdiff.verify(NESTED_IN_A_NONLINEAR_BODY)
     assert report.ok, str(report)
     (gradient,) = symdiff.compile_grad(NESTED_IN_A_NONLINEAR_BODY)([0.3, -0.5, 0.7])
     assert gradient == pytest.approx([-3 * math.sin(0.5)] * 3, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 2")
-def test_core_bug_an_adjoint_summed_by_an_inner_loop_is_zeroed_once_per_outer_index():
+def test_regression_an_adjoint_summed_by_an_inner_loop_is_zeroed_once_per_outer_index():
     source = "sum(x[j]*a for j in range(len(x)) for k in range(len(x)))"
     # f = len(x) * a * (x[0] + x[1]): d/da = 2 * 4, d/dx[j] = 2 * a.
     assert symdiff.compile_grad(source)(2.0, [1.0, 3.0]) == (8.0, [4.0, 4.0])
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 3")
-def test_core_bug_a_value_outside_loops_read_by_a_recomputed_inner_sum_is_computed():
+def test_regression_a_value_outside_loops_read_by_a_recomputed_inner_sum_is_computed():
     source = "sum(cos(sum(exp(a) for l in range(len(x))) - x[i]) for i in range(len(x)))"
     report = symdiff.verify(source)
     assert report.ok, str(report)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 4")
-def test_core_bug_grad_computes_a_products_factor_that_needs_no_index():
+def test_regression_grad_computes_a_products_factor_that_needs_no_index():
     source = "prod(1 + a^2 for i in range(len(x))) + x[0]"
     # f = (1 + a^2)^2 + x[0] at len(x) = 2: d/da = 2*(1 + a^2)*2*a.
     assert symdiff.compile_grad(source)(2.0, [1.0, 3.0]) == (40.0, [1.0, 0.0])
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 5")
-def test_core_bug_an_inner_loops_term_is_not_merged_into_an_outer_loops_line():
+def test_regression_an_inner_loops_term_is_not_merged_into_an_outer_loops_line():
     source = "sum(sum(x[l]*x[i] for l in range(len(x))) - x[i] for i in range(len(x)))"
     # f = S^2 - S, S = x[0] + x[1] + x[2] = 6: every partial is 2*S - 1.
     assert symdiff.compile_grad(source)([1.0, 2.0, 3.0]) == ([11.0, 11.0, 11.0],)

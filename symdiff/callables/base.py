@@ -173,7 +173,7 @@ def _zeros_like(value):
 def _unit_like(value, element: int):
     """Zeros shaped as `value` with a 1 at flat position `element` (row-major)."""
     unit = _zeros_like(value)
-    if unit == 0.0 and not hasattr(unit, "shape") and not isinstance(unit, list):
+    if not hasattr(unit, "shape") and not isinstance(unit, list):
         return 1.0  # a scalar input
     if hasattr(unit, "shape"):
         unit.flat[element] = 1.0

@@ -120,6 +120,10 @@ class Suffixes:
 # A path step (reduction, BACKWARD): in the loop of that product that runs backwards to fill Suffixes.
 BACKWARD = "backward"
 
+# An item (path, SPLIT) for `nested`: close every loop or branch deeper than `path` (two loops over one
+# range in a row are two loops, when the first must finish before the second starts).
+SPLIT = object()
+
 
 @dataclass(frozen=True, slots=True)
 class Section:
@@ -216,6 +220,9 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
     gradient_needs = refs([step.term for step in adjoint.steps] + list(adjoint.gradient))
     gradient_needs |= branch_conditions((step.path for step in adjoint.steps), set())
     if tape.loops:  # a loop's body values are computed again in the reverse sweep's loop, not stored
+        # A product's reverse loops read its factor (to fill its suffixes and grow its prefix).
+        swept = {step.path[depth][0] for step in adjoint.steps for depth in range(len(step.path))}
+        gradient_needs |= {i for r in swept if tape.instrs[r].op == "prod" for i in refs(tape.instrs[r].args)}
         gradient_needs = {index for index in tape.closure(gradient_needs) if not tape.path(index)}
     # Only what f() computes: a definition nothing reads raises in neither.
     guards = frozenset(
@@ -371,6 +378,7 @@ def _recomputed(
         if reduction == fused:
             result.append((prefix[:-1], Assign(Ref(reduction), "=", REDUCTION_START["sum"])))
         result.extend(_forward_items(tape, lines, reads, inside=prefix))
+        result.append((prefix, SPLIT))  # a loop recomputing an inner sum ends before the sweep's own loop
         result.extend(_recomputed(tape, lines, run, depth + 1))
         if product:  # the factor joins the prefix for the next index
             result.append((prefix, Assign(Prefix(reduction), "*=", tape.instrs[reduction].args[0])))
@@ -442,6 +450,8 @@ def _read_once_by_sweep(adjoint: Adjoint, computed: set[int], guards: frozenset[
     domain stay where f() evaluates them."""
     tape = adjoint.tape
     forward_reads: set[int] = set(refs(extra_reads))
+    if tape.loops:  # a loop's body, recomputed in the reverse sweep, reads values from outside it
+        computed = computed | {index for index in range(len(tape.instrs)) if tape.path(index)}
     for index in computed:
         forward_reads.update(arg.index for arg in tape.instrs[index].args if type(arg) is Ref)
     sweep_reads: dict[int, int] = defaultdict(int)
@@ -676,6 +686,10 @@ def nested(items: Iterable[tuple[Path, Node]], tape: Tape | None = None) -> tupl
     stack: list[tuple[Path, list]] = [((), root)]  # the open branches, outermost first
     opened: list[_Open] = []  # every If, each after the one it is in
     for path, node in items:
+        if node is SPLIT:
+            while len(stack[-1][0]) > len(path):
+                stack.pop()
+            continue
         if path == stack[-1][0]:  # most often: the branch of the node before
             stack[-1][1].append(node)
             continue

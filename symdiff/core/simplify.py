@@ -139,6 +139,9 @@ def _simplify(
             if not tape.arrays and not tape.loops:
                 contributions[target].append((term, origin, path))
             elif tape.instrs[target].op == READ:
+                if len(path) > len(tape.path(target)):  # from a loop inside the read's: added as it runs
+                    steps.append(_accumulate(target, term, origin, path))
+                    continue
                 if target not in contributions:
                     heapq.heappush(pending_reads, -target)
                 contributions[target].append((term, origin, path))
@@ -178,7 +181,8 @@ def _zeroed_before_loops(steps: list[Step], zeroed: list[tuple[int, tuple, tuple
         before[first[(*home, loop)]].append(Step(index, "=", ZERO, None, home))
     result: list[Step] = []
     for position, step in enumerate(steps):
-        result.extend(before.get(position, ()))
+        # Outermost first: `a_bar = 0` outside the loops, then `w3_bar = 0` inside the loop over j.
+        result.extend(sorted(before.get(position, ()), key=lambda zero: len(zero.path)))
         result.append(step)
     return result
 
