@@ -24,7 +24,7 @@ from .verify import DEFAULT_TIMEOUT, Report, verify_programs
 def gradient_source(expr: str, wrt=None, *, simplified: bool = True, limits: Limits = DEFAULT_LIMITS) -> str:
     """The standalone Python module (imports only math) for value and gradient of `expr`."""
     programs = build(expr, wrt, limits)
-    return render_module(programs.adjoint if simplified else programs.raw)
+    return render_module(programs.sweep(simplified))
 
 
 def verify(expr: str, wrt=None, *, timeout: float = DEFAULT_TIMEOUT, limits: Limits = DEFAULT_LIMITS) -> Report:

@@ -246,7 +246,7 @@ def _silence_stdout() -> None:
 
 def _grad(args, expr: str) -> int:
     programs = build(expr, args.wrt)
-    adjoint = programs.raw if args.no_simplify else programs.adjoint
+    adjoint = programs.sweep(not args.no_simplify)
     if args.lang == "c":
         return _grad_c(args, adjoint)
     if args.lang == "numpy":

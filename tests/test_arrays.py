@@ -309,3 +309,11 @@ def test_the_jvp_module_reads_like_the_textbook():
         "        w3_dot += w2_dot\n"
         "    return w3, w3_dot\n"
     )
+
+
+def test_an_array_program_has_no_unsimplified_sweep_and_says_so():
+    # It returned a gradient of 0.0 for x: reverse() writes no loops.
+    with pytest.raises(symdiff.SymdiffError, match="an array program has no unsimplified sweep"):
+        symdiff.compile_grad("sum(x[i]^2 for i in range(len(x)))", simplified=False)
+    with pytest.raises(symdiff.SymdiffError, match="an array program has no unsimplified sweep"):
+        symdiff.gradient_source("x[0]*x[1]", simplified=False)

@@ -19,7 +19,7 @@ BACKENDS = ("python", "numpy", "c")
 def gradient(programs, backend: str, simplified: bool = True):
     """The gradient callable of `backend` (each backend's module is imported only when asked for:
     the NumPy one needs NumPy)."""
-    adjoint = programs.adjoint if simplified else programs.raw
+    adjoint = programs.sweep(simplified)
     if backend == "python":
         from .python import Gradient
 

@@ -37,7 +37,7 @@ class Gradient(_Point):
         self.expression = programs.tape.source
         self.inputs: tuple[str, ...] = programs.tape.inputs
         self.wrt: tuple[str, ...] = programs.adjoint.wrt
-        self._program = programs.adjoint if simplified else programs.raw
+        self._program = programs.sweep(simplified)
         self._compiled: dict[str, object] = {}
         if programs.tape.arrays:
             self._arrays = ArrayArguments(programs.tape, "python")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..calling import paused_gc
+from ..errors import SymdiffError
 from ..limits import DEFAULT_LIMITS, Limits
 from .adjoint import Adjoint
 from .lower import lower
@@ -31,6 +32,18 @@ class Programs:
     def raw(self) -> Adjoint:
         """The textbook sweep, unsimplified: made only when asked for (verify, simplified=False)."""
         return reverse(self.tape, self.adjoint.wrt, self.adjoint.output)
+
+    def sweep(self, simplified: bool = True) -> Adjoint:
+        """The program to print: the simplified one, or the textbook sweep, which an array program
+        does not have (reverse() writes no loops: its loops are made by simplify)."""
+        if simplified:
+            return self.adjoint
+        if self.tape.arrays or self.tape.loops:
+            raise SymdiffError(
+                "an array program has no unsimplified sweep (its loops are built by the simplifier); "
+                "use the simplified one (no --no-simplify, simplified=True)"
+            )
+        return self.raw
 
 
 def build(expr, wrt=None, limits: Limits = DEFAULT_LIMITS) -> Programs:
