@@ -317,3 +317,28 @@ def test_an_array_program_has_no_unsimplified_sweep_and_says_so():
         symdiff.compile_grad("sum(x[i]^2 for i in range(len(x)))", simplified=False)
     with pytest.raises(symdiff.SymdiffError, match="an array program has no unsimplified sweep"):
         symdiff.gradient_source("x[0]*x[1]", simplified=False)
+
+
+def test_a_loop_index_named_like_a_generated_name_or_a_builtin_is_renamed():
+    # `for a_bar in range(3)` overwrote the adjoint a_bar: d/da was 4.0, not 3.0.
+    g = symdiff.compile_grad("sum(a*a_bar for a_bar in range(3))")
+    assert g(2.0) == (3.0,)
+    assert "for a_bar_ in range(3):" in g.source
+    (gradient,) = symdiff.compile_grad("sum(x[w3]*w3 for w3 in range(len(x)))")([1.0, 2.0, 3.0])
+    assert gradient == [0.0, 1.0, 2.0]
+    reversed_input = symdiff.compile_grad("prod(x[i]*reversed for i in range(len(x)))")
+    assert reversed_input(2.0, [1.0, 3.0]) == (12.0, [12.0, 4.0])  # r^2 x0 x1
+
+
+def test_a_length_is_a_float_where_it_is_the_whole_derivative():
+    # d/da of len(x)*a was the int 2.
+    (a_bar, _) = symdiff.compile_grad("len(x)*a + x[0]")(2.0, [1.0, 3.0])
+    assert type(a_bar) is float and a_bar == 2.0
+
+
+def test_lengths_checked_once_are_not_checked_again_but_new_ones_are():
+    g = symdiff.compile_grad("sum(x[i + 1]*x[i] for i in range(len(x) - 1)) + y[2]")
+    assert g([1.0, 2.0], [0.0, 0.0, 5.0]) == ([2.0, 1.0], [0.0, 0.0, 1.0])
+    assert g([3.0, 2.0], [1.0, 0.0, 5.0]) == ([2.0, 3.0], [0.0, 0.0, 1.0])
+    with pytest.raises(ArgumentError, match=r"y\[2\] reads y at index 2, past its end \(len 2\)"):
+        g([1.0, 2.0], [0.0, 0.0])

@@ -239,6 +239,9 @@ def batch_outputs(points, out, value: bool, grad: bool, partials: int) -> tuple:
 
 
 
+FINE_LENGTHS = 64  # how many sets of checked lengths an ArrayArguments remembers
+
+
 class ArrayArguments:
     """Call values of an array program, in `tape.inputs` order, as a backend's code takes them: each
     scalar a float, each array a list of floats (lists of rows for 2-D) for "python", a C-contiguous
@@ -250,6 +253,7 @@ class ArrayArguments:
         self.inputs, self.kind = tape.inputs, kind
         self.dims = dict(tape.arrays)
         self.bounds = bounds(tape)
+        self._fine: set[tuple] = set()  # lengths already checked: an optimiser calls with the same ones
 
     def __call__(self, values: tuple) -> tuple:
         lengths: dict[tuple[str, int], int] = {}
@@ -262,10 +266,14 @@ class ArrayArguments:
                 array, shape = self._array(name, value, dims)
                 converted.append(array)
                 lengths.update(((name, dim), length) for dim, length in enumerate(shape))
-        for bound in self.bounds:
-            message = violation(bound, lengths)
-            if message is not None:
-                raise ArgumentError(message)
+        key = tuple(lengths.items())
+        if key not in self._fine:
+            for bound in self.bounds:
+                message = violation(bound, lengths)
+                if message is not None:
+                    raise ArgumentError(message)
+            if len(self._fine) < FINE_LENGTHS:
+                self._fine.add(key)
         return tuple(converted)
 
     @staticmethod

@@ -20,6 +20,7 @@ from ..core.tape import COUNTER, INPUT, LENGTH, READ, Instr, Tape
 _GENERATED = re.compile(r"_?w\d+|.*_(bar|dot)\d*|w\d+_(before|after)")
 RESERVED = frozenset(keyword.kwlist) | {
     "__debug__", "math", "numpy", "f", "grad", "value_and_grad", "jvp", "jacobian", "hessian",
+    "len", "range", "reversed", "float",  # the builtins an array program's module calls
 } | PYTHON_IMPORTS
 
 
@@ -32,6 +33,7 @@ class Names:
     values: tuple[str, ...]  # per tape index: the Python name of its forward value
     params: dict[str, str]  # user input name -> parameter name
     elements: dict[int, str] = field(default_factory=dict)  # array element entries -> their adjoint (x_bar[i])
+    indices: dict[str, str] = field(default_factory=dict)  # a loop index -> its name, where it must change
 
     def value(self, index: int) -> str:
         return self.values[index]
@@ -44,10 +46,11 @@ class Names:
         return f"{self.params[array]}_bar"
 
 
-def python_element(instr: Instr, params: dict[str, str], suffix: str = "") -> str:
+def python_element(instr: Instr, params: dict[str, str], suffix: str = "", renamed: dict[str, str] | None = None) -> str:
     """A READ entry as Python reads it from nested lists: x[i + 1], W[j][k] (suffix "_bar": its adjoint)."""
     indices, _ = instr.detail
-    return params[instr.name] + suffix + "".join(f"[{affine_text(index, python_symbol(params))}]" for index in indices)
+    symbol = python_symbol(params, renamed)
+    return params[instr.name] + suffix + "".join(f"[{affine_text(index, symbol)}]" for index in indices)
 
 
 def python_length(array: str, dim: int, params: dict[str, str]) -> str:
@@ -55,9 +58,12 @@ def python_length(array: str, dim: int, params: dict[str, str]) -> str:
     return f"len({params[array]}{'[0]' * dim})"
 
 
-def python_symbol(params: dict[str, str]) -> Callable[[object], str]:
+def python_symbol(params: dict[str, str], renamed: dict[str, str] | None = None) -> Callable[[object], str]:
+    """How an index or bound spells its symbols: len(x) for a length, a loop index by its name."""
+    renamed = renamed or {}
+
     def symbol(name) -> str:
-        return python_length(name.array, name.dim, params) if isinstance(name, Length) else name
+        return python_length(name.array, name.dim, params) if isinstance(name, Length) else renamed.get(name, name)
 
     return symbol
 
@@ -97,14 +103,24 @@ def assign_names(
     for array, _ in tape.arrays:  # an array is a parameter even where no READ entry is left
         if array not in params:
             params[array] = array if usable(array) else array + "_"
+    # A loop index keeps its name unless the module needs it for something else (an adjoint a_bar, a
+    # builtin such as len, another name of the module).
+    taken |= set(params.values())
+    renamed: dict[str, str] = {}
+    for loop in (*tape.loops, *((tape.rows,) if tape.rows is not None else ())):
+        candidate = loop.index
+        while not usable(candidate) or (candidate in taken and candidate != loop.index) or candidate in params.values():
+            candidate += "_"
+        if candidate != loop.index:
+            renamed[loop.index] = candidate
     values = list(values)
     elements = {}
     for index, instr in enumerate(tape.instrs):
         if instr.op == READ:
-            values[index] = python_element(instr, params)
-            elements[index] = python_element(instr, params, "_bar")
+            values[index] = python_element(instr, params, "", renamed)
+            elements[index] = python_element(instr, params, "_bar", renamed)
         elif instr.op == COUNTER:
-            values[index] = instr.name
-        elif instr.op == LENGTH:
-            values[index] = python_length(instr.name, instr.detail, params)
-    return Names(tuple(values), params, elements)
+            values[index] = renamed.get(instr.name, instr.name)
+        elif instr.op == LENGTH:  # a float, as every other value (len() is an int)
+            values[index] = f"float({python_length(instr.name, instr.detail, params)})"
+    return Names(tuple(values), params, elements, renamed)

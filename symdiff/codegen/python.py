@@ -162,7 +162,8 @@ class Printer:
         if kind is Suffix:  # element i - start + shift of the product's buffer
             loop = self.tape.loop_of(node.reduction)
             offset = combine(Affine(node.shift, ((loop.index, 1),)), loop.start, -1)
-            return f"{self.names.values[node.reduction]}_after[{affine_text(offset, python_symbol(self.names.params))}]"
+            symbol = python_symbol(self.names.params, self.names.indices)
+            return f"{self.names.values[node.reduction]}_after[{affine_text(offset, symbol)}]"
         if kind is Suffixes:
             return f"{self.names.values[node.reduction]}_after"
         of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
@@ -261,7 +262,7 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
                 name, rhs = target.role, "[]"
             elif type(target) is Suffixes or type(getattr(target, "of", None)) is Suffixes:
                 loop = printer.tape.loop_of(getattr(target, "of", target).reduction)
-                size = affine_text(combine(loop.stop, loop.start, -1), python_symbol(printer.names.params))
+                size = affine_text(combine(loop.stop, loop.start, -1), python_symbol(printer.names.params, printer.names.indices))
                 name, rhs = leaf(target), f"[{printer.atom(term)}] * ({size} + 1)"
             else:
                 name, rhs = leaf(target), _rhs(term, printer)
@@ -282,12 +283,13 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
             out.append(Line(f"if {truth}:" if node.body else f"if not {truth}:", "", "", "", indent))
             _lines(node.body or node.orelse, printer, indent + INDENT, out)
         elif kind is Loop:
-            symbol = python_symbol(printer.names.params)
+            symbol = python_symbol(printer.names.params, printer.names.indices)
             start, stop = affine_text(node.start, symbol), affine_text(node.stop, symbol)
             indices = f"range({stop if start == '0' else f'{start}, {stop}'})"
             if node.descending:
                 indices = f"reversed({indices})"
-            out.append(Line(f"for {node.index.name} in {indices}:", "", "", "", indent))
+            index = printer.names.indices.get(node.index.name, node.index.name)
+            out.append(Line(f"for {index} in {indices}:", "", "", "", indent))
             _lines(node.body, printer, indent + INDENT, out)
         elif kind is Section:
             out.append(Line(f"# {node.title}", "", "", "", indent))

@@ -355,7 +355,8 @@ def _recomputed(
     """The reverse sweep's items with, at the start of each loop `depth` deep, the forward lines of
     that loop's body that its lines read: a body's values are computed again for each index, not
     stored. (An array program has no branches: every step of a path is a loop.) The sum `fused` is
-    added up in its loop here."""
+    added up in its loop here, and so is a sum that is its whole term and that only it reads
+    (pairs i < j: the inner sum over j, in the reverse loop over j)."""
     result: list[tuple[Path, Node]] = []
     start = 0
     while start < len(items):
@@ -368,24 +369,36 @@ def _recomputed(
         while end < len(items) and items[end][0][: depth + 1] == prefix:
             end += 1
         run = items[start:end]
-        reads = {index for index in refs(_node_terms(run)) if tape.path(index) == prefix}
+        read_by_run = refs(_node_terms(run))
+        reads = {index for index in read_by_run if tape.path(index) == prefix}
         reduction = prefix[-1][0]
         product = tape.instrs[reduction].op == "prod"
+        inner = _inner_sum(tape, reduction, prefix, run, read_by_run) if reduction == fused else None
         if product:
             result.extend(_suffixes(tape, lines, prefix))
-        if product or reduction == fused:
+        if product or (reduction == fused and inner is None):
             reads |= refs(tape.instrs[reduction].args)
         if reduction == fused:
             result.append((prefix[:-1], Assign(Ref(reduction), "=", REDUCTION_START["sum"])))
         result.extend(_forward_items(tape, lines, reads, inside=prefix))
         result.append((prefix, SPLIT))  # a loop recomputing an inner sum ends before the sweep's own loop
-        result.extend(_recomputed(tape, lines, run, depth + 1))
+        result.extend(_recomputed(tape, lines, run, depth + 1, inner))
         if product:  # the factor joins the prefix for the next index
             result.append((prefix, Assign(Prefix(reduction), "*=", tape.instrs[reduction].args[0])))
         if reduction == fused:
             result.append((prefix, Assign(Ref(reduction), "+=", tape.instrs[reduction].args[0])))
         start = end
     return result
+
+
+def _inner_sum(tape: Tape, reduction: int, prefix: Path, run: list, read_by_run: set[int]) -> int | None:
+    """The sum that is the whole term of sum `reduction`, when the reverse sweep has its loop inside
+    this run and reads its value nowhere: it can be added up in that loop too."""
+    (term,) = tape.instrs[reduction].args
+    if type(term) is not Ref or tape.instrs[term.index].op != "sum" or term.index in read_by_run:
+        return None
+    loop = (*prefix, (term.index, None))
+    return term.index if any(path[: len(loop)] == loop for path, _ in run) else None
 
 
 def _suffixes(tape: Tape, lines: dict[int, Assign], prefix: Path) -> list[tuple[Path, Node]]:
