@@ -569,3 +569,22 @@ def test_an_empty_vector_output_has_no_rows():
         1.0, 1.0, 1.0, numpy.zeros(0), numpy.zeros(0)
     )
     assert values.shape == (0,) and rows.shape == (0, 0)
+
+
+def test_a_jacobian_and_a_jvp_over_dask_data_run_lazily_and_give_the_numpy_results():
+    dask_array = pytest.importorskip("dask.array")
+    m = 20_000
+    t = numpy.linspace(0.0, 5.0, m)
+    y = numpy.cos(t)
+    lazy_t, lazy_y = dask_array.from_array(t, chunks=3_000), dask_array.from_array(y, chunks=3_000)
+    J = symdiff.compile_jacobian(RESIDUALS, wrt=["a", "b", "c"], backend="numpy")
+    rows = J(1.5, 0.5, 0.1, lazy_t, lazy_y)
+    assert type(rows) is numpy.ndarray and numpy.array_equal(rows, J(1.5, 0.5, 0.1, t, y))
+    lazy = load(J.source, "numpy")["jacobian"](1.5, 0.5, 0.1, lazy_t, lazy_y)
+    assert type(lazy).__module__.startswith("dask") and lazy.shape == (m, 3)
+    jvp = symdiff.compile_jvp(FIT, backend="numpy")
+    direction = [1.0, -0.5, 0.25, numpy.zeros(m), numpy.zeros(m)]
+    value, derivative = jvp([1.5, 0.5, 0.1, lazy_t, lazy_y], direction)
+    expected_value, expected_derivative = jvp([1.5, 0.5, 0.1, t, y], direction)
+    assert not type(derivative).__module__.startswith("dask")
+    assert relative_error(value, expected_value) < 1e-12 and relative_error(derivative, expected_derivative) < 1e-12

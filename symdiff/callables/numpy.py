@@ -117,18 +117,24 @@ class NumpyGradient(CompiledGradient):
 class NumpyEntries:
     """The entry points of a derivative Program as a NumPy module (see callables.derivatives): each
     takes arrays (or numbers) that broadcast together, inputs then directions, and returns what the
-    Python module's function does, with an array of the points' shape for each number."""
+    Python module's function does, with an array of the points' shape for each number. Of an array
+    program, each takes the arrays whole and returns NumPy values (a vector output's Jacobian as a
+    2-D array), Dask data computed once at the end."""
 
     def __init__(self, program):
-        from ..codegen.numpy import program_text  # imports NumPy, which only this backend needs
+        from ..codegen.numpy import is_array_program, program_text  # imports NumPy, which only this backend needs
 
         self.source = program_text(program)
+        self._arrays = is_array_program(program)
         self._namespace: dict | None = None
 
     def function(self, name: str):
         if self._namespace is None:
             self._namespace = load(self.source, "numpy")
-        return self._namespace[name]
+        function = self._namespace[name]
+        if not self._arrays:
+            return function
+        return lambda *values: _computed(function(*values))
 
 
 def _computed(results):

@@ -13,7 +13,8 @@ lines inside an If of the Program compute on values compressed to its elements, 
 update scatter results back (on other array types: safe substitutes; see templates/numpy_runtime.py).
 
 An array program (x[i], sums over ranges) prints otherwise: its functions take the arrays, and each
-loop becomes whole-array statements over its iterations (see "array programs" below).
+loop becomes whole-array statements over its iterations (see "array programs" below); that holds for
+its gradient, jvp, Hessian-vector product and a vector output's Jacobian alike.
 """
 
 from __future__ import annotations
@@ -930,7 +931,10 @@ def _free_names(program: _Program, order: list[int], last_use: dict[int, int]) -
 # top runs in blocks of iterations (`for lo, hi in _blocks(...)`), so that a block's temporaries stay
 # in the caches; its reads x[c*i + d] are slices of the block. A loop inside a loop enumerates the
 # iterations of the nest as index arrays (`_nest`): its reads gather, its sums and scatters add up by
-# index with numpy.bincount (a fancy-index += would keep one of each repeated index's terms).
+# index with numpy.bincount (a fancy-index += would keep one of each repeated index's terms). A value
+# carried from one iteration to the next (a product, its prefixes and suffixes, their tangents) gets
+# all its states at once from a scan (_Scan). A vector output's rows are one more loop at the top:
+# each block of rows runs its rows' gradient programs side by side.
 
 # Iterations per block over NumPy arrays: a block's temporaries (256 KiB each) stay in the L2 cache,
 # and a block is long enough that a NumPy call's fixed cost is small beside its work.
@@ -971,7 +975,8 @@ def is_array_program(program: Program) -> bool:
 
 
 def array_module(program: Program) -> ArrayModule:
-    """The render context of an array program's gradient module: one function per entry."""
+    """The render context of an array program's module (a gradient, jvp, hvp, or a vector output's
+    Jacobian): one function per entry."""
     tape, header = program.tape, program.header
     names = assign_names(tape, header.wrt)
     printer = Printer(tape, names, "python")
@@ -1083,7 +1088,8 @@ class _ArrayFunctionPrinter:
                     name, ndim = self.roles[role]
                     results.append(self.call("_rows", name, str(ndim)))
                 case _:
-                    raise NotImplementedError(f"the NumPy backend returns no {type(result).__name__} of an array program")
+                    kind = type(result).__name__
+                    raise NotImplementedError(f"the NumPy backend returns no {kind} of an array program")
         lines = tuple(line for line in self.lines if line is not None)
         return ArrayFunction(entry.name, params, entry.doc, lines, ", ".join(results))
 
@@ -1318,14 +1324,18 @@ class _ArrayFunctionPrinter:
             self.emit(f"{scan.states} = {scanned}")
         return scan.states
 
-    def scanned(self, scan: _Scan) -> str:
-        """A running value, read in its loop: its state at each iteration (after it, once updated)."""
-        states, after = self.states(scan), int(scan.updated)
-        if self.level.depth == 1:
-            return f"{states}[1:]" if after else f"{states}[:-1]"
-        home = self.levels[scan.name]
-        positions = self.positions(home)
-        return f"{states}[{self.level.owners[home.depth]}, {positions}{' + 1' if after else ''}]"
+    def scanned(self, scan: _Scan, carrier: _Level) -> str:
+        """A running value, read in the loop carrying it (`carrier`, this level or one around it):
+        its state at each iteration of that loop (after it, once updated)."""
+
+        def states() -> str:
+            states, after = self.states(scan), int(scan.updated)
+            if carrier.depth == 1:
+                return f"{states}[1:]" if after else f"{states}[:-1]"
+            home = self.levels[scan.name]
+            return f"{states}[{carrier.owners[home.depth]}, {self.positions(home)}{' + 1' if after else ''}]"
+
+        return self.within(carrier, states)
 
     def positions(self, home: _Level) -> str:
         """Each iteration of the current level's position among those of its iteration of `home`."""
@@ -1339,16 +1349,40 @@ class _ArrayFunctionPrinter:
 
     def suffix(self, node: Suffix, dot: Dot | None = None) -> str:
         """Element i - start + shift of a product's suffix buffer (or of its tangent's), at the
-        current level's iterations."""
+        iterations of the product's loop around (or at) the current level."""
         name = self.base(node if dot is None else dot)
-        scan = self.level.scans.get(name)
-        if scan is not None:
-            self.states(scan)  # the buffer is filled in this loop: before this read
         home = self.levels[name]
+        loop = _level_at(self.level, home.depth + 1)
         shift = f" + {node.shift}" if node.shift else ""
-        if home.depth == 0:
-            return f"{name}[{self.lo}{shift}:{self.hi}{shift}]"
-        return f"{name}[{self.level.owners[home.depth]}, {self.positions(home)}{shift}]"
+
+        def elements() -> str:
+            scan = loop.scans.get(name)
+            if scan is not None:
+                self.states(scan)  # the buffer is filled in this loop: before this read
+            if home.depth == 0:
+                return f"{name}[{self.lo}{shift}:{self.hi}{shift}]"
+            return f"{name}[{loop.owners[home.depth]}, {self.positions(home)}{shift}]"
+
+        return self.within(loop, elements)
+
+    def within(self, level: _Level, text) -> str:
+        """`text()` printed at `level` (the current one, or one around it), read at the current
+        level: a value per iteration of an enclosing loop is taken at each iteration's one there."""
+        current, self.level = self.level, level
+        try:
+            printed = text()
+        finally:
+            self.level = current
+        return printed if level is current else f"{printed}[{current.owners[level.depth]}]"
+
+    def carrier(self, name: str) -> _Level | None:
+        """The loop carrying value `name` (see _Scan): the current one or one around it, if any."""
+        for level in self.level.chain():
+            if level.depth == 0:
+                return None
+            if name in level.scans:
+                return level
+        return None
 
     def base(self, node) -> str:
         """The variable a target or leaf lives in: an element of a product's suffixes lives in its buffer."""
@@ -1472,9 +1506,9 @@ class _ArrayFunctionPrinter:
             if type(of) is Suffix:
                 return self.suffix(of, node)
         name = self.printer.leaf(node)
-        scan = self.level.scans.get(name)
-        if scan is not None and not scan.descending:
-            return self.scanned(scan)
+        carrier = self.carrier(name)
+        if carrier is not None and not carrier.scans[name].descending:
+            return self.scanned(carrier.scans[name], carrier)
         self.zeroed.pop(name, None)
         home = self.levels.get(name)
         if home is None or home.depth == 0 or home is self.level:
@@ -1552,7 +1586,8 @@ class _ArrayFunctionPrinter:
 
 # The runtime's functions that array programs call (templates/numpy_arrays.py.j2).
 ARRAY_HELPERS = (
-    "_blocks", "_total", "_segment_total", "_nest", "_scatter", "_scan", "_segment_scan", "_positions", "_rows", "_columns"
+    "_blocks", "_total", "_segment_total", "_nest", "_scatter", "_scan", "_segment_scan", "_positions", "_rows",
+    "_columns",
 )
 
 
