@@ -342,3 +342,37 @@ def test_lengths_checked_once_are_not_checked_again_but_new_ones_are():
     assert g([3.0, 2.0], [1.0, 0.0, 5.0]) == ([2.0, 3.0], [0.0, 0.0, 1.0])
     with pytest.raises(ArgumentError, match=r"y\[2\] reads y at index 2, past its end \(len 2\)"):
         g([1.0, 2.0], [0.0, 0.0])
+
+
+# Programs the array fuzzer found reading a value that no line had computed (NameError), each in
+# one of the places a recomputed loop reads from: a term summed by an inner loop in value_and_grad,
+# a line recomputed in an inner loop, and a term computed in place in a reverse line.
+RECOMPUTED = [
+    "m = sum(x[l]^2 for l in range(len(x)))/len(x); sum((atan(b) + y[j]) for j in range(len(y)) for k in range(len(x)))",
+    "sum(((exp(W[j, k]/4) + (y[j] - a)))^2 for j in range(len(y)) for k in range(len(x))) + sum(sin(x[i]) for i in range(len(x)))",
+    "m = sum(sin(x[l]) for l in range(len(x))); sum((x[k] - (y[j] + 0.5)) for j in range(len(y)) for k in range(len(x)))",
+    "m = sum(sin(x[l]) for l in range(len(x))); sum(exp(a/4) for i in range(len(x)))",
+    "sum(((cos(x[i]) + sum(y[j] for l in range(len(x)))))^3 for i in range(len(x)) for j in range(i + 1, len(x)))",
+]
+
+
+@pytest.mark.parametrize("text", RECOMPUTED)
+def test_every_value_a_recomputed_loop_reads_is_computed(text):
+    from symdiff.core.pipeline import build_tape
+    from symdiff.core.unroll import elements, scalar, unroll
+
+    tape = build_tape(text)
+    shapes = {name: (3,) * ndim for name, ndim in tape.arrays}
+    symbols = {name: elements(name, shapes[name]) if name in shapes else [scalar(name)] for name in tape.inputs}
+    rng = numpy.random.default_rng(5)
+    point = {s: float(rng.uniform(-0.9, 0.9)) for name in tape.inputs for s in symbols[name]}
+    arguments = [
+        numpy.reshape([point[s] for s in symbols[name]], shapes[name]) if name in shapes else point[symbols[name][0]]
+        for name in tape.inputs
+    ]
+    (function,) = unroll(tape, shapes)
+    expected = [float(sympy.diff(function, s).subs(point)) for name in tape.inputs for s in symbols[name]]
+    g = symdiff.compile_grad(text)
+    for value, gradient in (g.value_and_grad(*arguments), (g.value(*arguments), g(*arguments))):
+        assert math.isclose(value, float(function.subs(point)), rel_tol=1e-12)
+        assert relative_error([v for part in gradient for v in numpy.ravel(part)], expected) < 1e-12

@@ -296,8 +296,7 @@ def test_regression_an_inner_loops_term_is_not_merged_into_an_outer_loops_line()
     assert symdiff.compile_grad(source)([1.0, 2.0, 3.0]) == ([11.0, 11.0, 11.0],)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: /work/notes/requests-verify.md 6")
-def test_core_bug_a_value_of_an_outer_body_read_only_by_an_inner_loop():
+def test_regression_a_value_of_an_outer_body_read_only_by_an_inner_loop():
     source = "sum((sin(x[k]) + x[j]*a)^2 for j in range(len(x)) for k in range(len(x)))"
     g = symdiff.compile_grad(source)
     assert g(0.5, [0.5, 0.25]) == g.value_and_grad(0.5, [0.5, 0.25])[1]  # grad() raised NameError (w3)

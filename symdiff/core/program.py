@@ -258,7 +258,8 @@ def build_program(adjoint: Adjoint, entries: Collection[str] = GRADIENT_ENTRIES)
             body, gradient = with_gradient(output_needs | gradient_needs, frozenset(), (tape.output,))
         else:  # the sum is added up in the reverse sweep's loop, which computes its terms anyway
             outside = {i for i in tape.closure(refs(tape.instrs[fused].args)) if not tape.path(i)}
-            body, gradient = with_gradient(gradient_needs | outside, frozenset(), (tape.output,), fused)
+            reads = (tape.output, *tape.instrs[fused].args)  # its term is read by the loop adding it up
+            body, gradient = with_gradient(gradient_needs | outside, frozenset(), reads, fused)
         return Entry("value_and_grad", params, "Value and gradient from one forward sweep.", body, (value, gradient))
 
     builders = {
@@ -370,7 +371,9 @@ def _recomputed(
             end += 1
         run = items[start:end]
         read_by_run = refs(_node_terms(run))
-        reads = {index for index in read_by_run if tape.path(index) == prefix}
+        # What this loop's lines read at this depth, and what the lines recomputed in its inner loops
+        # read at it (w7 = w6 + w3 in the loop over k reads w3 = y[j] - a of the loop over j).
+        reads = {index for index in tape.closure(read_by_run) if tape.path(index) == prefix}
         reduction = prefix[-1][0]
         product = tape.instrs[reduction].op == "prod"
         inner = _inner_sum(tape, reduction, prefix, run, read_by_run) if reduction == fused else None
@@ -378,6 +381,9 @@ def _recomputed(
             result.extend(_suffixes(tape, lines, prefix))
         if product or (reduction == fused and inner is None):
             reads |= refs(tape.instrs[reduction].args)
+        elif inner is not None:  # its loop adds up a term made of values computed once per index here
+            inner_term = tape.closure(refs(tape.instrs[inner].args))
+            reads |= {index for index in inner_term if tape.path(index) == prefix}
         if reduction == fused:
             result.append((prefix[:-1], Assign(Ref(reduction), "=", REDUCTION_START["sum"])))
         result.extend(_forward_items(tape, lines, reads, inside=prefix))
