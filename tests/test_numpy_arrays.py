@@ -326,6 +326,21 @@ def test_prod_is_exact_where_factors_are_zero(values):
 
 PRODUCTS = [
     (
+        "a product over pairs, read in the loop over j",
+        "prod(1 + x[j]/4 for i in range(len(x)) for j in range(i + 1, len(x)))",
+        lambda rng: [rng.normal(size=5)],
+    ),
+    (
+        "a product in a sum in a sum",
+        "sum(sum(prod(W[i, k] + x[j] for k in range(len(W, 1))) for j in range(len(x))) for i in range(len(W)))",
+        lambda rng: [rng.normal(size=(3, 4)), numpy.array([0.5, -1.0, 0.0])],
+    ),
+    (
+        "a product over a triangle of pairs, its factors' products recomputed",
+        "sum(x[i]*prod(x[j]*x[k] for j in range(i) for k in range(j)) for i in range(len(x)))",
+        lambda rng: [rng.uniform(0.5, 1.5, 6)],
+    ),
+    (
         "scalar factor",
         "prod(a for i in range(len(x))) + sum(x[i] for i in range(len(x)))",
         lambda rng: [1.1, rng.normal(size=5)],

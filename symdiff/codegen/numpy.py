@@ -1292,7 +1292,6 @@ class _ArrayFunctionPrinter:
             return  # a buffer holds every state; a prefix is read only in its loop (a top loop's, in later blocks)
         final = f"{states}[-1]" if self.level.depth == 1 else f"{states}[:, -1]"
         self.emit(f"{scan.name} = {final}", note)
-        self.complete.add(scan.name)
 
     def states(self, scan: _Scan) -> str:
         """What holds the states of a carried value, printed at the first line that needs them (the
@@ -1421,8 +1420,12 @@ class _ArrayFunctionPrinter:
     def computed(self, entry: int, name: str, mode: str) -> bool:
         """Whether forward value `name` (tape entry `entry`) already holds its value at this level: a
         loop's body recomputed in the same iteration space is computed once. A sum is complete once
-        its loop has added into it, and then its recomputation (`= 0.0`, `+=`) is skipped whole."""
-        reduction = self.tape.instrs[entry].op in REDUCTIONS
+        its loop has added into it, and then its recomputation (`= 0.0`, `+=`) is skipped whole. A
+        product is computed again: the tangent it carries restarts with it (see _Scan)."""
+        op = self.tape.instrs[entry].op
+        if op == "prod":
+            return False
+        reduction = op in REDUCTIONS
         if mode == "=" and self.levels.get(name) is self.level and name in self.complete:
             if reduction:
                 self.recomputed.add(name)
