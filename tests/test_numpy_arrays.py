@@ -17,6 +17,7 @@ ROSENBROCK = "sum(100*(x[i + 1] - x[i]^2)^2 + (1 - x[i])^2 for i in range(len(x)
 FIT = "sum((a*exp(-b*t[i]) + c - y[i])^2 for i in range(len(t)))"
 PAIRS = "sum(1/(x[i] - x[j])^2 for i in range(len(x)) for j in range(i + 1, len(x)))"
 MATRIX = "sum((sum(W[j, k]*x[k] for k in range(len(x))) - y[j])^2 for j in range(len(y)))"
+RESIDUALS = "[a*exp(-b*t[i]) + c - y[i] for i in range(len(t))]"
 
 
 def relative_error(got, expected) -> float:
@@ -76,14 +77,23 @@ def test_the_generated_module_passes_ruff_and_imports_only_numpy(tmp_path):
     import subprocess
     import sys
 
-    g = symdiff.compile_grad(PAIRS, backend="numpy")
-    path = tmp_path / "pairs.py"
-    g.save(path)
-    lint = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", str(path)], capture_output=True, text=True
-    )
-    assert lint.returncode == 0, lint.stdout
-    assert [line for line in g.source.splitlines() if "import" in line] == ["import numpy"]
+    triangle = "sum(x[i]*prod(x[j]*x[k] for j in range(i) for k in range(j)) for i in range(len(x)))"
+    modules = [
+        symdiff.compile_grad(PAIRS, backend="numpy"),
+        symdiff.compile_jvp(triangle, backend="numpy"),  # a nest in a nest: no unread map k_of_i
+        symdiff.compile_hessian(triangle, backend="numpy"),
+        symdiff.compile_jacobian(RESIDUALS, wrt=["a", "b"], backend="numpy"),
+    ]
+    for number, module in enumerate(modules):
+        path = tmp_path / f"module{number}.py"
+        module.save(path)
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert lint.returncode == 0, lint.stdout
+        assert [line for line in module.source.splitlines() if "import" in line] == ["import numpy"]
 
 
 # Programs the core supports, with arguments: each backend's gradient and value must agree.
@@ -506,9 +516,6 @@ def test_the_tangent_of_a_product_prints_as_scans():
     )
 
 
-RESIDUALS = "[a*exp(-b*t[i]) + c - y[i] for i in range(len(t))]"
-
-
 @pytest.mark.parametrize("block", [2, None], ids=["blocks of 2", "default blocks"])
 def test_the_exponential_fit_residual_jacobian_agrees_with_the_python_backend(block, monkeypatch):
     if block is not None:
@@ -567,6 +574,17 @@ def test_a_jacobian_with_arrays_in_wrt_has_one_column_per_element(block, monkeyp
         ("[prod(x[j] for j in range(i + 1)) for i in range(len(x))]", [numpy.array([1.5, 0.0, 2.0, -1.0])]),
         ("[sum(x[j]*x[i] for j in range(i)) + a for i in range(len(x))]", [0.3, numpy.array([0.5, -1.0, 2.0, 0.25])]),
         (RESIDUALS, [1.2, 0.4, -0.3, numpy.array([0.0, 0.5, 1.0]), numpy.array([1.0, 0.7, 0.4])]),
+        (
+            "[sum(v[j]*tanh(sum(W[j, k]*X[s, k] for k in range(len(W, 1))) + b[j]) for j in range(len(b))) - y[s]"
+            " for s in range(len(y))]",
+            [
+                numpy.arange(12.0).reshape(3, 4) / 10 - 0.5,
+                numpy.cos(numpy.arange(24.0)).reshape(6, 4),
+                numpy.array([0.1, -0.2, 0.3]),
+                numpy.array([1.0, -1.0, 0.5]),
+                numpy.sin(numpy.arange(6.0)),
+            ],
+        ),
     ],
 )
 def test_vector_output_jacobians_agree_with_the_python_backend(source, point):

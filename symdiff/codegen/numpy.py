@@ -1068,6 +1068,7 @@ class _ArrayFunctionPrinter:
         self.recomputed: set[str] = set()  # sums whose recomputation is being skipped
         self.bars: dict[str, _Level] = {}  # an array's adjoint (or its tangent) -> the level it was zeroed at
         self.roles: dict[str, tuple[str, int]] = {}  # Rows role -> (its list's name, its rows' dimensions)
+        self.maps: dict[str, tuple[int, str]] = {}  # a nest's map to an outer level not read yet -> (line, what it reads)
 
     def function(self, entry: Entry) -> ArrayFunction:
         params = ", ".join(_param(param, self.names) for param in entry.params)
@@ -1090,6 +1091,8 @@ class _ArrayFunctionPrinter:
                 case _:
                     kind = type(result).__name__
                     raise NotImplementedError(f"the NumPy backend returns no {kind} of an array program")
+        for line, _ in self.maps.values():
+            self.lines[line] = None  # a map from a nest to an outer loop that nothing read
         lines = tuple(line for line in self.lines if line is not None)
         return ArrayFunction(entry.name, params, entry.doc, lines, ", ".join(results))
 
@@ -1138,6 +1141,7 @@ class _ArrayFunctionPrinter:
                 first, last = (self.affine(combine(node.start, _symbol(name))) for name in (self.lo, self.hi))
                 self.lines.insert(header, ArrayLine("    ", f"{node.index.name} = numpy.arange({first}, {last})", ""))
                 self.zeroed = {name: line + (line >= header) for name, line in self.zeroed.items()}
+                self.maps = {name: (line + (line >= header), read) for name, (line, read) in self.maps.items()}
         else:
             self.level = self.nest(node, outer)
             self.level.scans = self.carried(node.body)
@@ -1188,7 +1192,7 @@ class _ArrayFunctionPrinter:
         owners = {outer.depth: owner}
         for depth, map_text in outer.owners.items():
             name = _free(f"{index}_of_{_level_at(outer, depth).index}", self.taken)
-            self.emit(f"{name} = {map_text}[{owner}]")
+            self.maps[name] = (self.emit(f"{name} = {map_text}[{owner}]"), map_text)  # kept if read
             owners[depth] = name
         for other in [other for other in outer.nests if other[0] == index]:
             del outer.nests[other]  # its arrays are overwritten
@@ -1318,7 +1322,7 @@ class _ArrayFunctionPrinter:
         elif level.depth == 1:
             self.emit(f"{scan.states} = {self.call('_scan', name, *arguments, level.count)}")
         else:
-            owners = level.owners[home.depth]
+            owners = self.owner(level, home.depth)
             scanned = self.call("_segment_scan", name, *arguments, owners, home.count, *descending)
             self.emit(f"{scan.states} = {scanned}")
         return scan.states
@@ -1332,7 +1336,7 @@ class _ArrayFunctionPrinter:
             if carrier.depth == 1:
                 return f"{states}[1:]" if after else f"{states}[:-1]"
             home = self.levels[scan.name]
-            return f"{states}[{carrier.owners[home.depth]}, {self.positions(home)}{' + 1' if after else ''}]"
+            return f"{states}[{self.owner(carrier, home.depth)}, {self.positions(home)}{' + 1' if after else ''}]"
 
         return self.within(carrier, states)
 
@@ -1343,7 +1347,7 @@ class _ArrayFunctionPrinter:
         if name is None:
             name = level.positions[home.depth] = _free(f"{level.index}_in_{home.index}", self.taken)
             self.taken.add(name)
-            self.emit(f"{name} = {self.call('_positions', level.owners[home.depth], home.count)}")
+            self.emit(f"{name} = {self.call('_positions', self.owner(level, home.depth), home.count)}")
         return name
 
     def suffix(self, node: Suffix, dot: Dot | None = None) -> str:
@@ -1360,7 +1364,7 @@ class _ArrayFunctionPrinter:
                 self.states(scan)  # the buffer is filled in this loop: before this read
             if home.depth == 0:
                 return f"{name}[{self.lo}{shift}:{self.hi}{shift}]"
-            return f"{name}[{loop.owners[home.depth]}, {self.positions(home)}{shift}]"
+            return f"{name}[{self.owner(loop, home.depth)}, {self.positions(home)}{shift}]"
 
         return self.within(loop, elements)
 
@@ -1372,7 +1376,16 @@ class _ArrayFunctionPrinter:
             printed = text()
         finally:
             self.level = current
-        return printed if level is current else f"{printed}[{current.owners[level.depth]}]"
+        return printed if level is current else f"{printed}[{self.owner(current, level.depth)}]"
+
+    def owner(self, level: _Level, depth: int) -> str:
+        """The map from `level`'s iterations to those of the level around it at `depth` (its line,
+        and those of the maps it is made from, are kept: it is read)."""
+        name = level.owners[depth]
+        read = name
+        while read in self.maps:
+            _, read = self.maps.pop(read)
+        return name
 
     def carrier(self, name: str) -> _Level | None:
         """The loop carrying value `name` (see _Scan): the current one or one around it, if any."""
@@ -1441,7 +1454,7 @@ class _ArrayFunctionPrinter:
         """`values` of the current level added up over the iterations of each iteration of `home`."""
         if home.depth == 0:
             return self.call("_total", values, self.level.count)
-        return self.call("_segment_total", values, self.level.owners[home.depth], home.count)
+        return self.call("_segment_total", values, self.owner(self.level, home.depth), home.count)
 
     def scatter(self, read: int, mode: str, values: str, note: str, dot: bool = False) -> None:
         """x_bar[...] += values: into the elements the READ entry `read` reads at the current level
@@ -1452,7 +1465,7 @@ class _ArrayFunctionPrinter:
         indices, _ = instr.detail
         home = self.bars.get(bar, self.level)
         if home.depth:
-            rows = f"numpy.arange({home.count})" if home is self.level else self.level.owners[home.depth]
+            rows = f"numpy.arange({home.count})" if home is self.level else self.owner(self.level, home.depth)
             if mode == "-=":
                 values = f"-{values}" if values.isidentifier() else f"-({values})"
             positions = _tuple([rows] + [self.affine(affine) for affine in indices])
@@ -1516,7 +1529,7 @@ class _ArrayFunctionPrinter:
         home = self.levels.get(name)
         if home is None or home.depth == 0 or home is self.level:
             return name
-        return f"{name}[{self.level.owners[home.depth]}]"  # a value of an enclosing loop, at each iteration
+        return f"{name}[{self.owner(self.level, home.depth)}]"  # a value of an enclosing loop, at each iteration
 
     def read(self, instr, suffix: str = "") -> str:
         """An element of an array input (of the direction's, x_dot, with `suffix` "_dot") at the
@@ -1569,7 +1582,7 @@ class _ArrayFunctionPrinter:
                     level.index_read = True
                 if level is self.level:
                     return name
-                return f"{name}[{self.level.owners[level.depth]}]"
+                return f"{name}[{self.owner(self.level, level.depth)}]"
         raise AssertionError(f"index {name} read outside its loop")
 
     def affine(self, affine: Affine) -> str:
