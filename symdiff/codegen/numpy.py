@@ -1068,7 +1068,7 @@ class _ArrayFunctionPrinter:
         self.recomputed: set[str] = set()  # sums whose recomputation is being skipped
         self.bars: dict[str, _Level] = {}  # an array's adjoint (or its tangent) -> the level it was zeroed at
         self.roles: dict[str, tuple[str, int]] = {}  # Rows role -> (its list's name, its rows' dimensions)
-        self.maps: dict[str, tuple[int, str]] = {}  # a nest's map to an outer level not read yet -> (line, what it reads)
+        self.maps: dict[str, tuple[int, str]] = {}  # a nest's map to an outer level, not read yet -> (line, its source)
 
     def function(self, entry: Entry) -> ArrayFunction:
         params = ", ".join(_param(param, self.names) for param in entry.params)
@@ -1293,7 +1293,7 @@ class _ArrayFunctionPrinter:
         scan.updated = True
         of = scan.node.target.of if type(scan.node.target) is Dot else scan.node.target
         if scan.descending or (type(of) is Prefix and self.level.depth > 1):
-            return  # a buffer holds every state; a prefix is read only in its loop (a top loop's, in later blocks)
+            return  # a buffer holds every state; a prefix is read only in its loop (a top loop's: later blocks)
         final = f"{states}[-1]" if self.level.depth == 1 else f"{states}[:, -1]"
         self.emit(f"{scan.name} = {final}", note)
 
@@ -1306,17 +1306,18 @@ class _ArrayFunctionPrinter:
         level, name, node = self.level, scan.name, scan.node
         home = self.levels[name]
         if home is not level.parent:
-            raise NotImplementedError("the NumPy backend carries a value only across the loop right inside its own")
+            raise NotImplementedError("the NumPy backend carries a value only across the loop right in its level")
         if node.mode == "*=":
             factors, terms = node.term, None
         else:
-            factors, terms = _linear(node.term, lambda leaf: self.base(leaf) == name)
+            factors, terms = _linear(node.term, lambda leaf: self.is_state(leaf, scan))
         self.zeroed.pop(name, None)  # its start is read
         scan.states = name if scan.descending else _free(f"{name}_states", self.taken)
         self.taken.add(scan.states)
-        arguments = ["None" if factors == _ONE else self.term(factors), "None" if terms is None else self.term(terms)]
+        arguments = ["None" if factors == _ONE else self.term(factors)]
+        arguments.append("None" if terms is None else self.term(terms))
         descending = ["True"] if scan.descending else []
-        if level.depth == 1 and scan.descending:  # the top loop's buffer, filled block by block from its end
+        if level.depth == 1 and scan.descending:  # the top loop's buffer, filled from its end block by block
             scanned = self.call("_scan", f"{name}[{self.hi}]", *arguments, level.count, *descending)
             self.emit(f"{name}[{self.lo}:{self.hi} + 1] = {scanned}")
         elif level.depth == 1:
@@ -1327,6 +1328,16 @@ class _ArrayFunctionPrinter:
             self.emit(f"{scan.states} = {scanned}")
         return scan.states
 
+    def is_state(self, leaf, scan: _Scan) -> bool:
+        """Whether `leaf` is the state an update of `scan` starts from: the value itself, or for a
+        buffer of suffixes filled backwards, its element after the one the update sets."""
+        if self.base(leaf) != scan.name:
+            return False
+        of = leaf.of if type(leaf) is Dot else leaf
+        if scan.descending and (type(of) is not Suffix or of.shift != 1):
+            raise NotImplementedError("a suffix is made from the one after it only")
+        return True
+
     def scanned(self, scan: _Scan, carrier: _Level) -> str:
         """A running value, read in the loop carrying it (`carrier`, this level or one around it):
         its state at each iteration of that loop (after it, once updated)."""
@@ -1336,7 +1347,8 @@ class _ArrayFunctionPrinter:
             if carrier.depth == 1:
                 return f"{states}[1:]" if after else f"{states}[:-1]"
             home = self.levels[scan.name]
-            return f"{states}[{self.owner(carrier, home.depth)}, {self.positions(home)}{' + 1' if after else ''}]"
+            position = f"{self.positions(home)}{' + 1' if after else ''}"
+            return f"{states}[{self.owner(carrier, home.depth)}, {position}]"
 
         return self.within(carrier, states)
 
