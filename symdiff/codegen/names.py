@@ -45,6 +45,14 @@ class Names:
     def array_adjoint(self, array: str) -> str:
         return f"{self.params[array]}_bar"
 
+    def prefix(self, reduction: int) -> str:
+        """A product's running product of the factors before the index (adjoint.Prefix)."""
+        return f"{self.values[reduction]}_before"
+
+    def suffixes(self, reduction: int) -> str:
+        """A product's buffer of the products of the factors from each index on (adjoint.Suffix)."""
+        return f"{self.values[reduction]}_after"
+
 
 def python_element(instr: Instr, params: dict[str, str], suffix: str = "", renamed: dict[str, str] | None = None) -> str:
     """A READ entry as Python reads it from nested lists: x[i + 1], W[j][k] (suffix "_bar": its adjoint)."""

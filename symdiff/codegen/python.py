@@ -13,8 +13,7 @@ from functools import cache
 
 from ..core import primitives
 from ..core.adjoint import Adjoint, ArrayBar, Bar, Op, Prefix, Suffix, Term
-from ..core.bounds import combine, range_text
-from ..core.expr import Affine
+from ..core.bounds import range_text
 from ..core.printing import affine_text, format_flat, format_tree, number_text
 from ..core.program import (
     GRADIENT_ENTRIES,
@@ -33,6 +32,8 @@ from ..core.program import (
     Section,
     Suffixes,
     Vector,
+    buffer_length,
+    buffer_position,
     build_program,
     flat,
     operations,
@@ -158,14 +159,12 @@ class Printer:
         if kind is ArrayBar:
             return self.names.array_adjoint(node.array)
         if kind is Prefix:
-            return f"{self.names.values[node.reduction]}_before"
-        if kind is Suffix:  # element i - start + shift of the product's buffer
-            loop = self.tape.loop_of(node.reduction)
-            offset = combine(Affine(node.shift, ((loop.index, 1),)), loop.start, -1)
-            symbol = python_symbol(self.names.params, self.names.indices)
-            return f"{self.names.values[node.reduction]}_after[{affine_text(offset, symbol)}]"
+            return self.names.prefix(node.reduction)
+        if kind is Suffix:
+            position = affine_text(buffer_position(self.tape, node), python_symbol(self.names.params, self.names.indices))
+            return f"{self.names.suffixes(node.reduction)}[{position}]"
         if kind is Suffixes:
-            return f"{self.names.values[node.reduction]}_after"
+            return self.names.suffixes(node.reduction)
         of = getattr(node, "of", None)  # a forward.Dot: the tangent of a value or of an adjoint
         if of is not None:
             number = str(node.seed + 1) if self.numbered_seeds else ""
@@ -261,9 +260,9 @@ def _lines(nodes, printer: Printer, indent: str, out: list[Line]) -> None:
             elif type(target) is Rows:
                 name, rhs = target.role, "[]"
             elif type(target) is Suffixes or type(getattr(target, "of", None)) is Suffixes:
-                loop = printer.tape.loop_of(getattr(target, "of", target).reduction)
-                size = affine_text(combine(loop.stop, loop.start, -1), python_symbol(printer.names.params, printer.names.indices))
-                name, rhs = leaf(target), f"[{printer.atom(term)}] * ({size} + 1)"
+                length = buffer_length(printer.tape, getattr(target, "of", target).reduction)
+                size = affine_text(length, python_symbol(printer.names.params, printer.names.indices))
+                name, rhs = leaf(target), f"[{printer.atom(term)}] * " + (f"({size})" if " " in size else size)
             else:
                 name, rhs = leaf(target), _rhs(term, printer)
             if not node.read:

@@ -55,6 +55,8 @@ from dataclasses import dataclass, replace
 
 from . import primitives
 from .adjoint import Adjoint, ArrayBar, Bar, Op, Prefix, Step, Suffix, sign_into_constant
+from .bounds import combine
+from .expr import Affine
 from .forward import Assign as Line
 from .forward import Dot
 from .tape import INPUT, LEAVES, REDUCTIONS, Const, Ref, Tape, is_primitive
@@ -115,6 +117,19 @@ class Suffixes:
     more than its range is long, every element 1.0 (see adjoint.Suffix)."""
 
     reduction: int
+
+
+def buffer_position(tape: Tape, suffix: Suffix) -> Affine:
+    """Where Suffix(reduction, shift) sits in its buffer: index - start + shift, an Affine over the
+    loop's index and the lengths (every printer indexes the buffer with it)."""
+    loop = tape.loop_of(suffix.reduction)
+    return combine(Affine(suffix.shift, ((loop.index, 1),)), loop.start, -1)
+
+
+def buffer_length(tape: Tape, reduction: int) -> Affine:
+    """How long product `reduction`'s buffer of suffixes is: its range's length, plus one (the 1 past the end)."""
+    loop = tape.loop_of(reduction)
+    return combine(combine(loop.stop, loop.start, -1), Affine(1))
 
 
 # A path step (reduction, BACKWARD): in the loop of that product that runs backwards to fill Suffixes.
@@ -871,6 +886,6 @@ def operations(program: Program) -> frozenset[str]:
 
 __all__ = [
     "Append", "Assign", "BACKWARD", "Check", "Entry", "Flag", "GRADIENT_ENTRIES", "Header", "If", "Index", "Loop", "Matrix", "Node",
-    "Param", "Program", "Result", "Rows", "Scalar", "Section", "Suffixes", "Vector", "branch_conditions", "build_program",
+    "Param", "Program", "Result", "Rows", "Scalar", "Section", "Suffixes", "Vector", "branch_conditions", "buffer_length", "buffer_position", "build_program",
     "closure_with_conditions", "flat", "nested", "operations", "refs", "result_terms", "straight_line_entry",
 ]
