@@ -686,7 +686,8 @@ def memory_verdict(table: dict, tool: str, key: str) -> str:
     if growth is None:
         return "not measured (see the tables)"
     what = "RSS" if key == "rss_peak_bytes" else "traced"
-    return f"{tool} ({what}): grows {growth:.2f} bytes per element — {'met' if growth < 1 else 'not met'}"
+    shown = f"{growth + 0.0:.2f}".replace("-0.00", "0.00")
+    return f"{tool} ({what}): grows {shown} bytes per element — {'met' if growth < 1 else 'not met'}"
 
 
 def _seconds(run: dict | None, tool: str) -> float | None:
