@@ -9,13 +9,14 @@ import subprocess
 
 import numpy
 import pytest
-from scipy.optimize import rosen, rosen_der
+from scipy.optimize import rosen, rosen_der, rosen_hess, rosen_hess_prod
 from support import needs_compiler
 
 import symdiff
-from symdiff.api import build
-from symdiff.codegen.c import array_module, find_compiler, render_c
-from symdiff.errors import ArgumentError, SymdiffError
+from symdiff.api import build, build_tape
+from symdiff.codegen.c import array_module, array_program_module, find_compiler, render_c, render_module
+from symdiff.core.derivatives import array_hvp_program, array_jvp_program, rows_jacobian_program
+from symdiff.errors import ArgumentError
 
 pytestmark = [needs_compiler, pytest.mark.usefixtures("private_c_cache")]
 
@@ -195,13 +196,6 @@ def test_batch_and_point_arrays_are_refused_for_array_programs():
         g.value_array(numpy.ones(3))
 
 
-def test_a_jacobian_of_an_array_program_is_refused_clearly():
-    with pytest.raises(
-        SymdiffError, match="the C backend prints no Jacobian of an array program yet; use backend='python'"
-    ):
-        symdiff.compile_jacobian("[x[i]^2 for i in range(len(x))]", backend="c")
-
-
 def test_the_abi_takes_each_array_with_its_lengths_and_writes_the_gradient_into_the_callers_arrays():
     source, header = render_c(build(FIT.replace("y[i]", "y[i]*x[i]"), wrt=["a", "x", "c"]).adjoint)
     params = (
@@ -250,6 +244,191 @@ def test_an_index_named_as_an_adjoint_or_a_buffer_would_be_is_renamed(text, argu
 @pytest.mark.parametrize("text, wrt, inputs", PROGRAMS, ids=[f"{number}" for number in range(len(PROGRAMS))])
 def test_generated_c_compiles_under_strict_flags(text, wrt, inputs, tmp_path):
     source, header = render_c(build(text, wrt=wrt).adjoint, "arrays", "arrays.h")
+    (tmp_path / "arrays.c").write_text(source)
+    (tmp_path / "arrays.h").write_text(header)
+    command = [*find_compiler(), *STRICT, "-c", "arrays.c"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# --- forward mode, Hessians and vector outputs --------------------------------------------------------------
+
+RESIDUALS = "[a*exp(-b*t[i]) + c - y[i] for i in range(len(t))]"
+# (expression, wrt): vector outputs, with arrays in wrt, rows from 1, products in rows, a 2-D W
+JACOBIANS = [
+    (RESIDUALS, ["a", "b", "c"]),
+    (RESIDUALS, None),
+    ("[10*(x[i + 1] - x[i]^2) for i in range(len(x) - 1)]", None),
+    ("[x[i]*a for i in range(1, len(x))]", ["x", "a"]),
+    ("[prod(x[j] for j in range(i + 1)) for i in range(1, len(x))]", None),
+    ("[sum(x[j]*x[i] for j in range(i)) + a for i in range(len(x))]", None),
+    ("[sum(W[i, k]*x[k] for k in range(len(x))) - y[i]*x[0] for i in range(len(y))]", ["W", "x"]),
+]
+
+
+def _point_and_direction(inputs: dict, seed: int) -> tuple[list, list]:
+    point = list(_arguments(inputs, seed).values())
+    rng = numpy.random.default_rng(seed + 100)
+    return point, [rng.normal(size=numpy.shape(value)) if numpy.ndim(value) else rng.normal() for value in point]
+
+
+def _lists(values) -> list:
+    return [value.tolist() if isinstance(value, numpy.ndarray) else value for value in values]
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 1000])
+def test_jvp_and_hvp_of_rosenbrock_equal_scipy(n):
+    rng = numpy.random.default_rng(n)
+    x, v = rng.uniform(-2.0, 2.0, n), rng.uniform(-1.0, 1.0, n)
+    value, derivative = symdiff.compile_jvp(ROSENBROCK, backend="c")([x], [v])
+    assert type(value) is float and type(derivative) is float
+    assert value == pytest.approx(rosen(x), rel=1e-12)
+    assert derivative == pytest.approx(rosen_der(x) @ v, rel=1e-12, abs=1e-12 * abs(rosen_der(x)).max())
+    value, (gradient,), (product,) = symdiff.compile_hessian(ROSENBROCK, backend="c").hvp([x], [v])
+    expected = rosen_hess_prod(x, v)
+    assert type(product) is numpy.ndarray and product.shape == (n,) and product.dtype == numpy.float64
+    assert value == pytest.approx(rosen(x), rel=1e-12)
+    assert numpy.allclose(gradient, rosen_der(x), rtol=1e-12, atol=1e-12 * abs(rosen_der(x)).max())
+    assert numpy.allclose(product, expected, rtol=1e-12, atol=1e-12 * abs(expected).max())
+
+
+@pytest.mark.parametrize("n", [2, 3, 10])
+def test_the_dense_hessian_of_rosenbrock_equals_scipy_rosen_hess(n):
+    x = numpy.random.default_rng(n).uniform(-2.0, 2.0, n)
+    value, (gradient,), rows = symdiff.compile_hessian(ROSENBROCK, backend="c")(x)
+    expected = rosen_hess(x)
+    assert value == pytest.approx(rosen(x), rel=1e-12)
+    assert numpy.allclose(gradient, rosen_der(x), rtol=1e-12, atol=1e-12 * abs(rosen_der(x)).max())
+    assert numpy.array(rows).shape == (n, n)
+    assert numpy.allclose(numpy.array(rows), expected, rtol=1e-12, atol=1e-12 * abs(expected).max())
+
+
+@pytest.mark.parametrize("text, wrt, inputs", PROGRAMS, ids=[f"{number}" for number in range(len(PROGRAMS))])
+def test_jvp_and_hvp_give_the_python_backends_bits(text, wrt, inputs):
+    jvp, textbook_jvp = symdiff.compile_jvp(text, backend="c"), symdiff.compile_jvp(text)
+    hessian, textbook = symdiff.compile_hessian(text, wrt=wrt, backend="c"), symdiff.compile_hessian(text, wrt=wrt)
+    for seed in range(2):
+        point, direction = _point_and_direction(inputs, seed)
+        assert _same_bits(jvp(point, direction), textbook_jvp(_lists(point), _lists(direction)))
+        assert _same_bits(hessian.hvp(point, direction), textbook.hvp(_lists(point), _lists(direction)))
+
+
+def test_the_hessian_of_a_product_is_exact_where_factors_are_zero():
+    """Rows from hvps along unit directions: products of the other factors (prefixes, suffixes and
+    their tangents), never a division, so zeros where SymPy has zeros; the Python backend's bits."""
+    sympy = pytest.importorskip("sympy")
+    text = "a*prod(x[i] + a for i in range(len(x)))"
+    hessian, textbook = symdiff.compile_hessian(text, backend="c"), symdiff.compile_hessian(text)
+    point = (1.5, [0.5, -1.5, -2.0, 1.0])  # the factor x[1] + a is zero
+    a, x = sympy.Symbol("a"), sympy.symbols("x0:4")
+    product = a * sympy.prod([x[i] + a for i in range(4)])
+    at = {a: point[0], **dict(zip(x, point[1]))}
+    variables = [a, *x]
+    value, (a_bar, x_bar), rows = hessian(*point)
+    assert value == 0.0
+    assert [a_bar, *x_bar.tolist()] == [float(sympy.diff(product, u).subs(at)) for u in variables]
+    assert numpy.array(rows).tolist() == [
+        [float(sympy.diff(product, u, w).subs(at)) for w in variables] for u in variables
+    ]
+    assert _same_bits((value, (a_bar, x_bar), rows), textbook(*point))
+    assert "static int symdiff_zeros(double **buffer, long size)" in hessian.source
+    assert "    if (!symdiff_zeros(&w4_after_dot, x_len + 1)) goto out_of_memory;\n" in hessian.source
+
+
+def test_jvp_abi_takes_the_direction_after_the_inputs():
+    source = symdiff.compile_jvp(FIT, backend="c").source
+    params = "double a, double b, double c, const double *restrict t, long t_len, const double *restrict y, long y_len"
+    directions = "double a_dot, double b_dot, double c_dot, const double *restrict t_dot, const double *restrict y_dot"
+    assert f"double symdiff_jvp({params}, {directions}, double *restrict derivative)" in source
+    assert "        const double w11_dot = w9_dot - y_dot[i];\n" in source
+    assert "    derivative[0] = w13_dot;\n    return w13;\n" in source
+
+
+def test_hvp_abi_writes_the_gradient_and_the_product_into_the_callers_arrays():
+    source = symdiff.compile_hessian("a*sum(x[i]^2 for i in range(len(x)))", backend="c").source
+    assert (
+        "double symdiff_hvp(double a, const double *restrict x, long x_len, double a_dot, const double *restrict x_dot, "
+        "double *restrict grad, double *restrict x_bar, double *restrict hvp, double *restrict x_bar_dot)"
+    ) in source
+    assert "    for (long e = 0; e < x_len; ++e) x_bar_dot[e] = 0.0;\n" in source
+    assert "        x_bar_dot[i] += 2.0 * x[i] * a_dot + a * (2.0 * x_dot[i]);  // w3 = x[i] ^ 2\n" in source
+    assert "    grad[0] = a_bar;\n    hvp[0] = w4_dot;\n    return w5;\n" in source
+
+
+@pytest.mark.parametrize("text, wrt", JACOBIANS, ids=[f"{number}" for number in range(len(JACOBIANS))])
+def test_vector_output_jacobians_give_the_python_backends_bits(text, wrt):
+    c, python = symdiff.compile_jacobian(text, wrt=wrt, backend="c"), symdiff.compile_jacobian(text, wrt=wrt)
+    shapes = {"a": 1.2, "b": 0.4, "c": -0.3, "t": (6,), "x": (5,), "y": (6,)}
+    if "W" in c.inputs:
+        shapes |= {"W": (4, 5), "y": (4,)}
+    inputs = {name: shapes[name] for name in c.inputs}
+    for seed in range(2):
+        point = list(_arguments(inputs, seed).values())
+        rows, expected = c(*point), python(*_lists(point))
+        columns = sum(numpy.size(point[c.inputs.index(name)]) for name in python.wrt)
+        assert rows.shape == (len(expected), columns)
+        assert _same_bits(rows, expected)
+        values, both = c.value_and_jacobian(*point)
+        assert _same_bits((values, both), python.value_and_jacobian(*_lists(point)))
+
+
+def test_the_exponential_fit_residual_jacobian_against_its_formula():
+    t = numpy.linspace(0.0, 5.0, 10_000)
+    y = numpy.cos(t)
+    values, rows = symdiff.compile_jacobian(RESIDUALS, wrt=["a", "b", "c"], backend="c").value_and_jacobian(
+        1.5, 0.5, 0.1, t, y
+    )
+    decay = numpy.exp(-0.5 * t)
+    assert rows.shape == (10_000, 3) and rows.dtype == numpy.float64
+    assert numpy.allclose(rows, numpy.column_stack([decay, -1.5 * t * decay, numpy.ones(t.size)]), rtol=1e-15)
+    assert numpy.allclose(values, 1.5 * decay + 0.1 - y, rtol=1e-15, atol=1e-15)
+
+
+def test_a_jacobians_rows_are_written_in_place():
+    source = symdiff.compile_jacobian("[x[i]*a for i in range(1, len(x))]", wrt=["x", "a"], backend="c").source
+    assert "void symdiff_jacobian(double a, const double *restrict x, long x_len, double *restrict jacobian)" in source
+    assert "    const long columns = 1 + x_len;\n" in source
+    assert "        double *x_bar = jacobian + (i - 1) * columns;\n" in source
+    assert "        x_bar[i] += a;  // w3 = x[i] * a\n" in source
+    assert "        jacobian[(i - 1) * columns + x_len] = a_bar;\n" in source
+    assert "        values[i - 1] = w3;\n" in source
+
+
+def test_an_empty_vector_output_has_no_rows():
+    jacobian = symdiff.compile_jacobian(RESIDUALS, wrt=["a", "b"], backend="c")
+    values, rows = jacobian.value_and_jacobian(1.0, 1.0, 1.0, numpy.zeros(0), numpy.zeros(0))
+    assert values.shape == (0,) and rows.shape == (0, 2)
+
+
+def test_derivatives_refuse_reads_out_of_bounds_and_wrong_directions():
+    message = r"x\[i \+ 1\] for i in range\(len\(x\)\) reads x at index 3, past its end \(len 3\)"
+    text = "sum(x[i]*x[i + 1] for i in range(len(x)))"
+    with pytest.raises(ArgumentError, match=message):
+        symdiff.compile_jvp(text, backend="c")([[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0]])
+    with pytest.raises(ArgumentError, match=message):
+        symdiff.compile_hessian(text, backend="c").hvp([[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0]])
+    with pytest.raises(ArgumentError, match=message):
+        symdiff.compile_jacobian("[x[i + 1] for i in range(len(x))]", backend="c")([1.0, 2.0, 3.0])
+    with pytest.raises(ArgumentError, match=r"the direction's x has shape \(2,\), the point's \(3,\)"):
+        symdiff.compile_jvp(ROSENBROCK, backend="c")([[1.0, 2.0, 3.0]], [[1.0, 1.0]])
+
+
+def _derivative_programs():
+    for text, wrt, _ in PROGRAMS:
+        programs = build(text, wrt=wrt)
+        yield f"jvp of {text}", array_jvp_program(programs.tape)
+        yield f"hvp of {text}", array_hvp_program(programs.tape, programs.adjoint)
+    for text, wrt in JACOBIANS:
+        tape = build_tape(text)
+        yield f"jacobian of {text}", rows_jacobian_program(tape, tuple(wrt) if wrt else tape.inputs)
+
+
+DERIVATIVES = list(_derivative_programs())
+
+
+@pytest.mark.parametrize("program", [program for _, program in DERIVATIVES], ids=[name for name, _ in DERIVATIVES])
+def test_derivative_entries_compile_under_strict_flags(program, tmp_path):
+    source, header = render_module(array_program_module(program, "arrays", "arrays.h"))
     (tmp_path / "arrays.c").write_text(source)
     (tmp_path / "arrays.h").write_text(header)
     command = [*find_compiler(), *STRICT, "-c", "arrays.c"]

@@ -11,6 +11,8 @@ import struct
 
 from ..codegen.c import (
     SIGNATURES,
+    array_outputs,
+    array_program_module,
     build_library,
     c_module,
     find_compiler,
@@ -20,8 +22,9 @@ from ..codegen.c import (
     render_module,
 )
 from ..core.adjoint import Adjoint
+from ..core.bounds import evaluate
 from ..core.program import Matrix, Program, Scalar, Vector
-from ..errors import ArgumentError, SymdiffError
+from ..errors import ArgumentError
 from .base import ArrayArguments, CompiledGradient, batch_outputs
 
 
@@ -281,12 +284,14 @@ def _pack(pack, point) -> bytes:
 class CEntries:
     """The entry points of a derivative Program as compiled C (see callables.derivatives): each is
     called with the point's floats, then the direction's (jvp, hvp), and returns what the Python
-    module's function returns (floats, tuples of floats, tuples of rows)."""
+    module's function returns (floats, tuples of floats, tuples of rows). Of an array program (jvp,
+    hvp, a vector output's Jacobian), each takes the converted arrays (ArrayArguments) and returns a
+    float64 NumPy array for each array result, a 2-D one for a Jacobian's rows."""
 
     def __init__(self, program: Program):
-        if program.tape.arrays or program.tape.loops:
-            raise SymdiffError("the C backend prints no Jacobian of an array program yet; use backend='python'")
-        self._module = program_module(program)
+        self._tape, self._wrt = program.tape, program.header.wrt
+        self._arrays = bool(program.tape.arrays or program.tape.loops)
+        self._module = array_program_module(program) if self._arrays else program_module(program)
         self.source, self.header = render_module(self._module)
         find_compiler()  # no compiler: a clear error now, not at the first call
         self._inputs = len(program.header.inputs)
@@ -299,8 +304,89 @@ class CEntries:
         if function is None:
             if self._library is None:  # one library for every entry: they are small beside a batch
                 self._library = build_library(self.source, library_flags(self._module))
-            function = self._functions[name] = _entry_function(self._library, name, self._entries[name], self._inputs)
+            entry = self._entries[name]
+            if self._arrays:
+                function = _array_entry_function(self._library, name, entry, self._tape, self._wrt)
+            else:
+                function = _entry_function(self._library, name, entry, self._inputs)
+            self._functions[name] = function
         return function
+
+
+def _array_entry_function(library: ctypes.CDLL, name: str, entry, tape, wrt: tuple[str, ...]):
+    """A Python function calling an array program's symdiff_`name` (codegen.c.array_program_module):
+    takes the converted point (then the direction), makes the output arrays (a Jacobian's rows and
+    columns from the lengths), and returns the results as the Python module does, arrays as NumPy."""
+    import numpy  # ArrayArguments made the arrays with NumPy
+
+    dims = dict(tape.arrays)
+    outputs, returns = array_outputs(entry)
+    directions = any(param.tangent for param in entry.params)
+    argtypes = []
+    for input_name in tape.inputs:
+        argtypes += [ctypes.c_void_p, *[ctypes.c_long] * dims[input_name]] if input_name in dims else [ctypes.c_double]
+    if directions:
+        argtypes += [ctypes.c_void_p if input_name in dims else ctypes.c_double for input_name in tape.inputs]
+    function = getattr(library, f"symdiff_{name}")
+    function.argtypes = argtypes + [ctypes.c_void_p] * len(outputs)
+    function.restype = ctypes.c_double if returns else None
+    count = len(tape.inputs)
+    position = {input_name: number for number, input_name in enumerate(tape.inputs)}
+
+    def call(*values):
+        if len(values) != count * (1 + directions):
+            raise ArgumentError(f"{name}: expected {count * (1 + directions)} values, got {len(values)}")
+        point, direction = values[:count], values[count:]
+        arguments, lengths = [], {}
+        for input_name, value in zip(tape.inputs, point):
+            if input_name in dims:
+                arguments += [_data(value), *value.shape]
+                lengths.update(((input_name, dim), length) for dim, length in enumerate(value.shape))
+            else:
+                arguments.append(value)
+        for input_name, value, along in zip(tape.inputs, point, direction):
+            if input_name not in dims:
+                arguments.append(float(along))
+                continue
+            along = numpy.ascontiguousarray(along, dtype=numpy.float64)
+            if along.shape != value.shape:  # C would read past its end
+                raise ArgumentError(f"the direction's {input_name} has shape {along.shape}, the point's {value.shape}")
+            arguments.append(_data(along))
+        made = [_output_array(output, point, position, lengths, tape, wrt) for output in outputs]
+        value = function(*arguments, *map(_data, made))
+        results: list = [value] if returns else []
+        results += [None] * (len(entry.results) - len(results))
+        for output, filled in zip(outputs, made):
+            result = entry.results[output.result]
+            if type(result) is Scalar:
+                results[output.result] = float(filled[0])
+            elif type(result) is Vector:
+                terms = results[output.result] = results[output.result] or [None] * len(result.terms)
+                items = filled.tolist() if output.kind == "scalars" else [filled]
+                for term_position, item in zip(output.positions, items):
+                    terms[term_position] = item
+            else:
+                results[output.result] = filled
+        results = [tuple(item) if isinstance(item, list) else item for item in results]
+        return results[0] if len(results) == 1 else tuple(results)
+
+    return call
+
+
+def _output_array(output, point: tuple, position: dict, lengths: dict, tape, wrt: tuple[str, ...]):
+    """A new float64 array for one output of an array program's entry (see codegen.c.ArrayOutput)."""
+    import numpy  # ArrayArguments made the arrays with NumPy
+
+    if output.kind == "scalars":
+        return numpy.empty(len(output.positions))
+    if output.kind == "array":
+        return numpy.empty(point[position[output.array]].shape)
+    rows = max(evaluate(tape.rows.stop, lengths) - evaluate(tape.rows.start, lengths), 0)
+    if output.kind == "rows":
+        return numpy.empty(rows)
+    dims = dict(tape.arrays)
+    columns = sum(point[position[name]].size if name in dims else 1 for name in wrt)
+    return numpy.empty((rows, columns))
 
 
 def _entry_function(library: ctypes.CDLL, name: str, entry, inputs: int):

@@ -37,6 +37,7 @@ from ..core.forward import Dot
 from ..core.primitives import TABLE
 from ..core.printing import affine_text
 from ..core.program import (
+    Append,
     Assign,
     Check,
     Entry,
@@ -45,6 +46,7 @@ from ..core.program import (
     Index,
     Matrix,
     Program,
+    Rows,
     Scalar,
     Section,
     Suffixes,
@@ -542,6 +544,7 @@ def library_module(module: Module, entry: str) -> Module:
 # Every entry point a C module may define (gradient modules and derivative Programs).
 ENTRIES = ("f", "grad", "value_and_grad", "jvp", "jacobian", "value_and_jacobian", "hessian", "hvp")
 ONES = "ones"  # prefix_ones: the static function that makes a product's buffer of suffixes (array_module)
+ZEROS = "zeros"  # prefix_zeros: the same for the buffer of their tangents (array_program_module)
 
 
 def c_names(tape: Tape, wrt: tuple[str, ...], prefix: str = "symdiff") -> Names:
@@ -549,7 +552,7 @@ def c_names(tape: Tape, wrt: tuple[str, ...], prefix: str = "symdiff") -> Names:
     is double_, `_Bool` is v_Bool, and a definition named `int` labels its value w3 (as a definition
     named `lambda` does in Python). The functions and the include guard of a module with this
     `prefix` are reserved too (a local `symdiff_grad_at` would hide the function)."""
-    functions = re.compile(rf"{re.escape(prefix)}_(({'|'.join(ENTRIES)})(_at(_part\d+)?|_batch)?|{ONES})")
+    functions = re.compile(rf"{re.escape(prefix)}_(({'|'.join(ENTRIES)})(_at(_part\d+)?|_batch)?|{ONES}|{ZEROS})")
 
     def usable_in_c(name: str) -> bool:
         return (
@@ -1063,6 +1066,7 @@ class ArrayLayout:
     grad: str  # the output of the scalars of wrt, in order ("" when wrt has none)
     adjoints: dict[str, str]  # each array of wrt -> its output (x_bar)
     counter: str  # the index of the loops that zero those outputs
+    own: dict[str, str]  # the derivative entries' outputs and locals by role: derivative, hvp, values, jacobian, columns
 
 
 def array_layout(tape: Tape, names: Names, wrt: tuple[str, ...]) -> ArrayLayout:
@@ -1076,6 +1080,7 @@ def array_layout(tape: Tape, names: Names, wrt: tuple[str, ...]) -> ArrayLayout:
     taken |= {names.adjoint(index) for index, instr in enumerate(tape.instrs) if instr.op not in generated}
     taken |= {names.array_adjoint(array) for array in dims}
     taken |= {f"{names.values[loop.entry]}_{part}" for loop in tape.loops for part in ("before", "after")}
+    taken |= {f"{name}_dot" for name in taken}  # their tangents and the direction's components (a_dot, x_dot)
 
     def free(base: str) -> str:
         name = base if not _IMPLEMENTATION.match(base) else "v" + base
@@ -1085,7 +1090,7 @@ def array_layout(tape: Tape, names: Names, wrt: tuple[str, ...]) -> ArrayLayout:
         return name
 
     indices = {}
-    for loop in tape.loops:
+    for loop in (*tape.loops, *((tape.rows,) if tape.rows is not None else ())):  # the rows of a vector output too
         if loop.index not in indices:
             indices[loop.index] = free(loop.index)
     lengths, inputs = {}, []
@@ -1100,7 +1105,9 @@ def array_layout(tape: Tape, names: Names, wrt: tuple[str, ...]) -> ArrayLayout:
             inputs.append(f"long {lengths[(name, dim)]}")
     adjoints = {name: names.array_adjoint(name) for name in wrt if name in dims}  # taken above: no index has it
     grad = free("grad") if any(name not in dims for name in wrt) else ""
-    return ArrayLayout(tuple(inputs), lengths, indices, grad, adjoints, free("e"))
+    counter = free("e")
+    own = {role: free(role) for role in ("derivative", "hvp", "values", "jacobian", "columns")}
+    return ArrayLayout(tuple(inputs), lengths, indices, grad, adjoints, counter, own)
 
 
 def array_names(tape: Tape, names: Names, layout: ArrayLayout) -> tuple[Names, Names]:
@@ -1178,13 +1185,88 @@ class _CodePrinter(Printer):
 OUT_OF_MEMORY = "out_of_memory"
 
 
+@dataclass(frozen=True, slots=True)
+class ArrayOutput:
+    """One output parameter of an array program's function: part of result number `result` (role
+    `role`). `kind` "scalars": the result's terms at `positions` that are numbers, one double each;
+    "array": the term at `positions[0]`, the adjoint of input `array` (or its tangent), shaped as that
+    input; "rows": a vector output's values, one per output; "matrix": its Jacobian, one row per
+    output, one column per scalar of wrt (an array: one per element, row-major), rows row-major."""
+
+    result: int
+    role: str
+    kind: str
+    positions: tuple[int, ...] = ()
+    array: str = ""
+
+
+def array_outputs(entry: Entry) -> tuple[tuple[ArrayOutput, ...], bool]:
+    """The output parameters of an array program's entry, in order, and whether the function returns
+    the value (a first result "value", as f, value_and_grad, jvp and hvp do)."""
+    returns = bool(entry.results) and type(entry.results[0]) is Scalar and entry.results[0].role == "value"
+    outputs: list[ArrayOutput] = []
+    for number, result in enumerate(entry.results):
+        if type(result) is Scalar:
+            if not (number == 0 and returns):
+                outputs.append(ArrayOutput(number, result.role, "scalars", (0,)))
+        elif type(result) is Vector:
+            arrays = [(position, _array_of(term)) for position, term in enumerate(result.terms)]
+            scalars = tuple(position for position, array in arrays if not array)
+            if scalars:
+                outputs.append(ArrayOutput(number, result.role, "scalars", scalars))
+            outputs += [ArrayOutput(number, result.role, "array", (position,), array) for position, array in arrays if array]
+        elif type(result) is Rows:
+            outputs.append(ArrayOutput(number, result.role, "rows" if result.role == "values" else "matrix"))
+        else:
+            raise AssertionError(f"unexpected result {result!r} of an array program")
+    return tuple(outputs), returns
+
+
+def _array_of(term) -> str:
+    """The input whose whole adjoint (ArrayBar) or its tangent a result's term is; "" for a number."""
+    of = term.of if type(term) is Dot else term
+    return of.array if type(of) is ArrayBar else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _RowsLayout:
+    """Where a vector output's Jacobian goes: row `row` (the output's number, from its loop's index) of
+    the caller's matrix, `columns` (a local holding `width`) wide; input `name` of wrt from column
+    `at[name]`. An array's adjoint is a pointer to its first column, so its scatters land in place."""
+
+    row: str  # "i", or "i - 1" for range(1, ...)
+    first: str  # the row's first element: "i * columns", "(i - 1) * columns"
+    count: str  # how many rows: "len - 1" as C reads it (not below zero only when the range is non-empty)
+    columns: str
+    width: str
+    at: dict[str, str]
+
+
+def _rows_layout(tape: Tape, layout: ArrayLayout, wrt: tuple[str, ...]) -> _RowsLayout:
+    symbol, dims, rows = _c_symbol(layout), dict(tape.arrays), tape.rows
+    constant, sizes, at = 0, [], {}
+    for name in wrt:
+        at[name] = " + ".join(([str(constant)] if constant or not sizes else []) + sizes)
+        if name in dims:
+            sizes.append(" * ".join(layout.lengths[(name, dim)] for dim in range(dims[name])))
+        else:
+            constant += 1
+    width = " + ".join(([str(constant)] if constant or not sizes else []) + sizes)
+    row = affine_text(combine(Affine(0, ((rows.index, 1),)), rows.start, -1), symbol)
+    count = affine_text(combine(rows.stop, rows.start, -1), symbol)
+    columns = layout.own["columns"]
+    first = f"{f'({row})' if ' ' in row else row} * {columns}"
+    return _RowsLayout(row, first, count, columns, width, at)
+
+
 class _ArrayPrinter:
     """Prints the nodes of an array program's entries as C lines, one level of indent per loop."""
 
-    def __init__(self, tape: Tape, names: Names, notes: Names, layout: ArrayLayout, prefix: str):
-        self.tape, self.names, self.layout, self.prefix = tape, names, layout, prefix
+    def __init__(self, tape: Tape, names: Names, notes: Names, layout: ArrayLayout, prefix: str, wrt=()):
+        self.tape, self.names, self.layout, self.prefix, self.wrt = tape, names, layout, prefix, tuple(wrt)
         self.code = _CodePrinter(tape, names, layout)
         self.notes = Printer(tape, notes, "c")
+        self.rows = _rows_layout(tape, layout, self.wrt) if tape.rows is not None else None
 
     def lines(self, nodes, depth: int, declared: dict[str, int], out: list[Line]) -> None:
         """Appends `nodes`' lines. `declared`: the variables declared in the enclosing blocks, with the
@@ -1208,8 +1290,10 @@ class _ArrayPrinter:
                 else:
                     header = f"for (long {index} = {start}; {index} < {stop}; ++{index}) {{"
                 out.append(Line(header, "", "", "", indent))
-                self.lines(node.body, depth + 1, dict(declared), out)
+                self.lines(_without_dead_tangents(node.body, declared, self.code), depth + 1, dict(declared), out)
                 out.append(Line("}", "", "", "", indent))
+            elif kind is Append:
+                self.append(node, indent, declared, out)
             elif kind is not Check:  # a domain check: C does not raise
                 raise AssertionError(f"unexpected node {node!r} in an array program")
 
@@ -1217,16 +1301,25 @@ class _ArrayPrinter:
         target, term = node.target, node.term
         note = "  // " + "; ".join(map(self.notes.source_definition, node.origins)) if node.origins else ""
         kind = type(target)
-        if kind is ArrayBar:  # the caller's output, zeroed: its elements' adjoints are added into it
-            output, counter = self.layout.adjoints[target.array], self.layout.counter
-            size = " * ".join(length for (array, _), length in self.layout.lengths.items() if array == target.array)
+        of = target.of if kind is Dot else target  # a tangent is stored as the value it is the tangent of
+        of_kind = type(of)
+        if kind is Rows:  # the caller's output, filled row by row (Append)
+            return
+        if of_kind is ArrayBar:  # the caller's output (or a row's columns), zeroed: elements are added into it
+            output, counter = self.code.leaf(target), self.layout.counter
+            if self.rows is not None:  # a vector output's row: the adjoint is its columns of the matrix
+                rows = self.rows
+                place = _sum(f"{self.layout.own['jacobian']} + {rows.first}", rows.at[of.array])
+                declared[output] = len(out)
+                out.append(Line(f"double *{output}", "=", place, "", indent))
+            size = " * ".join(length for (array, _), length in self.layout.lengths.items() if array == of.array)
             zeroing = f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output}[{counter}]"
             out.append(Line(zeroing, "=", self.code.atom(term), note, indent))
             return
-        if kind is Suffixes:  # one more element than the product's range, each 1.0
-            loop = self.tape.loop_of(target.reduction)
+        if of_kind is Suffixes:  # one more element than the product's range, each 1.0 (its tangent: 0.0)
+            loop = self.tape.loop_of(of.reduction)
             size = affine_text(combine(add(loop.stop, 1), loop.start, -1), _c_symbol(self.layout))
-            call = f"{self.prefix}_{ONES}(&{self.code.leaf(target)}, {size})"
+            call = f"{self.prefix}_{ONES if kind is Suffixes else ZEROS}(&{self.code.leaf(target)}, {size})"
             out.append(Line(f"if (!{call}) goto {OUT_OF_MEMORY};", "", "", note, indent))
             return
         if kind is Ref:
@@ -1235,11 +1328,13 @@ class _ArrayPrinter:
             same = type(term) is Op and term.args is instrs[target.index].args
             rhs = self.code.definition(target.index) if same else self.code.atom(term)
             constant = instrs[target.index].op not in REDUCTIONS  # a reduction is updated after its start
-        elif kind is Suffix or (kind is Bar and target.index in self.names.elements):
+        elif of_kind is Suffix or (of_kind is Bar and of.index in self.names.elements):
             out.append(Line(self.code.leaf(target), node.mode, self.code.atom(term), note, indent))  # an element
             return
         else:
-            name, rhs, constant = self.code.leaf(target), self.code.atom(term), False
+            name, rhs = self.code.leaf(target), self.code.atom(term)
+            # a tangent of a forward value, but not of a sum or product, which is updated after its start
+            constant = kind is Dot and of_kind is Ref and self.tape.instrs[of.index].op not in REDUCTIONS
         declaration = declared.get(name)
         if declaration is None and node.mode == "=":
             declared[name] = len(out)
@@ -1250,16 +1345,131 @@ class _ArrayPrinter:
             out[declaration] = replace(out[declaration], target=out[declaration].target.removeprefix("const "))
         out.append(Line(name, node.mode, rhs, note, indent))
 
+    def append(self, node: Append, indent: str, declared: dict[str, int], out: list[Line]) -> None:
+        """A vector output's row: its value into values[row], or its partials into the matrix's row (an
+        array's adjoint is in place already: its pointer was declared in this row's block)."""
+        rows, own = self.rows, self.layout.own
+        if node.scalar:
+            (term,) = node.terms
+            out.append(Line(f"{own[node.role]}[{rows.row}]", "=", self.code.atom(term), "", indent))
+            return
+        for name, term in zip(self.wrt, node.terms, strict=True):
+            if type(term) is ArrayBar:
+                if self.code.leaf(term) not in declared:
+                    raise AssertionError(f"the row's adjoint of {name} was never zeroed")
+                continue
+            element = _sum(rows.first, rows.at[name])
+            out.append(Line(f"{own[node.role]}[{element}]", "=", self.code.atom(term), "", indent))
+
     def buffers(self, nodes) -> list[str]:
-        """The buffers of the products' suffixes that `nodes` fill, in order."""
-        found, stack = [], list(reversed(nodes))
-        while stack:
-            node = stack.pop()
-            if type(node) is Assign and type(node.target) is Suffixes:
-                found.append(self.code.leaf(node.target))
-            elif type(node) is Section or type(node) is ProgramLoop:
-                stack.extend(reversed(node.body))
-        return list(dict.fromkeys(found))
+        """The buffers of the products' suffixes (and of their tangents) that `nodes` fill, in order."""
+        return list(dict.fromkeys(self.code.leaf(target) for target in _buffers(nodes)))
+
+
+def _without_dead_tangents(body: tuple, declared: dict[str, int], code: _CodePrinter) -> tuple:
+    """A loop's body without the tangents of its own values that nothing in it reads: a loop that
+    recomputes a product's factors carries their tangents (w3_dot) where only a later loop reads them
+    (/work/notes/requests-c.md 5). Declared in the loop's block, such a line is an unused variable."""
+    read, stack = set(), list(body)
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is Assign:
+            read.update(leaf for leaf in _leaves(node.term) if type(leaf) is Dot)
+        elif kind is Append:
+            read.update(leaf for term in node.terms for leaf in _leaves(term) if type(leaf) is Dot)
+        elif kind is ProgramLoop or kind is Section:
+            stack.extend(node.body)
+
+    def dead(node) -> bool:
+        target = node.target if type(node) is Assign else None
+        return (
+            type(target) is Dot and type(target.of) is Ref and node.mode == "="
+            and target not in read and code.leaf(target) not in declared
+        )
+
+    return tuple(node for node in body if not dead(node))
+
+
+def _sum(left: str, right: str) -> str:
+    """`left + right`, without adding a zero."""
+    return left if right == "0" else f"{left} + {right}"
+
+
+def _buffers(nodes) -> list:
+    """The Suffixes (and Dot(Suffixes)) that `nodes` allocate, in order."""
+    found, stack = [], list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        if type(node) is Assign and type(getattr(node.target, "of", node.target)) is Suffixes:
+            found.append(node.target)
+        elif type(node) is Section or type(node) is ProgramLoop:
+            stack.extend(reversed(node.body))
+    return found
+
+
+def _output_names(outputs: tuple[ArrayOutput, ...], printer: _ArrayPrinter) -> tuple[str, ...]:
+    """The parameter each output is: grad, x_bar; derivative; hvp, x_bar_dot; values, jacobian."""
+    layout, names = printer.layout, []
+    for output in outputs:
+        if output.kind == "array":
+            adjoint = ArrayBar(output.array)
+            names.append(printer.code.leaf(adjoint if output.role == "gradient" else Dot(adjoint)))
+        elif output.role == "gradient":
+            names.append(layout.grad)
+        else:
+            names.append(layout.own[output.role])
+    return tuple(names)
+
+
+def _array_function(
+    printer: _ArrayPrinter, name: str, entry: Entry, params: tuple[str, ...], doc: str
+) -> tuple[Point, bool]:
+    """One entry of an array program as a C function (see array_outputs for its outputs), and whether
+    it allocates a product's buffers. Results that are numbers are stored at the end; arrays and rows
+    are written where they are computed."""
+    outputs, returns = array_outputs(entry)
+    output_names = _output_names(outputs, printer)
+    params = params + tuple(f"double *restrict {output}" for output in output_names)
+    buffers = printer.buffers(entry.body)
+    lines = [Line(f"double *{buffer}", "=", "NULL", "") for buffer in buffers]
+    if printer.rows is not None and printer.wrt:
+        lines.append(Line(f"const long {printer.rows.columns}", "=", printer.rows.width, ""))
+    printer.lines(entry.body, 0, {}, lines)
+    lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
+    for output, output_name in zip(outputs, output_names):
+        if output.kind == "scalars":
+            result = entry.results[output.result]
+            terms = (result.term,) if type(result) is Scalar else tuple(result.terms[p] for p in output.positions)
+            lines += [Line(f"{output_name}[{j}]", "=", printer.code.atom(term), "") for j, term in enumerate(terms)]
+    value = printer.code.atom(entry.results[0].term) if returns else None
+    if value is not None or buffers:
+        lines.append(Line(f"return{' ' + value if value is not None else ''};", "", "", ""))
+    if buffers:  # every result nan, as f gives outside its domain
+        lines.append(Line(f"{OUT_OF_MEMORY}:", "", "", "  // a buffer could not be allocated"))
+        lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
+        counter = printer.layout.counter
+        for output, output_name in zip(outputs, output_names):
+            if output.kind != "scalars":
+                size = _output_size(output, printer)
+                lines.append(Line(f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output_name}[{counter}]", "=", "NAN", ""))
+        for output, output_name in zip(outputs, output_names):
+            if output.kind == "scalars":
+                lines += [Line(f"{output_name}[{j}]", "=", "NAN", "") for j in range(len(output.positions))]
+        lines.append(Line("return NAN;" if returns else "return;", "", "", ""))
+    signature, declaration = _signature("double" if returns else "void", name, params or ("void",))
+    code_lines = tuple(line for line in lines if not line.target.startswith("//"))
+    unused = _unused(params, code_lines)
+    return Point(name, signature, declaration, doc, unused, (), tuple(lines), (), ()), bool(buffers)
+
+
+def _output_size(output: ArrayOutput, printer: _ArrayPrinter) -> str:
+    """How many doubles an array, rows or matrix output holds, as C reads it (at most 0 for no rows)."""
+    if output.kind == "array":
+        return " * ".join(length for (name, _), length in printer.layout.lengths.items() if name == output.array)
+    rows = printer.rows
+    count = rows.count if " " not in rows.count or output.kind == "rows" else f"({rows.count})"
+    return count if output.kind == "rows" else f"{count} * {rows.columns}"
 
 
 def array_module(adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None) -> Module:
@@ -1269,55 +1479,85 @@ def array_module(adjoint: Adjoint, prefix: str = "symdiff", header: str | None =
     base = c_names(tape, adjoint.wrt, prefix)
     layout = array_layout(tape, base, adjoint.wrt)
     names, notes = array_names(tape, base, layout)
-    printer = _ArrayPrinter(tape, names, notes, layout, prefix)
+    printer = _ArrayPrinter(tape, names, notes, layout, prefix, adjoint.wrt)
     dims = dict(tape.arrays)
-    outputs = (f"double *restrict {layout.grad}",) if layout.grad else ()
-    outputs += tuple(f"double *restrict {output}" for output in layout.adjoints.values())
     scalars = [name for name in adjoint.wrt if name not in dims]
     into = [f"{layout.grad}[0..{len(scalars) - 1}] ({', '.join(f'd/d{name}' for name in scalars)})"] if scalars else []
     into += [f"{output} (d/d{name})" for name, output in layout.adjoints.items()]
     points, allocates = [], False
     for entry in build_program(adjoint).entries:
-        buffers = printer.buffers(entry.body)
-        allocates = allocates or bool(buffers)
-        lines = [Line(f"double *{buffer}", "=", "NULL", "") for buffer in buffers]
-        printer.lines(entry.body, 0, {}, lines)
-        lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
-        value = next((result.term for result in entry.results if isinstance(result, Scalar)), None)
-        gradient = next((result.terms for result in entry.results if isinstance(result, Vector)), None)
-        scalar_terms = [term for term in gradient or () if type(term) is not ArrayBar]
-        lines += [Line(f"{layout.grad}[{j}]", "=", printer.code.atom(term), "") for j, term in enumerate(scalar_terms)]
-        if value is not None or buffers:
-            lines.append(Line(f"return{' ' + printer.code.atom(value) if value is not None else ''};", "", "", ""))
-        if buffers:  # every result nan, as f gives outside its domain
-            lines.append(Line(f"{OUT_OF_MEMORY}:", "", "", "  // a buffer could not be allocated"))
-            lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
-            for array, output in layout.adjoints.items():
-                size = " * ".join(length for (name, _), length in layout.lengths.items() if name == array)
-                counter = layout.counter
-                lines.append(Line(f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output}[{counter}]", "=", "NAN", ""))
-            lines += [Line(f"{layout.grad}[{j}]", "=", "NAN", "") for j in range(len(scalar_terms))]
-            lines.append(Line("return NAN;" if value is not None else "return;", "", "", ""))
-        params = layout.inputs + (outputs if gradient is not None else ())
-        name = f"{prefix}_{entry.name}"
-        signature, declaration = _signature("double" if value is not None else "void", name, params or ("void",))
-        doc = entry.doc + (f" The gradient into {', '.join(into) or 'nothing'}." if gradient is not None else "")
-        code_lines = tuple(line for line in lines if not line.target.startswith("//"))
-        unused = _unused(params, code_lines)
-        points.append(Point(name, signature, declaration, doc, unused, (), tuple(lines), (), ()))
+        gradient = any(isinstance(result, Vector) for result in entry.results)
+        doc = entry.doc + (f" The gradient into {', '.join(into) or 'nothing'}." if gradient else "")
+        point, buffers = _array_function(printer, f"{prefix}_{entry.name}", entry, layout.inputs, doc)
+        points.append(point)
+        allocates = allocates or buffers
     comment = (*_gradient_comment(Header("gradient", tape.source, tape.inputs, adjoint.wrt), base), "",
                *_array_abi(tape, layout, allocates))
     includes = ("<math.h>",) + (("<stdlib.h>",) if allocates else ()) + ((f'"{header}"',) if header else ())
-    helpers = _ones(prefix) if allocates else ()
+    helpers = _filler(prefix, ONES) if allocates else ()
     return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), (), (), 0, True, helpers)
 
 
-def _ones(prefix: str) -> tuple[str, ...]:
+def array_program_module(program: Program, prefix: str = "symdiff", header: str | None = None) -> Module:
+    """An array program's jvp, hvp or vector output's Jacobian (core/derivatives.py) as C functions: the
+    inputs as in array_module, then for a jvp or hvp the direction (a_dot, then x_dot: an array's
+    elements, its lengths those of x), then one output per part of the results (array_outputs). The
+    value, where there is one, is returned."""
+    tape, head = program.tape, program.header
+    base = c_names(tape, head.wrt, prefix)
+    layout = array_layout(tape, base, head.wrt)
+    names, notes = array_names(tape, base, layout)
+    printer = _ArrayPrinter(tape, names, notes, layout, prefix, head.wrt)
+    dims = dict(tape.arrays)
+    points, buffers = [], []
+    for entry in program.entries:
+        params = layout.inputs
+        if any(param.tangent for param in entry.params):
+            params += tuple(
+                f"const double *restrict {base.params[name]}_dot" if name in dims else f"double {base.params[name]}_dot"
+                for name in tape.inputs
+            )
+        outputs, returns = array_outputs(entry)
+        doc = entry.doc + _outputs_doc(outputs, _output_names(outputs, printer), returns)
+        point, allocates = _array_function(printer, f"{prefix}_{entry.name}", entry, params, doc)
+        points.append(point)
+        buffers += _buffers(entry.body)
+    helpers = ()
+    if any(type(target) is Suffixes for target in buffers):
+        helpers += _filler(prefix, ONES)
+    if any(type(target) is Dot for target in buffers):
+        helpers += ("",) * bool(helpers) + _filler(prefix, ZEROS)
+    title = TITLES[head.kind].format(mode=head.mode)
+    comment = (*_header_comment(title, head.source, head.inputs, head.wrt), "",
+               *_array_abi(tape, layout, bool(buffers), printer))
+    includes = ("<math.h>",) + (("<stdlib.h>",) if buffers else ()) + ((f'"{header}"',) if header else ())
+    return Module(comment, _guard(prefix), RESTRICT, SIMD_MACRO, includes, tuple(points), (), (), 0, True, helpers)
+
+
+def _outputs_doc(outputs: tuple[ArrayOutput, ...], names: tuple[str, ...], returns: bool) -> str:
+    """` Returns the value; the gradient into grad[0..1], x_bar; hvp into hvp[0..1], x_bar_dot.`"""
+    parts: dict[str, list[str]] = {}
+    for output, name in zip(outputs, names):
+        size = len(output.positions)
+        parts.setdefault(output.role, []).append(
+            f"{name}[0..{size - 1}]" if output.kind == "scalars" and size > 1 else f"{name}[0]"
+            if output.kind == "scalars" else name
+        )
+    text = [f"{'the ' if role in ('gradient', 'derivative') else ''}{role} into {', '.join(where)}"
+            for role, where in parts.items()]
+    if returns:
+        text.insert(0, "returns the value")
+    return f" {'; '.join(text).capitalize()}." if text else ""
+
+
+def _filler(prefix: str, name: str) -> tuple[str, ...]:
     """The static function making a product's buffer: `*buffer` resized (one buffer, reused by every
-    iteration of the loops around it) and filled with 1.0; 0 when memory ran out."""
+    iteration of the loops around it) and filled with 1.0 (ONES: the suffix products) or 0.0 (ZEROS:
+    their tangents); 0 when memory ran out."""
+    value, what = ("1.0", "a product's suffixes") if name == ONES else ("0.0", "the tangents of a product's suffixes")
     return (
-        "/* *buffer resized to size doubles (at least one), each 1.0: a product's suffixes; 0 if memory ran out. */",
-        f"static int {prefix}_{ONES}(double **buffer, long size)",
+        f"/* *buffer resized to size doubles (at least one), each {value}: {what}; 0 if memory ran out. */",
+        f"static int {prefix}_{name}(double **buffer, long size)",
         "{",
         "    if (size < 1)",
         "        size = 1;",
@@ -1325,22 +1565,40 @@ def _ones(prefix: str) -> tuple[str, ...]:
         "    if (grown == NULL)",
         "        return 0;",
         "    for (long e = 0; e < size; ++e)",
-        "        grown[e] = 1.0;",
+        f"        grown[e] = {value};",
         "    *buffer = grown;",
         "    return 1;",
         "}",
     )
 
 
-def _array_abi(tape: Tape, layout: ArrayLayout, allocates: bool) -> tuple[str, ...]:
-    """The comment's account of the parameters, and of the lengths that keep every read in bounds."""
-    outputs = [f"{layout.grad}[j] for the j-th scalar of wrt"] if layout.grad else []
-    outputs += [f"{output} shaped as {array}" for array, output in layout.adjoints.items()]
-    text = [
-        "Each scalar input is a double, each array a pointer to its elements (row-major) followed by its",
-        "lengths. The gradient goes into the caller's arrays, every element written:",
-        f"{'; '.join(outputs) or 'nothing'}.",
-    ]
+def _array_abi(tape: Tape, layout: ArrayLayout, allocates: bool, printer: _ArrayPrinter | None = None) -> tuple[str, ...]:
+    """The comment's account of the parameters, and of the lengths that keep every read in bounds;
+    `printer` of a derivative module (its directions and outputs), else a gradient module's."""
+    if printer is None:
+        outputs = [f"{layout.grad}[j] for the j-th scalar of wrt"] if layout.grad else []
+        outputs += [f"{output} shaped as {array}" for array, output in layout.adjoints.items()]
+        text = [
+            "Each scalar input is a double, each array a pointer to its elements (row-major) followed by its",
+            "lengths. The gradient goes into the caller's arrays, every element written:",
+            f"{'; '.join(outputs) or 'nothing'}.",
+        ]
+    else:
+        text = [
+            "Each scalar input is a double, each array a pointer to its elements (row-major) followed by its",
+            "lengths; a direction (jvp, hvp) follows the inputs, in their order: a_dot for a scalar a, x_dot",
+            "for an array x (its elements; x's lengths are its lengths). The value is returned; the other",
+            "results go into the caller's arrays, every element written: a number's into name[0], a vector's",
+            "numbers into name[j] in wrt's order (grad, hvp) and each array's into its own array shaped as",
+            "the input (x_bar, x_bar_dot).",
+        ]
+        if printer.rows is not None:
+            rows = printer.rows
+            text += [
+                f"A vector output's value r goes into {layout.own['values']}[r], its row of partials into",
+                f"{layout.own['jacobian']}[r * {rows.columns} + c], {rows.columns} = {rows.width} (one column per scalar of wrt,",
+                f"one per element of an array of wrt), for r = 0 to {rows.count} - 1.",
+            ]
     if allocates:
         text += [
             "The adjoint of a product keeps the products of its last factors in a buffer from malloc",
