@@ -1214,7 +1214,9 @@ def array_outputs(entry: Entry) -> tuple[tuple[ArrayOutput, ...], bool]:
             scalars = tuple(position for position, array in arrays if not array)
             if scalars:
                 outputs.append(ArrayOutput(number, result.role, "scalars", scalars))
-            outputs += [ArrayOutput(number, result.role, "array", (position,), array) for position, array in arrays if array]
+            outputs += [
+                ArrayOutput(number, result.role, "array", (position,), array) for position, array in arrays if array
+            ]
         elif type(result) is Rows:
             outputs.append(ArrayOutput(number, result.role, "rows" if result.role == "values" else "matrix"))
         else:
@@ -1236,7 +1238,7 @@ class _RowsLayout:
 
     row: str  # "i", or "i - 1" for range(1, ...)
     first: str  # the row's first element: "i * columns", "(i - 1) * columns"
-    count: str  # how many rows: "len - 1" as C reads it (not below zero only when the range is non-empty)
+    count: str  # how many rows, as C reads it ("x_len - 1"; below zero for an empty range, where loops stop at once)
     columns: str
     width: str
     at: dict[str, str]
@@ -1452,7 +1454,8 @@ def _array_function(
         for output, output_name in zip(outputs, output_names):
             if output.kind != "scalars":
                 size = _output_size(output, printer)
-                lines.append(Line(f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output_name}[{counter}]", "=", "NAN", ""))
+                every = f"for (long {counter} = 0; {counter} < {size}; ++{counter}) {output_name}[{counter}]"
+                lines.append(Line(every, "=", "NAN", ""))
         for output, output_name in zip(outputs, output_names):
             if output.kind == "scalars":
                 lines += [Line(f"{output_name}[{j}]", "=", "NAN", "") for j in range(len(output.positions))]
@@ -1468,8 +1471,9 @@ def _output_size(output: ArrayOutput, printer: _ArrayPrinter) -> str:
     if output.kind == "array":
         return " * ".join(length for (name, _), length in printer.layout.lengths.items() if name == output.array)
     rows = printer.rows
-    count = rows.count if " " not in rows.count or output.kind == "rows" else f"({rows.count})"
-    return count if output.kind == "rows" else f"{count} * {rows.columns}"
+    if output.kind == "rows":
+        return rows.count
+    return f"{f'({rows.count})' if ' ' in rows.count else rows.count} * {rows.columns}"
 
 
 def array_module(adjoint: Adjoint, prefix: str = "symdiff", header: str | None = None) -> Module:
@@ -1519,8 +1523,7 @@ def array_program_module(program: Program, prefix: str = "symdiff", header: str 
             )
         outputs, returns = array_outputs(entry)
         doc = entry.doc + _outputs_doc(outputs, _output_names(outputs, printer), returns)
-        point, allocates = _array_function(printer, f"{prefix}_{entry.name}", entry, params, doc)
-        points.append(point)
+        points.append(_array_function(printer, f"{prefix}_{entry.name}", entry, params, doc)[0])
         buffers += _buffers(entry.body)
     helpers = ()
     if any(type(target) is Suffixes for target in buffers):
@@ -1539,15 +1542,14 @@ def _outputs_doc(outputs: tuple[ArrayOutput, ...], names: tuple[str, ...], retur
     parts: dict[str, list[str]] = {}
     for output, name in zip(outputs, names):
         size = len(output.positions)
-        parts.setdefault(output.role, []).append(
-            f"{name}[0..{size - 1}]" if output.kind == "scalars" and size > 1 else f"{name}[0]"
-            if output.kind == "scalars" else name
-        )
-    text = [f"{'the ' if role in ('gradient', 'derivative') else ''}{role} into {', '.join(where)}"
-            for role, where in parts.items()]
-    if returns:
-        text.insert(0, "returns the value")
-    return f" {'; '.join(text).capitalize()}." if text else ""
+        if output.kind == "scalars":
+            name += f"[0..{size - 1}]" if size > 1 else "[0]"
+        parts.setdefault(output.role, []).append(name)
+    text = ["returns the value"] if returns else []
+    text += [f"{'the ' if role in ('gradient', 'derivative') else ''}{role} into {', '.join(where)}"
+             for role, where in parts.items()]
+    sentence = "; ".join(text)
+    return f" {sentence[:1].upper()}{sentence[1:]}." if text else ""
 
 
 def _filler(prefix: str, name: str) -> tuple[str, ...]:
@@ -1572,7 +1574,9 @@ def _filler(prefix: str, name: str) -> tuple[str, ...]:
     )
 
 
-def _array_abi(tape: Tape, layout: ArrayLayout, allocates: bool, printer: _ArrayPrinter | None = None) -> tuple[str, ...]:
+def _array_abi(
+    tape: Tape, layout: ArrayLayout, allocates: bool, printer: _ArrayPrinter | None = None
+) -> tuple[str, ...]:
     """The comment's account of the parameters, and of the lengths that keep every read in bounds;
     `printer` of a derivative module (its directions and outputs), else a gradient module's."""
     if printer is None:
@@ -1596,8 +1600,8 @@ def _array_abi(tape: Tape, layout: ArrayLayout, allocates: bool, printer: _Array
             rows = printer.rows
             text += [
                 f"A vector output's value r goes into {layout.own['values']}[r], its row of partials into",
-                f"{layout.own['jacobian']}[r * {rows.columns} + c], {rows.columns} = {rows.width} (one column per scalar of wrt,",
-                f"one per element of an array of wrt), for r = 0 to {rows.count} - 1.",
+                f"{layout.own['jacobian']}[r * {rows.columns} + c], {rows.columns} = {rows.width} (one column per",
+                f"scalar of wrt, one per element of an array of wrt), for r = 0 to {rows.count} - 1.",
             ]
     if allocates:
         text += [
