@@ -14,7 +14,7 @@ from support import needs_compiler
 
 import symdiff
 from symdiff.api import build, build_tape
-from symdiff.codegen.c import array_module, array_program_module, find_compiler, render_c, render_module
+from symdiff.codegen.c import array_module, find_compiler, render_c, render_program
 from symdiff.core.derivatives import array_hvp_program, array_jvp_program, rows_jacobian_program
 from symdiff.errors import ArgumentError
 
@@ -428,7 +428,7 @@ DERIVATIVES = list(_derivative_programs())
 
 @pytest.mark.parametrize("program", [program for _, program in DERIVATIVES], ids=[name for name, _ in DERIVATIVES])
 def test_derivative_entries_compile_under_strict_flags(program, tmp_path):
-    source, header = render_module(array_program_module(program, "arrays", "arrays.h"))
+    source, header = render_program(program, "arrays", "arrays.h")
     (tmp_path / "arrays.c").write_text(source)
     (tmp_path / "arrays.h").write_text(header)
     command = [*find_compiler(), *STRICT, "-c", "arrays.c"]

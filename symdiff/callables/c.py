@@ -12,7 +12,6 @@ import struct
 from ..codegen.c import (
     SIGNATURES,
     array_outputs,
-    array_program_module,
     build_library,
     c_module,
     find_compiler,
@@ -291,7 +290,7 @@ class CEntries:
     def __init__(self, program: Program):
         self._tape, self._wrt = program.tape, program.header.wrt
         self._arrays = bool(program.tape.arrays or program.tape.loops)
-        self._module = array_program_module(program) if self._arrays else program_module(program)
+        self._module = program_module(program)
         self.source, self.header = render_module(self._module)
         find_compiler()  # no compiler: a clear error now, not at the first call
         self._inputs = len(program.header.inputs)

@@ -808,8 +808,11 @@ def program_module(program: Program, prefix: str = "symdiff", header: str | None
     output array per result in order (a scalar: one double; a vector: its entries; a matrix: its rows,
     row-major). The Program decides what is computed, where and in which order; this prints it, drops
     its Checks and its unread lines (C does not raise: a point outside a row's domain gives nan, as
-    f does), and cuts a long body into parts on its statements."""
+    f does), and cuts a long body into parts on its statements. An array program's (loops) prints as
+    array_program_module."""
     tape, head = program.tape, program.header
+    if tape.arrays or tape.loops:
+        return array_program_module(program, prefix, header)
     names = c_names(tape, head.wrt, prefix)
     own = _program_names(names)
     tests = _Tests(tape, names)
