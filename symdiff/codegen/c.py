@@ -52,6 +52,7 @@ from ..core.program import (
     Suffixes,
     Vector,
     build_program,
+    result_terms,
 )
 from ..core.program import Loop as ProgramLoop
 from ..core.tape import COUNTER, INPUT, LENGTH, READ, REDUCTIONS, Ref, Tape
@@ -1371,11 +1372,19 @@ class _ArrayPrinter:
         return list(dict.fromkeys(self.code.leaf(target) for target in _buffers(nodes)))
 
 
-def _without_dead_tangents(body: tuple, declared: dict[str, int], code: _CodePrinter) -> tuple:
-    """A loop's body without the tangents of its own values that nothing in it reads: a loop that
-    recomputes a product's factors carries their tangents (w3_dot) where only a later loop reads them
-    (/work/notes/requests-c.md 5). Declared in the loop's block, such a line is an unused variable."""
-    read, stack = set(), list(body)
+def _without_dead_tangents(body: tuple, declared: dict[str, int], code: _CodePrinter, results=()) -> tuple:
+    """A block without the tangents of forward values declared in it that nothing in it reads (nor
+    `results`): a loop that recomputes a sum or a product's factors carries their tangents where only
+    another loop reads them (/work/notes/requests-c.md 5). Such a variable would be unused in the
+    block, or only updated; every line of it is left out."""
+    read, stack = {leaf for term in results for leaf in _leaves(term) if type(leaf) is Dot}, list(body)
+    own, level = set(), list(body)  # the tangents this block declares (a Section is not a block of its own)
+    while level:
+        node = level.pop()
+        if type(node) is Section:
+            level.extend(node.body)
+        elif type(node) is Assign and type(node.target) is Dot and type(node.target.of) is Ref and node.mode == "=":
+            own.add(node.target)
     while stack:
         node = stack.pop()
         kind = type(node)
@@ -1385,15 +1394,21 @@ def _without_dead_tangents(body: tuple, declared: dict[str, int], code: _CodePri
             read.update(leaf for term in node.terms for leaf in _leaves(term) if type(leaf) is Dot)
         elif kind is ProgramLoop or kind is Section:
             stack.extend(node.body)
+    dead = {target for target in own - read if code.leaf(target) not in declared}
+    return _dropping(body, dead) if dead else body
 
-    def dead(node) -> bool:
-        target = node.target if type(node) is Assign else None
-        return (
-            type(target) is Dot and type(target.of) is Ref and node.mode == "="
-            and target not in read and code.leaf(target) not in declared
-        )
 
-    return tuple(node for node in body if not dead(node))
+def _dropping(nodes: tuple, dead: set) -> tuple:
+    """`nodes` without the Assigns to `dead` targets, in loops and sections too."""
+    kept = []
+    for node in nodes:
+        kind = type(node)
+        if kind is Assign and node.target in dead:
+            continue
+        if kind is ProgramLoop or kind is Section:
+            node = replace(node, body=_dropping(node.body, dead))
+        kept.append(node)
+    return tuple(kept)
 
 
 def _sum(left: str, right: str) -> str:
@@ -1440,7 +1455,8 @@ def _array_function(
     lines = [Line(f"double *{buffer}", "=", "NULL", "") for buffer in buffers]
     if printer.rows is not None and printer.wrt:
         lines.append(Line(f"const long {printer.rows.columns}", "=", printer.rows.width, ""))
-    printer.lines(entry.body, 0, {}, lines)
+    body = _without_dead_tangents(entry.body, {}, printer.code, result_terms(entry.results))
+    printer.lines(body, 0, {}, lines)
     lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
     for output, output_name in zip(outputs, output_names):
         if output.kind == "scalars":
