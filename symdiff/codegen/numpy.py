@@ -49,6 +49,7 @@ from ..core.program import (
     Section,
     Suffixes,
     Vector,
+    buffer_length,
     build_program,
     result_terms,
 )
@@ -1280,8 +1281,7 @@ class _ArrayFunctionPrinter:
         name = self.base(target)
         value = number_text(start.value)
         if self.level.depth == 0:
-            loop = self.tape.loop_of(reduction)
-            self.emit(f"{name} = numpy.full({self.count(combine(loop.stop, loop.start, -1))} + 1, {value})")
+            self.emit(f"{name} = numpy.full({self.count(buffer_length(self.tape, reduction))}, {value})")
         else:
             self.emit(f"{name} = {value}")
         self.levels[name] = self.level
