@@ -376,3 +376,12 @@ def test_every_value_a_recomputed_loop_reads_is_computed(text):
     for value, gradient in (g.value_and_grad(*arguments), (g.value(*arguments), g(*arguments))):
         assert math.isclose(value, float(function.subs(point)), rel_tol=1e-12)
         assert relative_error([v for part in gradient for v in numpy.ravel(part)], expected) < 1e-12
+
+
+def test_the_hessian_of_a_loop_over_scalars_only():
+    # KeyError 'hessian': a program with loops but no array input has an hvp module too.
+    value, (a_bar,), rows = symdiff.compile_hessian("prod(a + i for i in range(4))")(1.0)
+    a = sympy.Symbol("a")
+    product = sympy.prod([a + i for i in range(4)])
+    assert value == 24.0 and a_bar == float(sympy.diff(product, a).subs(a, 1.0))
+    assert rows == ((float(sympy.diff(product, a, 2).subs(a, 1.0)),),)

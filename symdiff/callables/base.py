@@ -127,9 +127,11 @@ class Hessian(Jvp):
     def __init__(self, entries, expression: str, inputs: tuple[str, ...], backend: str, wrt, programs, tape=None):
         super().__init__(entries, expression, inputs, backend, tape)
         self.wrt, self.programs = wrt, programs
+        # An array program's module has hvp only (its Hessian's size is known only at a point).
+        self._by_columns = tape is not None
 
     def __call__(self, *args, **kwargs):
-        if self._arrays is not None:
+        if self._by_columns:
             return self._columns(self._values(args, kwargs))
         return self._function("hessian")(*self._values(args, kwargs))
 
