@@ -46,6 +46,11 @@ PROGRAMS = [
     ("prod(x[i] for i in range(len(x)))", None, {"x": (6,)}),
     ("sum(prod(W[j, k] + x[k] for k in range(j, len(x))) for j in range(len(W)))", None, {"W": (3, 4), "x": (4,)}),
     ("log(prod(exp(x[i]) + a for i in range(1, len(x))))*a", None, {"a": 0.7, "x": (5,)}),
+    (  # the reverse loop over k recomputes w3 = W[i, k]*x[k], which only the forward one reads
+        "sum(sin(sum(W[i, k]*x[k] for k in range(len(x))))*prod(x[k] + 2 for k in range(i)) for i in range(len(W)))",
+        None,
+        {"W": (3, 4), "x": (4,)},
+    ),
 ]
 
 
@@ -263,6 +268,9 @@ JACOBIANS = [
     ("[prod(x[j] for j in range(i + 1)) for i in range(1, len(x))]", None),
     ("[sum(x[j]*x[i] for j in range(i)) + a for i in range(len(x))]", None),
     ("[sum(W[i, k]*x[k] for k in range(len(x))) - y[i]*x[0] for i in range(len(y))]", ["W", "x"]),
+    ("m = sum(x[l] for l in range(len(x)))/len(x); [(x[i] - m)^2 for i in range(len(x))]", None),
+    ("[sin(sum(W[i, k]*x[k] for k in range(len(x))))*prod(x[k] + 2 for k in range(i)) for i in range(len(W))]", None),
+    ("[a*i + b*x[len(x) - 1 - i]^3 for i in range(2, len(x))]", ["b", "x", "a"]),
 ]
 
 

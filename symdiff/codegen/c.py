@@ -1296,7 +1296,7 @@ class _ArrayPrinter:
                 else:
                     header = f"for (long {index} = {start}; {index} < {stop}; ++{index}) {{"
                 out.append(Line(header, "", "", "", indent))
-                self.lines(_without_dead_tangents(node.body, declared, self.code), depth + 1, dict(declared), out)
+                self.lines(_without_unread(node.body, declared, self.code), depth + 1, dict(declared), out)
                 out.append(Line("}", "", "", "", indent))
             elif kind is Append:
                 self.append(node, indent, declared, out)
@@ -1372,26 +1372,26 @@ class _ArrayPrinter:
         return list(dict.fromkeys(self.code.leaf(target) for target in _buffers(nodes)))
 
 
-def _without_dead_tangents(body: tuple, declared: dict[str, int], code: _CodePrinter, results=()) -> tuple:
-    """A block without the tangents of forward values declared in it that nothing in it reads (nor
-    `results`): a loop that recomputes a sum or a product's factors carries their tangents where only
-    another loop reads them (/work/notes/requests-c.md 5). Such a variable would be unused in the
-    block, or only updated; every line of it is left out."""
-    read, stack = {leaf for term in results for leaf in _leaves(term) if type(leaf) is Dot}, list(body)
-    own, level = set(), list(body)  # the tangents this block declares (a Section is not a block of its own)
+def _without_unread(body: tuple, declared: dict[str, int], code: _CodePrinter, results=()) -> tuple:
+    """A block without the values (and tangents of values) declared in it that nothing in it reads, nor
+    `results`: a loop that recomputes a body (or its tangents) carries values only another loop reads
+    (/work/notes/requests-c.md 5). In C such a block's variable is unused, or only updated (-Wunused);
+    every line of it is left out."""
+    read, stack = {leaf for term in results for leaf in _leaves(term)}, list(body)
+    own, level = set(), list(body)  # the variables this block declares (a Section is not a block of its own)
     while level:
         node = level.pop()
         if type(node) is Section:
             level.extend(node.body)
-        elif type(node) is Assign and type(node.target) is Dot and type(node.target.of) is Ref and node.mode == "=":
+        elif type(node) is Assign and node.mode == "=" and type(getattr(node.target, "of", node.target)) is Ref:
             own.add(node.target)
     while stack:
         node = stack.pop()
         kind = type(node)
         if kind is Assign:
-            read.update(leaf for leaf in _leaves(node.term) if type(leaf) is Dot)
+            read.update(_leaves(node.term))
         elif kind is Append:
-            read.update(leaf for term in node.terms for leaf in _leaves(term) if type(leaf) is Dot)
+            read.update(leaf for term in node.terms for leaf in _leaves(term))
         elif kind is ProgramLoop or kind is Section:
             stack.extend(node.body)
     dead = {target for target in own - read if code.leaf(target) not in declared}
@@ -1455,7 +1455,7 @@ def _array_function(
     lines = [Line(f"double *{buffer}", "=", "NULL", "") for buffer in buffers]
     if printer.rows is not None and printer.wrt:
         lines.append(Line(f"const long {printer.rows.columns}", "=", printer.rows.width, ""))
-    body = _without_dead_tangents(entry.body, {}, printer.code, result_terms(entry.results))
+    body = _without_unread(entry.body, {}, printer.code, result_terms(entry.results))
     printer.lines(body, 0, {}, lines)
     lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
     for output, output_name in zip(outputs, output_names):
