@@ -621,3 +621,14 @@ def test_a_jacobian_and_a_jvp_over_dask_data_run_lazily_and_give_the_numpy_resul
     expected_value, expected_derivative = jvp([1.5, 0.5, 0.1, t, y], direction)
     assert not type(derivative).__module__.startswith("dask")
     assert relative_error(value, expected_value) < 1e-12 and relative_error(derivative, expected_derivative) < 1e-12
+
+
+def test_a_value_the_same_for_every_iteration_is_read_in_an_inner_loop():
+    # 'float' object is not subscriptable: w11_bar = a * 0.5 ** 9 is one number for every i, and the
+    # loop over l inside read it as one per i (the long array fuzzer's find).
+    text = "sum(a*(3 + sum(tanh(x[i]) for l in range(len(x))))*sin(a)/512 for i in range(len(x) - 1))"
+    point = (-0.3, numpy.array([0.19, 0.7, 0.2]))
+    value, (a_bar, x_bar) = symdiff.compile_grad(text, backend="numpy").value_and_grad(*point)
+    expected_value, (expected_a, expected_x) = symdiff.compile_grad(text).value_and_grad(*point)
+    assert value == pytest.approx(expected_value, rel=1e-13) and a_bar == pytest.approx(expected_a, rel=1e-13)
+    assert x_bar == pytest.approx(expected_x, rel=1e-13)

@@ -1541,7 +1541,8 @@ class _ArrayFunctionPrinter:
         home = self.levels.get(name)
         if home is None or home.depth == 0 or home is self.level:
             return name
-        return f"{name}[{self.owner(self.level, home.depth)}]"  # a value of an enclosing loop, at each iteration
+        # A value of an enclosing loop at each iteration (one number for all stays one: w_bar = a * 0.5).
+        return self.call("_each", name, self.owner(self.level, home.depth))
 
     def read(self, instr, suffix: str = "") -> str:
         """An element of an array input (of the direction's, x_dot, with `suffix` "_dot") at the
@@ -1614,7 +1615,7 @@ class _ArrayFunctionPrinter:
 
 # The runtime's functions that array programs call (templates/numpy_arrays.py.j2).
 ARRAY_HELPERS = (
-    "_blocks", "_total", "_segment_total", "_nest", "_scatter", "_scan", "_segment_scan", "_positions", "_rows",
+    "_blocks", "_total", "_each", "_segment_total", "_nest", "_scatter", "_scan", "_segment_scan", "_positions", "_rows",
     "_columns",
 )
 
