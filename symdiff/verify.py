@@ -37,7 +37,9 @@ from .core.adjoint import Adjoint, Bar, Op, Term
 from .core.bounds import bounds, violation
 from .core.parse import parse_program
 from .core.reverse import local_partial
-from .core.tape import INPUT, Const, Ref, Tape, is_primitive
+from .core.expr import Length
+from .core.printing import affine_text, format_flat
+from .core.tape import COUNTER, INPUT, LENGTH, READ, Const, Ref, Tape, is_primitive
 from .core.unroll import elements, scalar, unroll
 from .errors import LimitError, Span, SymdiffError
 from .limits import DEFAULT_LIMITS, Limits
@@ -1094,7 +1096,89 @@ def verify_arrays(adjoint: Adjoint, timeout: float, modules: tuple[Emitted, ...]
         for entry in module.names
         if entry in ENTRY_POINTS  # a batch evaluates many points of scalar inputs: not for arrays
     )
-    return Report(tape.source, gradient, (), check_rules(tape, timeout), emitted)
+    rules = check_rules(tape, timeout) + check_loop_partials(tape, timeout)
+    return Report(tape.source, gradient, (), rules, emitted)
+
+
+def check_loop_partials(tape: Tape, timeout: float) -> tuple[Check, ...]:
+    """Every local partial of every loop body's entries, as the reverse sweep takes it, against
+    sympy.diff of the entry, with each loop's index a symbolic integer and each length a symbolic
+    positive integer: an element is x[i + 1] for an unknown i (sympy.Indexed), so the proof holds at
+    every index and length, not only at the sizes the whole gradient is proven at. A sum's partial
+    is 1 and a product's the product of the other factors: those are checked at every size."""
+    indices = {loop.index: sympy.Symbol(loop.index, integer=True) for loop in (*tape.loops, tape.rows) if loop}
+    lengths: dict[tuple[str, int], sympy.Symbol] = {}
+
+    def length(symbol) -> sympy.Symbol:
+        key = (symbol.array, symbol.dim)
+        if key not in lengths:
+            text = f"len({symbol.array})" if not symbol.dim else f"len({symbol.array}, {symbol.dim})"
+            lengths[key] = sympy.Symbol(text, integer=True, positive=True)
+        return lengths[key]
+
+    def affine(value) -> sympy.Expr:
+        return value.constant + sum(
+            c * (indices[name] if isinstance(name, str) else length(name)) for name, c in value.terms
+        )
+
+    def operand(index: int) -> sympy.Expr:
+        instr = tape.instrs[index]
+        if instr.op == READ:
+            return sympy.IndexedBase(instr.name, real=True)[tuple(affine(a) for a in instr.detail[0])]
+        if instr.op == COUNTER:
+            return indices[instr.name]
+        if instr.op == LENGTH:
+            return length(Length(instr.name, instr.detail))
+        return sympy.Symbol(instr.name if instr.op == INPUT else f"w{index + 1}", real=True)
+
+    checks = []
+    for p, instr in enumerate(tape.instrs):
+        if not tape.path(p) or not is_primitive(instr.op):
+            continue
+        row = primitives.lookup(instr.op)
+        forward = {i: operand(i) for i in {a.index for a in instr.args if isinstance(a, Ref)}}
+        values = [forward[a.index] if isinstance(a, Ref) else sympy_number(a.value) for a in instr.args]
+        for position, arg in enumerate(instr.args):
+            if not isinstance(arg, Ref) or row.partials[position] is None:
+                continue
+            if tape.instrs[arg.index].op in (COUNTER, LENGTH):
+                continue  # an index or a length is no input: nothing is differentiated by it
+            # d/d(operand at this position): the other positions keep their values even where the
+            # same entry stands there too (x[i] * x[i] has two partials, x[i] each).
+            dummy = sympy.Dummy("operand", real=True)
+            out = row.sympy(*[dummy if k == position else v for k, v in enumerate(values)])
+            expected = sympy.diff(out, dummy).subs(dummy, values[position])
+            forward[p] = out.subs(dummy, values[position])
+            partial = to_sympy(local_partial(row, position, instr.args, Ref(p)), forward, {})
+            loops = ", ".join(tape.loop_of(entry).index for entry, _ in tape.path(p))
+            subject = f"loop {loops}: d({_definition_text(tape, p)})/d({_operand_text(tape, arg.index)})"
+            symbols = sorted(
+                (partial.free_symbols | expected.free_symbols) - set(indices.values()) - set(lengths.values()),
+                key=str,
+            )
+            sampler = _Sampler([s for s in symbols if not isinstance(s, sympy.Indexed)])
+            checks.append(compare(subject, expected, partial, timeout, sampler, instr.span))
+    return tuple(checks)
+
+
+def _operand_text(tape: Tape, index: int) -> str:
+    instr = tape.instrs[index]
+    if instr.op == READ:
+        return instr.name + "[" + ", ".join(affine_text(a, _symbol_text) for a in instr.detail[0]) + "]"
+    if instr.op in (INPUT, COUNTER):
+        return instr.name
+    return f"w{index + 1}"
+
+
+def _definition_text(tape: Tape, index: int) -> str:
+    instr = tape.instrs[index]
+    return f"w{index + 1} = {format_flat(instr.op, instr.args, lambda ref: _operand_text(tape, ref.index), 'symdiff')}"
+
+
+def _symbol_text(symbol) -> str:
+    if isinstance(symbol, Length):
+        return f"len({symbol.array})" if not symbol.dim else f"len({symbol.array}, {symbol.dim})"
+    return symbol
 
 
 def _sizes_text(sizes: list[_Size]) -> str:

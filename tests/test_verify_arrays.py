@@ -163,7 +163,18 @@ def test_the_report_says_how_and_at_which_lengths():
         "mul'(y)",
         "add'(x)",
         "add'(y)",
+        # The loop body's partials, proven with i a symbolic integer and len(x) a symbolic length.
+        "loop i: d(w3 = x[i] ^ 2)/d(x[i])",
+        "loop i: d(w4 = x[i + 1] - w3)/d(x[i + 1])",
+        "loop i: d(w4 = x[i + 1] - w3)/d(w3)",
+        "loop i: d(w5 = w4 ^ 2)/d(w4)",
+        "loop i: d(w6 = 100 * w5)/d(w5)",
+        "loop i: d(w7 = 1 - x[i])/d(x[i])",
+        "loop i: d(w8 = w7 ^ 2)/d(w7)",
+        "loop i: d(w9 = w6 + w8)/d(w6)",
+        "loop i: d(w9 = w6 + w8)/d(w8)",
     ]
+    assert all(check.method == "symbolic" for check in report.rules)
     assert [check.method for check in report.emitted] == [
         "run on symbols and in floats at 10 points; len(x) = 1, 2, 3, 4, 5"
     ] * 3
@@ -302,3 +313,21 @@ def test_regression_a_value_of_an_outer_body_read_only_by_an_inner_loop():
     assert g(0.5, [0.5, 0.25]) == g.value_and_grad(0.5, [0.5, 0.25])[1]  # grad() raised NameError (w3)
     report = symdiff.verify(source)
     assert report.ok, str(report)
+
+
+def test_a_wrong_rule_is_caught_in_the_loop_body_with_a_symbolic_index(monkeypatch):
+    import dataclasses
+    import types
+
+    from symdiff.core import primitives
+
+    table = dict(primitives.TABLE)
+    table["sin"] = dataclasses.replace(table["sin"], partials=("-cos(x)",))
+    monkeypatch.setattr(primitives, "TABLE", types.MappingProxyType(table))
+    report = symdiff.verify(
+        "sum(sin(x[2*i + 1])*(i + len(x)) for i in range(len(x)/2))".replace("len(x)/2", "len(x) - 1")
+    )
+    wrong = [check for check in report.rules if check.equal is not True]
+    assert [check.subject for check in wrong] == ["sin'(x)", "loop i: d(w3 = sin(x[2*i + 1]))/d(x[2*i + 1])"]
+    assert (wrong[1].expected, wrong[1].actual) == ("cos(x[2*i + 1])", "-cos(x[2*i + 1])")
+    assert wrong[1].span == (4, 19)  # sin(x[2*i + 1]) in the input
