@@ -35,10 +35,10 @@ from .codegen import python as python_printer  # the printed code is part of wha
 from .core import primitives
 from .core.adjoint import Adjoint, Bar, Op, Term
 from .core.bounds import bounds, violation
-from .core.parse import parse_program
-from .core.reverse import local_partial
 from .core.expr import Length
+from .core.parse import parse_program
 from .core.printing import affine_text, format_flat
+from .core.reverse import local_partial
 from .core.tape import COUNTER, INPUT, LENGTH, READ, Const, Ref, Tape, is_primitive
 from .core.unroll import elements, scalar, unroll
 from .errors import LimitError, Span, SymdiffError
