@@ -131,7 +131,7 @@ def lower(
         """sum(body for i in range(a, b) for j in range(c, d)) is the sum over i of the sum over j:
         one loop per range, so what needs only i is computed once per i."""
         if node.op not in REDUCTIONS:
-            raise SymdiffError(f"[... for ...] vector outputs are not supported yet; write {node.op} as sum(...)", source, node.span)
+            raise SymdiffError("a vector [... for ...] can only be the whole output", source, node.span)
         if not loops:  # the first loop: every entry so far is outside all loops
             scopes.extend(() for _ in range(len(instrs) - len(scopes)))
         opened = []

@@ -10,6 +10,9 @@
   equal contributions to one adjoint are one term (x1*x2 + x2*x1 is 2*(x1*x2));
 - contributions that share a power-of-two factor are summed under it (-2*a - b*(2*c) is -2*(a + b*c));
 - only adjoints that lie on a path to a requested input are computed.
+In an array program, a loop's contributions to a value outside the loop are added as the loop runs
+(the value's adjoint zeroed before it), and an array element's are added into the array's adjoint
+(`x_bar[i + 1] += ...`): the sweep of a loop stays one loop.
 The rewrites below are the arithmetic the chain rule itself uses (multiply, add, negate); derivative
 rules stay in the primitive table.
 """
