@@ -345,7 +345,8 @@ def test_the_hessian_of_a_product_is_exact_where_factors_are_zero():
 
 # A loop recomputing a sum or a product's factors carries their tangents where only a later loop
 # reads them (the forward sweep's w5_dot below; /work/notes/requests-c.md 5): in C each is a block's
-# variable nothing reads, left out; found by the array fuzzer (its hvp did not compile).
+# variable nothing reads, left out with whatever only it read; found by the array fuzzer (these hvps
+# did not compile, or not under -Werror).
 UNREAD_TANGENTS = [
     (
         "sum(x[2*i + 1] for i in range(len(x) - 3))"
@@ -358,10 +359,21 @@ UNREAD_TANGENTS = [
         {"W": (3, 4), "x": (4,)},
         "            const double w3 = W[j * W_len1 + k] + x[k];\n            w4 *= w3;\n",
     ),
+    (  # w4_dot reads w2_dot, and nothing reads w4_dot in the forward sweep
+        "sum((1/(1 + x[i]^2))^2 for i in range(len(x))) + sum(x[i] for i in range(len(x)))",
+        {"x": (4,)},
+        "        const double w2 = x[i] * x[i];\n        const double w3 = 1.0 + w2;\n",
+    ),
+    (  # w3_dot is read by w4_dot += w3_dot two loops down, and nothing reads w4_dot there
+        "sum(sum(x[i]^3 for l in range(len(x)))*a for i in range(len(x)) for j in range(i + 1, len(x)))"
+        " - prod(1 + y[i] for i in range(len(x)))",
+        {"a": 0.6, "x": (4,), "y": (4,)},
+        "        const double w3 = pow(x[i], 3);\n        double w6 = 0.0;\n",
+    ),
 ]
 
 
-@pytest.mark.parametrize("text, inputs, loop", UNREAD_TANGENTS, ids=["inner sum", "product"])
+@pytest.mark.parametrize("text, inputs, loop", UNREAD_TANGENTS, ids=["inner sum", "product", "chain", "nested"])
 def test_a_tangent_only_another_loop_reads_is_left_out_of_a_loop(text, inputs, loop, tmp_path):
     hessian, textbook = symdiff.compile_hessian(text, backend="c"), symdiff.compile_hessian(text)
     point, direction = _point_and_direction(inputs, 3)

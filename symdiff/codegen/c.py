@@ -1,7 +1,8 @@
 """The C printer: the core's Program -> standalone C99 (math.h only). c_module prints the gradient
 Program (build_program: f, grad, value_and_grad) at one point and over a batch of points;
-program_module the jvp, Jacobian and Hessian Programs at one point. Plus a loader that compiles C with
-the system C compiler and loads it for ctypes.
+program_module the jvp, Jacobian and Hessian Programs at one point; an array program's (loops over
+arrays) are plain loops over whole arrays instead (array_module, array_program_module). Plus a
+loader that compiles C with the system C compiler and loads it for ctypes.
 
 The Program decides what is computed, read and guarded, and in which branch; this module chooses
 names, schedules statements on demand (_scheduled: the same data flow, shorter live ranges), cuts
@@ -1057,7 +1058,12 @@ def render_program(program: Program, prefix: str = "symdiff", header: str | None
 # grad[j] is the j-th scalar of wrt (no grad when wrt has none), and each array of wrt has its own
 # output shaped as the input, every element written. Loops are plain `for` loops over the Program's
 # ranges, in the Program's order (the same sums in the same order: Python's bits); the caller checks
-# that the lengths keep every read in bounds (core.bounds) before the call.
+# that the lengths keep every read in bounds (core.bounds) before the call. The derivative Programs
+# (jvp, hvp, a vector output's Jacobian: array_program_module) take the direction after the inputs and
+# write their results the same way (array_outputs):
+#     double symdiff_jvp(double a, const double *x, long x_len, double a_dot, const double *x_dot, double *derivative);
+#     double symdiff_hvp(/* inputs, direction */, double *grad, double *x_bar, double *hvp, double *x_bar_dot);
+#     void symdiff_value_and_jacobian(/* inputs */, double *values, double *jacobian);  /* rows x columns */
 
 
 @dataclass(frozen=True, slots=True)
@@ -1296,7 +1302,7 @@ class _ArrayPrinter:
                 else:
                     header = f"for (long {index} = {start}; {index} < {stop}; ++{index}) {{"
                 out.append(Line(header, "", "", "", indent))
-                self.lines(_without_unread(node.body, declared, self.code), depth + 1, dict(declared), out)
+                self.lines(node.body, depth + 1, dict(declared), out)
                 out.append(Line("}", "", "", "", indent))
             elif kind is Append:
                 self.append(node, indent, declared, out)
@@ -1372,19 +1378,33 @@ class _ArrayPrinter:
         return list(dict.fromkeys(self.code.leaf(target) for target in _buffers(nodes)))
 
 
-def _without_unread(body: tuple, declared: dict[str, int], code: _CodePrinter, results=()) -> tuple:
-    """A block without the values (and tangents of values) declared in it that nothing in it reads, nor
-    `results`: a loop that recomputes a body (or its tangents) carries values only another loop reads
-    (/work/notes/requests-c.md 5). In C such a block's variable is unused, or only updated (-Wunused);
-    every line of it is left out."""
-    read, stack = {leaf for term in results for leaf in _leaves(term)}, list(body)
-    own, level = set(), list(body)  # the variables this block declares (a Section is not a block of its own)
+def _without_unread(body: tuple, results=()) -> tuple:
+    """An entry's body without the values (and tangents of values) a block declares that nothing in the
+    block reads (nor `results`, at the top): a loop that recomputes a body (or its tangents) carries
+    values only another loop reads (/work/notes/requests-c.md 5). In C such a variable is unused, or
+    only updated (-Wunused); every line of it is left out, until none is left (w8_dot in a loop may be
+    all that reads w7_dot in the loop around it)."""
+    read = {leaf for term in results for leaf in _leaves(term)}
+    while True:
+        dropped: list = []
+        body = _pruned(body, frozenset(), read, dropped)
+        if not dropped:
+            return body
+
+
+def _pruned(nodes: tuple, outer: frozenset, read_after: set, dropped: list) -> tuple:
+    """One pass over a block (`nodes`, its Sections included) and the loops in it: the variables it
+    declares (an `=` not declared by a block around it, `outer`) that nothing reads are dropped."""
+    own, level = set(), list(nodes)
     while level:
         node = level.pop()
         if type(node) is Section:
             level.extend(node.body)
         elif type(node) is Assign and node.mode == "=" and type(getattr(node.target, "of", node.target)) is Ref:
             own.add(node.target)
+    own -= outer
+    nodes = _loops_pruned(nodes, outer | own, dropped)
+    read, stack = set(read_after), list(nodes)
     while stack:
         node = stack.pop()
         kind = type(node)
@@ -1394,8 +1414,23 @@ def _without_unread(body: tuple, declared: dict[str, int], code: _CodePrinter, r
             read.update(leaf for term in node.terms for leaf in _leaves(term))
         elif kind is ProgramLoop or kind is Section:
             stack.extend(node.body)
-    dead = {target for target in own - read if code.leaf(target) not in declared}
-    return _dropping(body, dead) if dead else body
+    dead = own - read
+    if dead:
+        dropped.extend(dead)
+        nodes = _dropping(nodes, dead)
+    return nodes
+
+
+def _loops_pruned(nodes: tuple, outer: frozenset, dropped: list) -> tuple:
+    """`nodes` with each loop in them (through Sections) pruned as a block of its own."""
+    out = []
+    for node in nodes:
+        if type(node) is Section:
+            node = replace(node, body=_loops_pruned(node.body, outer, dropped))
+        elif type(node) is ProgramLoop:
+            node = replace(node, body=_pruned(node.body, outer, set(), dropped))
+        out.append(node)
+    return tuple(out)
 
 
 def _dropping(nodes: tuple, dead: set) -> tuple:
@@ -1455,7 +1490,7 @@ def _array_function(
     lines = [Line(f"double *{buffer}", "=", "NULL", "") for buffer in buffers]
     if printer.rows is not None and printer.wrt:
         lines.append(Line(f"const long {printer.rows.columns}", "=", printer.rows.width, ""))
-    body = _without_unread(entry.body, {}, printer.code, result_terms(entry.results))
+    body = _without_unread(entry.body, result_terms(entry.results))
     printer.lines(body, 0, {}, lines)
     lines += [Line(f"free({buffer});", "", "", "") for buffer in buffers]
     for output, output_name in zip(outputs, output_names):
