@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -109,10 +110,20 @@ def main() -> int:
     print(markdown)
     plot_path = plot(document, tools, RESULTS / "build_time.png")
     if args.publish:
-        (HERE / "RESULTS.md").write_text(markdown)
+        path = HERE / "RESULTS.md"
+        path.write_text(published(markdown, path.read_text() if path.exists() else ""))
         if plot_path:
             shutil.copyfile(plot_path, HERE / "build_time.png")
     return 0
+
+
+def published(markdown: str, previous: str) -> str:
+    """The suite's tables, then every section of the previous RESULTS.md that they do not replace
+    (dated re-runs, the array programs' results of benchmarks/arrays.py, measurements moved there)."""
+    titles = {line for line in markdown.splitlines() if line.startswith("## ")}
+    sections = re.split(r"(?m)^(?=## )", previous)[1:]
+    kept = [section for section in sections if section.splitlines()[0] not in titles]
+    return markdown.rstrip("\n") + "\n\n" + "".join(kept) if kept else markdown
 
 
 def predicted_build(results: list[dict], tool: str, case, cases) -> float:
