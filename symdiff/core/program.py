@@ -438,7 +438,7 @@ def _suffixes(tape: Tape, lines: dict[int, Assign], prefix: Path) -> list[tuple[
 
 
 def _node_terms(items: list[tuple[Path, Node]]) -> list:
-    """The terms the nodes read (a Check reads its entry's operands)."""
+    """The terms the nodes read (their Assigns and Appends, in their loops and sections too)."""
     terms, stack = [], [node for _, node in items]
     while stack:
         node = stack.pop()
