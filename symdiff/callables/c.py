@@ -353,23 +353,30 @@ def _array_entry_function(library: ctypes.CDLL, name: str, entry, tape, wrt: tup
             arguments.append(_data(along))
         made = [_output_array(output, point, position, lengths, tape, wrt) for output in outputs]
         value = function(*arguments, *map(_data, made))
-        results: list = [value] if returns else []
-        results += [None] * (len(entry.results) - len(results))
-        for output, filled in zip(outputs, made):
-            result = entry.results[output.result]
-            if type(result) is Scalar:
-                results[output.result] = float(filled[0])
-            elif type(result) is Vector:
-                terms = results[output.result] = results[output.result] or [None] * len(result.terms)
-                items = filled.tolist() if output.kind == "scalars" else [filled]
-                for term_position, item in zip(output.positions, items):
-                    terms[term_position] = item
-            else:
-                results[output.result] = filled
-        results = [tuple(item) if isinstance(item, list) else item for item in results]
-        return results[0] if len(results) == 1 else tuple(results)
+        return _array_results(entry, outputs, made, value if returns else None)
 
     return call
+
+
+def _array_results(entry, outputs, made: list, value: float | None):
+    """The entry's results as the Python module returns them, from the filled outputs: the value (when
+    the function returned it), a float for a number, a tuple for a vector (floats and arrays), an
+    array for rows."""
+    results: list = [value] if value is not None else []
+    results += [None] * (len(entry.results) - len(results))
+    for output, filled in zip(outputs, made):
+        result = entry.results[output.result]
+        if type(result) is Scalar:
+            results[output.result] = float(filled[0])
+        elif type(result) is Vector:
+            terms = results[output.result] = results[output.result] or [None] * len(result.terms)
+            items = filled.tolist() if output.kind == "scalars" else [filled]
+            for term_position, item in zip(output.positions, items):
+                terms[term_position] = item
+        else:
+            results[output.result] = filled
+    results = [tuple(item) if isinstance(item, list) else item for item in results]
+    return results[0] if len(results) == 1 else tuple(results)
 
 
 def _output_array(output, point: tuple, position: dict, lengths: dict, tape, wrt: tuple[str, ...]):
