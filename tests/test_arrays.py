@@ -385,3 +385,37 @@ def test_the_hessian_of_a_loop_over_scalars_only():
     product = sympy.prod([a + i for i in range(4)])
     assert value == 24.0 and a_bar == float(sympy.diff(product, a).subs(a, 1.0))
     assert rows == ((float(sympy.diff(product, a, 2).subs(a, 1.0)),),)
+
+
+def test_a_tangent_set_in_a_loop_that_nothing_in_it_reads_is_not_computed():
+    # The loop over k that only computes the product w4 carried w3_dot, read only by the two loops
+    # after it, which compute their own; the forward sweep carried w5_dot, which only the reverse
+    # sweep reads, after computing its own.
+    hvp = symdiff.compile_hessian("sum(prod(W[j, k] + x[k] for k in range(j, len(x))) for j in range(len(W)))").source
+    assert hvp.count("w3_dot = W_dot[j][k] + x_dot[k]") == 2
+    pairs = symdiff.compile_hessian(
+        "sum(x[2*i + 1] for i in range(len(x) - 3))"
+        " - sum(sum(a for l in range(len(x)))*x[i] - x[j] for i in range(len(x)) for j in range(i + 1, len(x)))"
+    ).source
+    forward = pairs.split("# forward sweep")[1].split("# reverse sweep")[0]
+    assert "w5 += a" in forward and "_dot" not in forward
+
+
+def test_the_scan_of_an_inner_products_tangent_is_kept_where_its_loop_reads_it():
+    # Dropping tangents per loop once took the product's update w5_dot = w5_dot * w4 + ... (an
+    # update, not a new value) for a value of the inner loop only: every backend's hvp was wrong.
+    text = "prod(1 + y[j]^3/4 for i in range(len(x)) for j in range(i + 1, len(x))) + sum(sin(x[i]) for i in range(len(x)))"
+    n = 3
+    x, y = symbols_of("x", n), symbols_of("y", n)
+    f = sympy.prod([1 + y[j] ** 3 / 4 for i in range(n) for j in range(i + 1, n)]) + sum(sympy.sin(v) for v in x)
+    variables = [*x, *y]
+    point = dict(zip(variables, [0.3, -0.2, 0.5, 0.7, -0.4, 0.6]))
+    direction = [1.0, 0.5, -0.25, 0.3, -1.0, 2.0]
+    expected = [
+        float(sum(sympy.diff(f, u, w).subs(point) * d for w, d in zip(variables, direction))) for u in variables
+    ]
+    for backend in ("python", "numpy", "c"):
+        _, _, (x_hv, y_hv) = symdiff.compile_hessian(text, backend=backend).hvp(
+            [[0.3, -0.2, 0.5], [0.7, -0.4, 0.6]], [direction[:3], direction[3:]]
+        )
+        assert relative_error([*x_hv, *y_hv], expected) < 1e-12, backend

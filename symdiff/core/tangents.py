@@ -141,10 +141,65 @@ def _read_tangents(tape: Tape, body: tuple, results: tuple) -> tuple:
             if type(node.target) is Dot:
                 found.discard(_base(tape, node.target))  # w4_dot = w4_dot * w3 + ...: not a reader of itself
             read |= found
-        kept = _without(tape, body, read)
+        kept = _loop_locals(tape, _without(tape, body, read), read_outside=_dots(tape, result_terms(results)))
         if kept == body:
             return body
         body = kept
+
+
+def _loop_locals(tape: Tape, nodes: tuple, read_outside: set) -> tuple:
+    """The nodes without the tangents a loop sets (`w3_dot = ...`) and nothing in that loop reads: a
+    value set in a loop lives one iteration (a loop that recomputes a body for another loop's sake
+    carries no tangent the other one reads: that one computes its own). A value set outside every
+    loop (a sum's tangent, zeroed before its loop and added to in it) is not such a value."""
+    return _pruned(tape, nodes, _set_outside_loops(tape, nodes), read_outside)
+
+
+def _set_outside_loops(tape: Tape, nodes: tuple) -> set:
+    found, stack = set(), list(nodes)
+    while stack:
+        node = stack.pop()
+        if type(node) is Assign and node.mode == "=" and type(node.target) is Dot:
+            found.add(_base(tape, node.target))
+        elif type(node) is Section:
+            stack.extend(node.body)
+    return found
+
+
+def _pruned(tape: Tape, nodes: tuple, outside: set, read_outside: set) -> tuple:
+    """`outside`: values set around these nodes (outside every loop, or in an enclosing loop's body):
+    a loop inside that updates one (w5_dot = w5_dot * w4 + ..., a product's scan) does not own it."""
+    out = []
+    for node in nodes:
+        if type(node) is Loop:
+            set_here, read = set(), set()
+            for line in _assigns(node.body):
+                found = _dots(tape, [line.term])
+                if type(line.target) is Dot:
+                    base = _base(tape, line.target)
+                    if line.mode == "=" and base not in found and type(base.of) in (Ref, Bar, Prefix):
+                        set_here.add(base)
+                    found.discard(base)
+                read |= found
+            local = set_here - outside - read - read_outside
+            body = _without_bases(tape, node.body, local) if local else node.body
+            around = outside | _set_outside_loops(tape, body)  # what this loop's body sets for its inner loops
+            node = replace(node, body=_pruned(tape, body, around, read_outside))
+        elif type(node) is Section:
+            node = replace(node, body=_pruned(tape, node.body, outside, read_outside))
+        out.append(node)
+    return tuple(out)
+
+
+def _without_bases(tape: Tape, nodes: tuple, dropped: set) -> tuple:
+    out = []
+    for node in nodes:
+        if type(node) is Assign and type(node.target) is Dot and _base(tape, node.target) in dropped:
+            continue
+        if type(node) is Loop or type(node) is Section:
+            node = replace(node, body=_without_bases(tape, node.body, dropped))
+        out.append(node)
+    return tuple(out)
 
 
 def _without(tape: Tape, nodes: tuple, read: set) -> tuple:
